@@ -59,8 +59,10 @@ def _meta_pos(meta: lark.tree.Meta) -> SourcePos:
 @lru_cache(maxsize=1)
 def _lark() -> lark.Lark:
     grammar = resources.files("kernelc.dsl").joinpath("grammar.lark").read_text()
+    # lark caches the analysed grammar (keyed by its text and options) in the temp folder:
+    # building the LALR tables costs ~60 ms, loading them ~5 ms.
     return lark.Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True,
-                     postlex=_NewlinePostLexer(), maybe_placeholders=True)
+                     postlex=_NewlinePostLexer(), maybe_placeholders=True, cache=True)
 
 
 @v_args(meta=True)

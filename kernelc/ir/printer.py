@@ -37,7 +37,8 @@ def _fmt_type(node: Node) -> str:
 def print_kernel(kernel: Kernel) -> str:
     params = ", ".join(f"{p.name}: {p.type}" for p in kernel.params)
     outs = ", ".join(str(o.type) for o in kernel.outputs)
-    lines = [f"kernel {kernel.name}({params}) -> ({outs}) {{"]
+    outs = outs if len(kernel.outputs) == 1 else f"({outs})"
+    lines = [f"kernel {kernel.name}({params}) -> {outs} {{"]
     names: dict[Node, str] = {}
     for node in walk([o.value for o in kernel.outputs]):
         name = f"%{len(names)}"

@@ -12,6 +12,12 @@ from kernelc.ir.nodes import Kernel
 from kernelc.plugins import API_VERSION
 
 
+def thread_count() -> int:
+    """KERNELC_NUM_THREADS, else every core."""
+    env = os.environ.get("KERNELC_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
+
+
 class NumpyBackend:
     name = "numpy"
     api_version = API_VERSION
@@ -24,10 +30,10 @@ class NumpyBackend:
         return all(not hasattr(a, "__cuda_array_interface__") for a in args.values())
 
     def default_schedule(self, kernel: Kernel, sizes: Sizes) -> Schedule:
-        return Schedule.of(self.name, pair_budget=DEFAULT_PAIR_BUDGET, threads=os.cpu_count() or 1)
+        return Schedule.of(self.name, pair_budget=DEFAULT_PAIR_BUDGET, threads=thread_count())
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
-        return [Schedule.of(self.name, pair_budget=b, threads=os.cpu_count() or 1) for b in (1 << 14, 1 << 16, 1 << 18)]
+        return [Schedule.of(self.name, pair_budget=b, threads=thread_count()) for b in (1 << 14, 1 << 16, 1 << 18)]
 
     def compile(self, kernel: Kernel, schedule: Schedule) -> Executable:
         return NumpyExecutable(kernel, schedule)

@@ -16,11 +16,11 @@ import numpy as np
 from kernelc.backends.interface import Call, Schedule
 from kernelc.backends.numpy.tiles import TileContext, TilePlan, operands, walk_operands
 from kernelc.ir.monoids import MONOIDS, State
-from kernelc.ir.nodes import Kernel, Node, other_index, reductions, walk
+from kernelc.ir.nodes import Kernel, Node, other_index, reductions
 from kernelc.ir.ops import Op, ReduceKind
 from kernelc.ir.reference import compute_dtype
 
-DEFAULT_PAIR_BUDGET = 1 << 16  # pairs per tile: about 0.5 MiB per live float64 value of dimension 1
+DEFAULT_PAIR_BUDGET = 1 << 17  # pairs per tile: 1 MiB per live float64 value of dimension 1
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,14 @@ class NumpyExecutable:
 
     def _tiles(self, call: Call, outer_extent: int, inner_extent: int, width: int) -> tuple[int, int]:
         budget = max(1, int(self.schedule.get("pair_budget") or DEFAULT_PAIR_BUDGET) // max(1, width))
-        inner = int(self.schedule.get("tile_inner") or min(max(inner_extent, 1), max(1, budget // 16), 4096))
+        inner = int(self.schedule.get("tile_inner") or min(max(inner_extent, 1), max(1, budget // 16), 2048))
         outer = int(self.schedule.get("tile_outer") or max(1, budget // max(inner, 1)))
         return max(1, outer), max(1, inner)
 
     def _width(self, call: Call, nodes: list[Node]) -> int:
         """The widest vector among pair values: it scales the memory of one tile."""
         b = call.sizes.bindings
-        return max([n.dim.evaluate(b) for n in walk(nodes) if len(n.deps) == 2] + [1])
+        return max([n.dim.evaluate(b) for n in walk_operands(nodes) if len(n.deps) == 2] + [1])
 
     def run(self, call: Call) -> None:
         reduced: dict[Node, np.ndarray] = {}

@@ -182,9 +182,13 @@ def _shortcut(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         if kind == "dot":
             return (a2 @ b2.T)[:, :, None]
-        acc = np.zeros((a2.shape[0], b2.shape[0]), dtype=np.result_type(a2, b2))
-        for c in range(a2.shape[1]):
-            diff = np.subtract.outer(a2[:, c], b2[:, c])
+        a_cols, b_cols = np.ascontiguousarray(a2.T), np.ascontiguousarray(b2.T)
+        acc = np.empty((a2.shape[0], b2.shape[0]), dtype=np.result_type(a2, b2))
+        np.subtract(a_cols[0][:, None], b_cols[0][None, :], out=acc)
+        np.square(acc, out=acc)
+        diff = np.empty_like(acc)
+        for c in range(1, a2.shape[1]):
+            np.subtract(a_cols[c][:, None], b_cols[c][None, :], out=diff)
             np.square(diff, out=diff)
             acc += diff
         return acc[:, :, None]

@@ -1,0 +1,211 @@
+"""The `kernelc` command: run a kernel on random data, type-check a file, or explain its IR."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+import kernelc as kc
+from kernelc.api import Kernel
+from kernelc.ir.dtypes import DType
+from kernelc.ir.nodes import Param
+
+_MAX_RANDOM_BYTES = 4 << 30
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kernelc", description="Compile and run kernel operators.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a kernel on random data and time it")
+    run.add_argument("file")
+    run.add_argument("--kernel", help="which kernel of the file (default: the only one)")
+    run.add_argument("-n", type=int, default=1000, help="size of the i range (default 1000)")
+    run.add_argument("-m", type=int, default=None, help="size of the j range (default: n)")
+    run.add_argument("-d", "--dim", action="append", default=[], metavar="SYM=VALUE",
+                     help="value of a dimension symbol, e.g. -d D=3 -d K=10 (default 3 each)")
+    run.add_argument("--backend", default="auto")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--rows", type=int, default=5, help="how many output rows to print")
+    check = sub.add_parser("check", help="type-check files and print errors with carets")
+    check.add_argument("files", nargs="+")
+    explain = sub.add_parser("explain", help="print the typed IR of a file's kernels")
+    explain.add_argument("file")
+    explain.add_argument("--kernel")
+    sub.add_parser("backends", help="list backends and whether they can run here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        return _COMMANDS[args.command](args, console)
+    except kc.KernelcError as err:
+        Console(stderr=True, highlight=False).print(f"[bold red]{type(err).__name__}[/]: {err}", markup=True,
+                                                    soft_wrap=True)
+        return 1
+
+
+def _escape(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def _cmd_check(args: argparse.Namespace, console: Console) -> int:
+    status = 0
+    for path in args.files:
+        try:
+            module = kc.load(path)
+        except kc.KernelcError as err:
+            console.print(f"[red]{type(err).__name__}[/]: {_escape(str(err))}", soft_wrap=True)
+            status = 1
+            continue
+        for k in module:
+            console.print(f"[green]ok[/] {_escape(path)}: {_escape(k.signature)}", soft_wrap=True)
+    return status
+
+
+def _pick(module: kc.Module, name: str | None) -> list[Kernel]:
+    kernels = list(module)
+    if name is not None:
+        return [module[name]] if name in [k.name for k in kernels] else _no_kernel(module, name)
+    return kernels
+
+
+def _no_kernel(module: kc.Module, name: str) -> list[Kernel]:
+    raise kc.KernelArgumentError("--kernel", f"no kernel named '{name}'",
+                                 hint=f"kernels in the file: {', '.join(k.name for k in module)}")
+
+
+def _cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    for k in _pick(kc.load(args.file), args.kernel):
+        console.print(_escape(k.explain()), soft_wrap=True)
+    return 0
+
+
+def _cmd_backends(args: argparse.Namespace, console: Console) -> int:
+    table = Table("backend", "status", "about")
+    for info in kc.backends():
+        status = "[green]available[/]" if info.available else f"[red]unavailable[/]: {_escape(info.reason)}"
+        table.add_row(info.name, status, _escape(info.description))
+    console.print(table)
+    return 0
+
+
+def _parse_dims(items: list[str]) -> dict[str, int]:
+    dims = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value.strip().isdigit():
+            raise kc.KernelArgumentError("--dim", f"expected SYM=VALUE such as D=3, got {item!r}")
+        dims[name.strip()] = int(value)
+    return dims
+
+
+def random_arguments(kernel: Kernel, n: int, m: int, dims: dict[str, int], seed: int = 0) -> dict[str, object]:
+    """Random inputs for every parameter (uniform in [0, 1) for floats, scalars in [0.5, 1.5))."""
+    rng = np.random.default_rng(seed)
+    args: dict[str, object] = {}
+    for p in kernel.ir.params:
+        args[p.name] = _random_array(p, n, m, dims, rng)
+    for sym in kernel.ir.symbols:
+        if sym not in kernel.ir.param_symbols:
+            args[sym] = dims.get(sym, 3)
+    return args
+
+
+def _random_array(p: Param, n: int, m: int, dims: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    t = p.type
+    shape = [n if ix == "i" else m for ix in t.index]
+    if t.dim is not None:
+        shape.append(t.dim.const if t.dim.is_const else sum(c * dims.get(s, 3) for s, c in t.dim.terms) + t.dim.const)
+    nbytes = math.prod(shape) * t.dtype.numpy.itemsize
+    if nbytes > _MAX_RANDOM_BYTES:
+        raise kc.KernelArgumentError(p.name, f"random data of shape {tuple(shape)} would take {nbytes / 2**30:.1f} GiB",
+                                     hint="use smaller -n / -m")
+    if t.dtype.is_bool:
+        return rng.random(shape) < 0.5
+    if t.dtype.is_int:
+        return rng.integers(0, 10, size=shape).astype(t.dtype.numpy)
+    low = 0.5 if not shape else 0.0
+    return (low + rng.random(shape)).astype(t.dtype.numpy)
+
+
+def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    t0 = time.perf_counter()
+    module = kc.load(args.file)
+    t_check = time.perf_counter() - t0
+    kernels = _pick(module, args.kernel)
+    if len(kernels) > 1:
+        raise kc.KernelArgumentError("--kernel", f"{args.file} defines {len(kernels)} kernels",
+                                     hint=f"pick one: {', '.join(k.name for k in kernels)}")
+    kernel = kernels[0]
+    n, m = args.n, args.m if args.m is not None else args.n
+    if n < 0 or m < 0:
+        raise kc.KernelArgumentError("-n/-m", "sizes must be at least 0")
+    dims = _parse_dims(args.dim)
+    inputs = random_arguments(kernel, n, m, dims, args.seed)
+    t0 = time.perf_counter()
+    result = kernel(**inputs, backend=args.backend)
+    t_run = time.perf_counter() - t0
+    outs = result if isinstance(result, tuple) else (result,)
+    shown_dims = ", ".join(f"{s}={_symbol_value(kernel, s, inputs)}" for s in kernel.ir.symbols)
+    console.print(f"kernel [bold]{_escape(kernel.signature)}[/]", soft_wrap=True)
+    console.print(f"backend {args.backend}, N={n}, M={m}" + (f", {shown_dims}" if shown_dims else ""))
+    uses_pairs = any(len(node.deps) == 2 for o in kernel.ir.outputs for node in _walk(o.value))
+    rate = f" ({n * m / t_run:.3g} pairs/s)" if uses_pairs and t_run > 0 else ""
+    console.print(f"parse + type-check: {t_check * 1e3:.1f} ms;  compile + run: {t_run:.3f} s{rate}")
+    for k, (out, spec) in enumerate(zip(outs, kernel.ir.outputs)):
+        console.print(f"output {k}: {_escape(str(spec.type))}, shape {out.shape}, dtype {out.dtype}")
+        console.print(_output_table(out, args.rows))
+    return 0
+
+
+def _symbol_value(kernel: Kernel, sym: str, inputs: dict[str, object]) -> int:
+    if sym in inputs:
+        return int(inputs[sym])  # type: ignore[arg-type]
+    for p in kernel.ir.params:
+        if p.type.dim is not None and sym in p.type.dim.symbols:
+            return int(np.shape(inputs[p.name])[-1])
+    return 0
+
+
+def _walk(node):
+    from kernelc.ir.nodes import walk
+
+    return walk([node])
+
+
+def _output_table(out: np.ndarray, rows: int) -> Table:
+    table = Table()
+    if out.ndim == 0:
+        table.add_column("value")
+        table.add_row(_fmt(out[()]))
+        return table
+    flat = out.reshape(out.shape[0], -1) if out.ndim > 1 else out.reshape(-1, 1)
+    cols = min(flat.shape[1], 8)
+    table.add_column("row", justify="right")
+    for c in range(cols):
+        table.add_column(f"[{c}]" if flat.shape[1] > 1 else "value", justify="right")
+    for r in range(min(rows, flat.shape[0])):
+        table.add_row(str(r), *(_fmt(v) for v in flat[r, :cols]))
+    return table
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, (np.floating, float)) or (hasattr(v, "dtype") and DType.from_numpy(v.dtype) in
+                                               (DType.BF16, DType.F16)):
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "explain": _cmd_explain, "backends": _cmd_backends}
+
+if __name__ == "__main__":
+    sys.exit(main())
