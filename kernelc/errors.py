@@ -66,13 +66,23 @@ class KernelSourceError(KernelcError):
         text = where + self.message
         src_line = self.source_line
         if src_line is not None and self.pos is not None:
-            shown = src_line.expandtabs(1)
-            start = self.pos.column - 1
-            span = max(1, min(self.pos.length, len(shown) - start))
+            shown, start = _window(src_line.expandtabs(1), self.pos.column - 1)
+            span = max(1, min(self.pos.length, len(shown) - start, 80))
             text += f"\n    {shown}\n    {' ' * start}^{'~' * (span - 1)}"
         if self.hint:
             text += f"\nhint: {self.hint}"
         return text
+
+
+def _window(line: str, start: int, width: int = 100) -> tuple[str, int]:
+    """A long source line cut to about `width` characters around the column `start` (0-based)."""
+    if len(line) <= width:
+        return line, start
+    lo = max(0, min(start - width // 3, len(line) - width))
+    cut = line[lo:lo + width]
+    prefix = "..." if lo > 0 else ""
+    suffix = "..." if lo + width < len(line) else ""
+    return prefix + cut + suffix, start - lo + len(prefix)
 
 
 class KernelSyntaxError(KernelSourceError):

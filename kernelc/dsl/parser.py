@@ -224,12 +224,18 @@ def _describe(term: str) -> str:
         return term.lower()
 
 
+_OPERATORS = {"'+'", "'-'", "'*'", "'/'", "'**'", "'and'", "'or'", "a comparison"}
+
+
 def _expected(names: set[str] | frozenset[str]) -> str:
-    words = sorted({_describe(n) for n in names})
+    words = {_describe(n) for n in names}
+    if len(words & _OPERATORS) > 2:
+        words = (words - _OPERATORS) | {"an operator"}
+    words = sorted(words)
     if not words:
         return ""
-    if len(words) > 8:
-        words = words[:8] + ["..."]
+    if len(words) > 6:
+        return ""
     return "expected " + (words[0] if len(words) == 1 else "one of " + ", ".join(words))
 
 

@@ -1,0 +1,39 @@
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import kernelc as kc
+from kernelc.backends import runtime
+from kernelc.backends.interface import Schedule
+from kernelc.backends.registry import get
+
+settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Small tiles force every reduction through many partial states merged with `combine`.
+SMALL_TILES = Schedule.of("numpy", tile_outer=2, tile_inner=3, threads=2)
+
+
+def run_with(kernel: kc.Kernel, schedule: Schedule, *args, **kwargs):
+    """Call `kernel` on the NumPy backend with an explicit schedule."""
+    bound = runtime.bind(kernel.ir, args, kwargs)
+    call = runtime.allocate(kernel.ir, bound)
+    get("numpy").compile(kernel.ir, schedule).run(call)
+    return call.outputs[0] if len(call.outputs) == 1 else tuple(call.outputs)
+
+
+@pytest.fixture(params=["default", "small-tiles"])
+def run(request):
+    """Run a kernel with the default schedule and with tiny tiles: both must agree with NumPy."""
+    if request.param == "default":
+        return lambda k, *a, **kw: k(*a, backend="numpy", **kw)
+    return lambda k, *a, **kw: run_with(k, SMALL_TILES, *a, **kw)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
