@@ -495,8 +495,11 @@ class _KernelLowerer:
         index, k = self._reduction_head(head, kind)
         if not e.args:
             raise KernelTypeError(f"{name}[{index}](...) needs an argument", e.pos)
-        args = self._reduction_operands(kind, [self._expr(a) for a in e.args], e)
-        return Val(make(Op.REDUCE, args, e.pos, arg=Reduction(kind, index, k)), e.pos)
+        vals = [self._expr(a) for a in e.args]
+        args = self._reduction_operands(kind, vals, e)
+        # Reducing weak literals (sum[j](1)) keeps the result weak, so it adapts like a literal.
+        weak = all(v.weak for v in vals) and not kind.gives_index
+        return Val(make(Op.REDUCE, args, e.pos, arg=Reduction(kind, index, k)), e.pos, weak)
 
     def _reduction_head(self, head: ast.Subscript, kind: ReduceKind) -> tuple[str, Dim | None]:
         items = head.items
@@ -526,10 +529,10 @@ class _KernelLowerer:
                               hint="e.g. kmin[j, 5](d) or kmin[j, K](d) called with K=5")
 
     def _reduction_operands(self, kind: ReduceKind, args: list[Val], e: ast.Call) -> list[Val]:
-        args = [Val(to_dtype(a, a.dtype), a.pos) for a in args]  # weak literals take their default dtype
         if kind in (ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX):
             dtype = float_of(common_dtype(args)[0])
             return coerce(args, dtype)
+        args = [Val(to_dtype(a, a.dtype), a.pos) for a in args]  # a weak literal takes its default dtype
         if len(args) != 1:
             raise KernelTypeError(f"{kind}[...] takes one argument, got {len(args)}", e.pos)
         a = args[0]

@@ -199,6 +199,7 @@ class NumpyExecutable:
                 if index == ("j",):
                     value = value.swapaxes(0, 1)
                 value = np.broadcast_to(value, tile_shape)
-                view[block[0]:block[1], lo:hi] = value.reshape(tile_shape[:2] + dim).astype(out.dtype)
+                with np.errstate(over="ignore", invalid="ignore"):  # rounding to the output dtype may overflow
+                    view[block[0]:block[1], lo:hi] = value.reshape(tile_shape[:2] + dim).astype(out.dtype)
 
         self._map_blocks(run_block, self._blocks(rows, t_rows))

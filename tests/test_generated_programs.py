@@ -1,0 +1,256 @@
+"""Differential testing of the NumPy backend: hypothesis writes well-typed kernels and data
+(empty ranges, ties, NaN, inf, huge and tiny values), and each result is compared with a
+brute-force float64 evaluation on the materialized N x M matrix, written independently here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import kernelc as kc
+from kernelc.backends.interface import Schedule
+
+from conftest import SMALL_TILES, run_with
+
+Env = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A pair-level scalar expression: its source and its brute-force value on (N, M) grids."""
+
+    src: str
+    fn: Callable[[Env], np.ndarray]
+
+
+def _leaves(dt: str) -> list[Expr]:
+    return [
+        Expr("u", lambda e: e["u"][:, None]),
+        Expr("w", lambda e: e["w"][None, :]),
+        Expr("a", lambda e: e["a"]),
+        Expr("s", lambda e: e["s"] * np.ones((1, 1))),
+        Expr("sqdist(x, y)", lambda e: ((e["x"][:, None, :] - e["y"][None, :, :]) ** 2).sum(-1)),
+        Expr("dot(x, y)", lambda e: (e["x"][:, None, :] * e["y"][None, :, :]).sum(-1)),
+        Expr("x[1]", lambda e: e["x"][:, None, 1]),
+        Expr("y[-1]", lambda e: e["y"][None, :, -1]),
+        Expr("0.5", lambda e: np.full((1, 1), 0.5)),
+        Expr("2", lambda e: np.full((1, 1), 2.0)),
+        Expr(f"{dt}(i)", lambda e: np.arange(e["n"], dtype=np.float64)[:, None]),
+        Expr(f"{dt}(j)", lambda e: np.arange(e["m"], dtype=np.float64)[None, :]),
+        Expr("sum(x * x)", lambda e: (e["x"] ** 2).sum(-1)[:, None]),
+    ]
+
+
+UNARY = [
+    ("-({})", np.negative), ("abs({})", np.abs), ("exp(-abs({}))", lambda v: np.exp(-np.abs(v))),
+    ("sqrt(abs({}))", lambda v: np.sqrt(np.abs(v))), ("tanh({})", np.tanh), ("square({})", np.square),
+    ("relu({})", lambda v: np.maximum(v, 0.0)), ("floor({})", np.floor), ("step({})", lambda v: (v >= 0) * 1.0),
+    ("sigmoid({})", lambda v: 1 / (1 + np.exp(-v))),
+]
+BINARY = [
+    ("({} + {})", np.add), ("({} - {})", np.subtract), ("({} * {})", np.multiply),
+    ("min({}, {})", np.minimum), ("max({}, {})", np.maximum),
+    ("({} / (1 + abs({})))", lambda a, b: a / (1 + np.abs(b))),
+]
+
+
+@st.composite
+def expressions(draw, dt: str, depth: int = 3) -> Expr:
+    leaves = _leaves(dt)
+    if depth == 0 or draw(st.integers(0, 3)) == 0:
+        return draw(st.sampled_from(leaves))
+    kind = draw(st.sampled_from(["unary", "binary", "where", "mask"]))
+    a = draw(expressions(dt, depth - 1))
+    if kind == "unary":
+        fmt, fn = draw(st.sampled_from(UNARY))
+        return Expr(fmt.format(a.src), lambda e: fn(a.fn(e)))
+    b = draw(expressions(dt, depth - 1))
+    if kind == "binary":
+        fmt, fn = draw(st.sampled_from(BINARY))
+        return Expr(fmt.format(a.src, b.src), lambda e: fn(a.fn(e), b.fn(e)))
+    if kind == "where":
+        c = draw(expressions(dt, depth - 1))
+        return Expr(f"where({a.src} < {c.src}, {a.src}, {b.src})",
+                    lambda e: np.where(a.fn(e) < c.fn(e), a.fn(e), b.fn(e)))
+    return Expr(f"where(j <= i, {a.src}, {b.src})",
+                lambda e: np.where(np.arange(e["m"])[None, :] <= np.arange(e["n"])[:, None], a.fn(e), b.fn(e)))
+
+
+# --- brute force of every reduction over axis 1 (j) of an (N, M) grid -----------------------------
+
+
+def _lse(v: np.ndarray) -> np.ndarray:
+    m = v.max(axis=1) if v.shape[1] else np.full(v.shape[0], -np.inf)
+    safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(all="ignore"):
+        total = np.exp(v - safe[:, None]).sum(axis=1)
+        out = safe + np.log(total)
+    out = np.where(m == np.inf, np.inf, out)
+    out = np.where(m == -np.inf, -np.inf, out)
+    return np.where(np.isnan(m), np.nan, out)
+
+
+def _softmax(s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    m = s.max(axis=1) if s.shape[1] else np.full(s.shape[0], -np.inf)
+    with np.errstate(all="ignore"):
+        p = np.where(np.isposinf(m)[:, None], (s == np.inf) * 1.0, np.exp(s - np.where(np.isfinite(m), m, 0)[:, None]))
+        den = p.sum(axis=1)
+        out = (p * v).sum(axis=1) / den
+    out = np.where(np.isneginf(m) | (s.shape[1] == 0), 0.0, out)
+    return np.where(np.isnan(m), np.nan, out)
+
+
+def _sorted(v: np.ndarray, k: int, largest: bool) -> tuple[np.ndarray, np.ndarray]:
+    key = -v if largest else v
+    order = np.argsort(key, axis=1, kind="stable")[:, :k]  # NaN last, ties by index
+    vals = np.take_along_axis(v, order, 1)
+    pad = k - vals.shape[1]
+    fill = -np.inf if largest else np.inf
+    vals = np.concatenate([vals, np.full((v.shape[0], pad), fill)], 1) if pad > 0 else vals
+    order = np.concatenate([order, np.full((v.shape[0], pad), -1)], 1) if pad > 0 else order
+    return vals, order
+
+
+def _arg(v: np.ndarray, largest: bool) -> np.ndarray:
+    if v.shape[1] == 0:
+        return np.full(v.shape[0], -1)
+    return (np.argmax if largest else np.argmin)(v, axis=1)
+
+
+REDUCTIONS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
+    # name -> (output kind, brute force on (values, weights))
+    "sum": ("value", lambda v, w: v.sum(axis=1)),
+    "mean": ("value", lambda v, w: v.mean(axis=1) if v.shape[1] else np.full(v.shape[0], np.nan)),
+    "max": ("value", lambda v, w: v.max(axis=1) if v.shape[1] else np.full(v.shape[0], -np.inf)),
+    "min": ("value", lambda v, w: v.min(axis=1) if v.shape[1] else np.full(v.shape[0], np.inf)),
+    "logsumexp": ("value", lambda v, w: _lse(v)),
+    "logsumexp_w": ("value", lambda v, w: _lse(v + np.log(w))),
+    "softmax": ("value", _softmax),
+    "argmin": ("index", lambda v, w: _arg(v, False)),
+    "argmax": ("index", lambda v, w: _arg(v, True)),
+    "kmin": ("kvalue", lambda v, w: _sorted(v, 3, False)[0]),
+    "kmax": ("kvalue", lambda v, w: _sorted(v, 3, True)[0]),
+    "argkmin": ("kindex", lambda v, w: _sorted(v, 3, False)[1]),
+    "argkmax": ("kindex", lambda v, w: _sorted(v, 3, True)[1]),
+}
+
+SPECIAL = [0.0, -0.0, 1.0, 2.0, np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-30, 3e-39]
+
+
+def values(dt: np.dtype):
+    finite = st.floats(-3, 3, allow_nan=False, width=32)
+    return st.one_of(finite, finite, finite, st.sampled_from([0.0, 1.0, 2.0]), st.sampled_from(SPECIAL)).map(
+        lambda v: dt.type(v))
+
+
+@st.composite
+def programs(draw):
+    dt = draw(st.sampled_from(["f64", "f32"]))
+    npdt = np.dtype(np.float64 if dt == "f64" else np.float32)
+    n, m, d = draw(st.integers(0, 5)), draw(st.integers(0, 6)), draw(st.integers(2, 3))
+    arr = lambda shape: draw(hnp.arrays(npdt, shape, elements=values(npdt)))  # noqa: E731
+    data = {"x": arr((n, d)), "y": arr((m, d)), "u": arr((n,)), "w": arr((m,)), "a": arr((n, m)),
+            "s": npdt.type(draw(values(npdt)))}
+    e = draw(expressions(dt))
+    name = draw(st.sampled_from(["map"] + list(REDUCTIONS)))
+    over_i = name != "map" and draw(st.booleans())
+    epilogue = name != "map" and REDUCTIONS[name][0] == "value" and draw(st.booleans())
+    return dt, data, e, name, over_i, epilogue
+
+
+def _kernel_source(dt: str, e: Expr, name: str, over_i: bool, epilogue: bool) -> str:
+    params = f"x: {dt}[i, D], y: {dt}[j, D], u: {dt}[i], w: {dt}[j], a: {dt}[i, j], s: {dt}"
+    if name == "map":
+        return f"kernel g({params}) -> {dt}[i, j] {{\n    return {e.src}\n}}"
+    idx, out_idx = ("i", "j") if over_i else ("j", "i")
+    kind = REDUCTIONS[name][0]
+    out_dt = "i64" if "index" in kind else dt
+    k = ", 3" if kind.startswith("k") else ""
+    out_dim = ", 3" if kind.startswith("k") else ""
+    args = f"{e.src}, exp(-abs(w + u))" if name in ("softmax", "logsumexp_w") else e.src
+    name = name.removesuffix("_w")
+    body = f"{name}[{idx}{k}]({args})"
+    if epilogue:
+        body = f"r * 2 + {'u' if out_idx == 'i' else 'w'}"
+        return (f"kernel g({params}) -> {out_dt}[{out_idx}{out_dim}] {{\n    r = {name}[{idx}{k}]({args})\n"
+                f"    return {body}\n}}")
+    return f"kernel g({params}) -> {out_dt}[{out_idx}{out_dim}] {{\n    return {body}\n}}"
+
+
+def _brute_force(data: Env, e: Expr, name: str, over_i: bool, epilogue: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(expected, error scale): the result and what its rounding error is relative to."""
+    n, m = len(data["u"]), len(data["w"])
+    env = {k: np.asarray(v, np.float64) for k, v in data.items()} | {"n": n, "m": m}
+    with np.errstate(all="ignore"):
+        grid = np.broadcast_to(e.fn(env), (n, m)).astype(np.float64)
+        if name == "map":
+            return grid, np.abs(grid)
+        weights = np.broadcast_to(np.exp(-np.abs(env["w"][None, :] + env["u"][:, None])), (n, m))
+        if over_i:
+            grid, weights = grid.T, weights.T
+        result = REDUCTIONS[name][1](grid, weights)
+        scale = np.abs(grid).sum(axis=1) if name in ("sum", "mean", "softmax") else np.abs(result)
+        if name.startswith("logsumexp"):
+            scale = np.abs(result) + 1.0  # an absolute error of rounding in the log
+        if name == "softmax":
+            scale = (np.abs(grid) * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-300)
+        if epilogue:
+            other = env["u"] if not over_i else env["w"]
+            result, scale = result * 2 + other, 2 * scale + np.abs(other)
+    return result, scale
+
+
+def _close(got: np.ndarray, want: np.ndarray, scale: np.ndarray, rtol: float) -> np.ndarray:
+    got, want = got.astype(np.float64), want.astype(np.float64)
+    with np.errstate(all="ignore"):
+        same = (got == want) | (np.isnan(got) & np.isnan(want))
+        near = np.abs(got - want) <= rtol * np.where(np.isfinite(scale), scale, np.abs(want)) + 1e-300
+    return same | (near & np.isfinite(got) & np.isfinite(want))
+
+
+def _check_indices(got: np.ndarray, want: np.ndarray, grid: np.ndarray, rtol: float, exact: bool) -> None:
+    """Indices must agree; where the backend computes a value in another order than the brute
+    force (a float64 matrix product for dot), a near-tie may go either way."""
+    if exact:
+        np.testing.assert_array_equal(got, want)
+        return
+    for r in range(got.shape[0]):
+        for g, w in zip(np.atleast_1d(got[r]), np.atleast_1d(want[r])):
+            if g == w:
+                continue
+            assert g >= 0 and w >= 0, (got[r], want[r])
+            vg, vw = grid[r, g], grid[r, w]
+            assert abs(vg - vw) <= rtol * max(abs(vg), abs(vw)), (r, got[r], want[r], vg, vw)
+
+
+@settings(max_examples=max(200, settings.default.max_examples))
+@given(programs(), st.sampled_from(["default", "small"]))
+def test_generated_kernel_matches_brute_force(program, schedule):
+    dt, data, e, name, over_i, epilogue = program
+    src = _kernel_source(dt, e, name, over_i, epilogue)
+    note(src)
+    kernel = kc.kernel(src)
+    sched = SMALL_TILES if schedule == "small" else Schedule.of("numpy", threads=1)
+    got = run_with(kernel, sched, **data)
+    want, scale = _brute_force(data, e, name, over_i, epilogue)
+    out_dtype = np.float64 if dt == "f64" else np.float32
+    rtol = 1e-9 if dt == "f64" else 1e-6
+    kind = REDUCTIONS[name][0] if name != "map" else "value"
+    if "index" in kind:
+        n, m = len(data["u"]), len(data["w"])
+        with np.errstate(all="ignore"):
+            grid = np.broadcast_to(e.fn({k: np.asarray(v, np.float64) for k, v in data.items()} | {"n": n, "m": m}),
+                                   (n, m))
+        _check_indices(got, want, grid.T if over_i else grid, 1e-9, exact="dot(" not in e.src)
+        return
+    with np.errstate(all="ignore"):
+        want_rounded = want.astype(out_dtype)
+    if kind == "kvalue":
+        scale = np.abs(want)
+    ok = _close(got, want_rounded, np.asarray(scale), rtol)
+    assert ok.all(), (got[~ok], want_rounded[~ok])
