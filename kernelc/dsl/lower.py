@@ -282,7 +282,15 @@ class _KernelLowerer:
         vals = [self._expr(e.left), self._expr(e.right)]
         if op in (Op.AND, Op.OR):
             return apply(op, vals, e.pos, weak=False)
+        if op is Op.POW:
+            self._check_int_power(vals)
         return self._elementwise(op, vals, e.pos)
+
+    def _check_int_power(self, vals: list[Val]) -> None:
+        base, exp = vals
+        if not base.dtype.is_float and exp.is_const and not exp.dtype.is_float and exp.node.arg < 0:  # type: ignore
+            raise KernelTypeError("an integer to a negative power is not an integer", exp.pos,
+                                  hint="make the base a float, e.g. 2.0 ** -1 or f64(n) ** -1")
 
     def _require_numeric(self, v: Val, what: str) -> None:
         if v.dtype.is_bool:
@@ -316,7 +324,10 @@ class _KernelLowerer:
                                   hint=f"write {name}[j](...) or {name}[i](...)" +
                                   (f", with K: {name}[j, K](...)" if REDUCTIONS[name].takes_k else ""))
         if name in BINARY_FUNCTIONS and n == 2:
-            return self._elementwise(BINARY_FUNCTIONS[name], [self._expr(a) for a in e.args], e.pos)
+            vals = [self._expr(a) for a in e.args]
+            if name == "pow":
+                self._check_int_power(vals)
+            return self._elementwise(BINARY_FUNCTIONS[name], vals, e.pos)
         if name in UNARY_FUNCTIONS:
             self._arity(e, name, (1,))
             return self._elementwise(UNARY_FUNCTIONS[name], [self._expr(e.args[0])], e.pos)
