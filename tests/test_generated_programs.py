@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import ml_dtypes
 import numpy as np
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
@@ -140,6 +141,9 @@ REDUCTIONS: dict[str, tuple[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]
 }
 
 SPECIAL = [0.0, -0.0, 1.0, 2.0, np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-30, 3e-39]
+DTYPES = {"f64": np.dtype(np.float64), "f32": np.dtype(np.float32), "f16": np.dtype(np.float16),
+          "bf16": np.dtype(ml_dtypes.bfloat16)}
+RTOL = {"f64": 1e-9, "f32": 1e-6, "f16": 2e-3, "bf16": 1.6e-2}  # a rounding or two of the output
 
 
 def values(dt: np.dtype):
@@ -150,12 +154,16 @@ def values(dt: np.dtype):
 
 @st.composite
 def programs(draw):
-    dt = draw(st.sampled_from(["f64", "f32"]))
-    npdt = np.dtype(np.float64 if dt == "f64" else np.float32)
+    dt = draw(st.sampled_from(["f64", "f32", "f32", "f16", "bf16"]))
+    npdt = DTYPES[dt]
+    gen = np.dtype(np.float64) if dt == "f64" else np.dtype(np.float32)  # hypothesis draws these
     n, m, d = draw(st.integers(0, 5)), draw(st.integers(0, 6)), draw(st.integers(2, 3))
-    arr = lambda shape: draw(hnp.arrays(npdt, shape, elements=values(npdt)))  # noqa: E731
-    data = {"x": arr((n, d)), "y": arr((m, d)), "u": arr((n,)), "w": arr((m,)), "a": arr((n, m)),
-            "s": npdt.type(draw(values(npdt)))}
+
+    def arr(shape):
+        with np.errstate(over="ignore"):
+            return draw(hnp.arrays(gen, shape, elements=values(gen))).astype(npdt)
+
+    data = {"x": arr((n, d)), "y": arr((m, d)), "u": arr((n,)), "w": arr((m,)), "a": arr((n, m)), "s": arr(())}
     e = draw(expressions(dt))
     name = draw(st.sampled_from(["map"] + list(REDUCTIONS)))
     over_i = name != "map" and draw(st.booleans())
@@ -188,6 +196,7 @@ def _brute_force(data: Env, e: Expr, name: str, over_i: bool, epilogue: bool) ->
     env = {k: np.asarray(v, np.float64) for k, v in data.items()} | {"n": n, "m": m}
     with np.errstate(all="ignore"):
         grid = np.broadcast_to(e.fn(env), (n, m)).astype(np.float64)
+        # the backend rounds constants to the kernel's dtype; ours (0.5, 2) are exact in all
         if name == "map":
             return grid, np.abs(grid)
         weights = np.broadcast_to(np.exp(-np.abs(env["w"][None, :] + env["u"][:, None])), (n, m))
@@ -238,8 +247,8 @@ def test_generated_kernel_matches_brute_force(program, schedule):
     sched = SMALL_TILES if schedule == "small" else Schedule.of("numpy", threads=1)
     got = run_with(kernel, sched, **data)
     want, scale = _brute_force(data, e, name, over_i, epilogue)
-    out_dtype = np.float64 if dt == "f64" else np.float32
-    rtol = 1e-9 if dt == "f64" else 1e-6
+    out_dtype = DTYPES[dt]
+    rtol = RTOL[dt]
     kind = REDUCTIONS[name][0] if name != "map" else "value"
     if "index" in kind:
         n, m = len(data["u"]), len(data["w"])

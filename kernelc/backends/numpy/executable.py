@@ -118,7 +118,8 @@ class NumpyExecutable:
         outer_dep = any(group.outer in n.deps for n in group.nodes)
         outer_extent = self._extent(call, group.outer) if outer_dep else 1
         inner_extent = self._extent(call, group.index)
-        t_outer, t_inner = self._tiles(call, outer_extent, inner_extent, self._width(call, list(group.nodes)))
+        evaluated = [s for n in group.nodes for s in _reduction_operands(n)]
+        t_outer, t_inner = self._tiles(call, outer_extent, inner_extent, self._width(call, evaluated))
         results = {n: np.empty((outer_extent, n.dim.evaluate(bindings)), compute_dtype(n.dtype)) for n in group.nodes}
 
         def run_block(block: tuple[int, int]) -> None:

@@ -111,8 +111,17 @@ class TilePlan:
 
     def run(self, ctx: TileContext) -> dict[Node, np.ndarray]:
         values: dict[Node, np.ndarray] = {}
+        owned: set[Node] = set()  # values this run allocated, which it may overwrite once dead
         for node, dead in zip(self.order, self.frees):
-            values[node] = ctx.fixed[node] if node in ctx.fixed else evaluate(node, values, ctx)
+            if node in ctx.fixed:
+                values[node] = ctx.fixed[node]
+            else:
+                reusable = [values[d] for d in dead if d in owned and d in node.src]
+                result = evaluate(node, values, ctx, reusable)
+                values[node] = result
+                if node.op in _FRESH_OPS and result.base is None and \
+                        not any(result is values[s] for s in operands(node)):
+                    owned.add(node)
             for d in dead:
                 values.pop(d, None)
         return {r: values[r] for r in self.roots}
@@ -142,7 +151,29 @@ def read_param(node: Node, ctx: TileContext) -> np.ndarray:
     return tile.astype(compute_dtype(node.dtype), copy=False)
 
 
-def evaluate(node: Node, values: Mapping[Node, np.ndarray], ctx: TileContext) -> np.ndarray:
+# Ops whose result is a new array (not a view of an operand or of an input): safe to overwrite.
+_FRESH_OPS = ELEMENTWISE_OPS | COMPONENT_REDUCE_OPS | {Op.VSUM}
+# Elementwise ops that are plain ufuncs, so they can write into a dead operand's array.
+_UFUNCS = {op: fn for op, fn in (reference.UNARY | reference.BINARY).items() if isinstance(fn, np.ufunc)}
+
+
+def _in_place(node: Node, src: list[np.ndarray], reusable: list[np.ndarray]) -> np.ndarray | None:
+    """Apply a ufunc op writing into a dead operand of the result's shape and dtype, if any:
+    it saves an allocation and a pass over memory per op."""
+    fn = _UFUNCS.get(node.op)
+    if fn is None or not reusable:
+        return None
+    shape = np.broadcast_shapes(*(a.shape for a in src))
+    want = compute_dtype(node.dtype)
+    for buf in reusable:
+        if buf.shape == shape and buf.dtype == want and buf.flags.writeable and buf.base is None:
+            with np.errstate(all="ignore"):
+                return fn(*src, out=buf)
+    return None
+
+
+def evaluate(node: Node, values: Mapping[Node, np.ndarray], ctx: TileContext,
+             reusable: list[np.ndarray] = ()) -> np.ndarray:  # type: ignore[assignment]
     op = node.op
     if op is Op.PARAM:
         return read_param(node, ctx)
@@ -159,6 +190,9 @@ def evaluate(node: Node, values: Mapping[Node, np.ndarray], ctx: TileContext) ->
     if cut is not None:
         return _shortcut(cut[0], values[cut[1]], values[cut[2]])
     src = [values[s] for s in node.src]
+    done = _in_place(node, src, list(reusable))
+    if done is not None:
+        return done
     if op in ELEMENTWISE_OPS:
         return reference.evaluate_elementwise(op, src, node.arg)
     if op in COMPONENT_REDUCE_OPS:
@@ -182,13 +216,17 @@ def _shortcut(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         if kind == "dot":
             return (a2 @ b2.T)[:, :, None]
-        a_cols, b_cols = np.ascontiguousarray(a2.T), np.ascontiguousarray(b2.T)
-        acc = np.empty((a2.shape[0], b2.shape[0]), dtype=np.result_type(a2, b2))
-        np.subtract(a_cols[0][:, None], b_cols[0][None, :], out=acc)
-        np.square(acc, out=acc)
+        # NumPy is slow at (ti, 1) - (1, tj) broadcasts; filling rows first and then subtracting
+        # the column in place is about twice as fast, and computes the same differences.
+        a_cols, b_cols = np.ascontiguousarray(a2.T)[:, :, None], np.ascontiguousarray(b2.T)[:, None, :]
+        result = np.empty((a2.shape[0], b2.shape[0], 1), dtype=np.result_type(a2, b2))
+        acc = result[:, :, 0]
         diff = np.empty_like(acc)
-        for c in range(1, a2.shape[1]):
-            np.subtract(a_cols[c][:, None], b_cols[c][None, :], out=diff)
-            np.square(diff, out=diff)
-            acc += diff
-        return acc[:, :, None]
+        for c in range(a2.shape[1]):
+            out = acc if c == 0 else diff
+            np.copyto(out, b_cols[c])
+            np.subtract(out, a_cols[c], out=out)
+            np.square(out, out=out)
+            if c:
+                acc += diff
+        return result
