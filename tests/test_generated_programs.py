@@ -40,7 +40,7 @@ def _leaves(dt: str) -> list[Expr]:
         Expr("x[1]", lambda e: e["x"][:, None, 1]),
         Expr("y[-1]", lambda e: e["y"][None, :, -1]),
         Expr("0.5", lambda e: np.full((1, 1), 0.5)),
-        Expr("2", lambda e: np.full((1, 1), 2.0)),
+        Expr("2.0", lambda e: np.full((1, 1), 2.0)),
         Expr(f"{dt}(i)", lambda e: np.arange(e["n"], dtype=np.float64)[:, None]),
         Expr(f"{dt}(j)", lambda e: np.arange(e["m"], dtype=np.float64)[None, :]),
         Expr("sum(x * x)", lambda e: (e["x"] ** 2).sum(-1)[:, None]),

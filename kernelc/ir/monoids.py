@@ -141,17 +141,24 @@ def _isnan(v: np.ndarray) -> np.ndarray:
 # --- logsumexp and softmax: online max-rescaling ------------------------------------------------
 
 def _lse_identity(rows: int, dim: int, dt: np.dtype) -> State:
-    return np.full((rows, 1), -np.inf), np.zeros((rows, dim))
+    return np.full((rows, dim), -np.inf), np.zeros((rows, dim))
 
 
 def _lse_block(values: tuple[np.ndarray, ...], idx: np.ndarray, dim: int) -> State:
+    """The maximum is taken per component over the scores whose weight is not 0, so that a large
+    score with weight 0 cannot underflow the others. A weight-0 term is 0, except with a score
+    of +inf or NaN, where it is NaN (as exp(s) * 0 is in IEEE arithmetic)."""
     s = values[0]
-    m = s.max(axis=1)
-    w = scale_by_max(s, m[:, None, :])
-    if len(values) == 2:
-        with np.errstate(invalid="ignore"):
-            return m, (w * values[1]).sum(axis=1)
-    return m, w.sum(axis=1)
+    if len(values) == 1:
+        m = s.max(axis=1)
+        return m, scale_by_max(s, m[:, None, :]).sum(axis=1)
+    w = values[1]
+    zero = w == 0
+    m = np.where(zero, -np.inf, s).max(axis=1)
+    with np.errstate(invalid="ignore"):
+        terms = scale_by_max(s, m[:, None, :]) * w
+    terms = np.where(zero & (s < np.inf), 0.0, np.where(zero, np.nan, terms))
+    return m, terms.sum(axis=1)
 
 
 def _lse_combine(a: State, b: State) -> State:
