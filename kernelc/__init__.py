@@ -12,6 +12,7 @@ from kernelc.backends.registry import BackendInfo
 from kernelc.backends.registry import backends as _backends
 from kernelc.errors import (
     BackendUnavailableError, CompilationError, KernelArgumentError, KernelcError, KernelSyntaxError, KernelTypeError,
+    UnsupportedKernelError,
 )
 
 __version__ = "0.1.0"
@@ -24,5 +25,5 @@ def backends() -> list[BackendInfo]:
 
 __all__ = [
     "BackendInfo", "BackendUnavailableError", "CompilationError", "Kernel", "KernelArgumentError", "KernelSyntaxError",
-    "KernelTypeError", "KernelcError", "Module", "backends", "compile", "kernel", "load", "__version__",
+    "KernelTypeError", "KernelcError", "UnsupportedKernelError", "Module", "backends", "compile", "kernel", "load", "__version__",
 ]

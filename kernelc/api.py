@@ -13,7 +13,7 @@ import numpy as np
 from kernelc.backends import registry, runtime
 from kernelc.backends.interface import Executable, Schedule
 from kernelc.dsl import compile_source
-from kernelc.errors import KernelArgumentError, KernelSyntaxError
+from kernelc.errors import KernelArgumentError, KernelcError, KernelSyntaxError, UnsupportedKernelError
 from kernelc.ir import nodes
 from kernelc.ir.printer import print_kernel
 
@@ -39,6 +39,7 @@ class Kernel:
         self.filename = filename
         self._executables: dict[tuple[str, Schedule], Executable] = {}
         self._lock = threading.Lock()
+        self.skipped: dict[str, str] = {}  # backends "auto" passed over, with why
 
     @property
     def name(self) -> str:
@@ -59,15 +60,27 @@ class Kernel:
 
     def __call__(self, *args: Any, backend: str = "auto", **kwargs: Any) -> Any:
         bound = runtime.bind(self.ir, args, kwargs)
-        chosen = registry.get(backend, dict(zip([p.name for p in self.ir.params], args)) | kwargs)
-        schedule = chosen.default_schedule(self.ir, bound.sizes)
-        executable = self._executable(chosen, schedule)
+        raw = dict(zip([p.name for p in self.ir.params], args)) | kwargs
+        executable = self._select(backend, raw, bound)
         call = runtime.allocate(self.ir, bound)
         executable.run(call)
         outs = call.outputs
         if bound.library is not None:
             outs = [bound.library.from_dlpack(o) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _select(self, name: str, raw: dict[str, Any], bound: runtime.Bound) -> Executable:
+        """The executable of the named backend, or for "auto" of the best backend that can run
+        this kernel (a backend that cannot is remembered in `self.skipped` with its reason)."""
+        if not isinstance(name, str) or name != "auto":
+            chosen = registry.get(name, raw)
+            return self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
+        for chosen in registry.auto_order(raw):
+            try:
+                return self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
+            except UnsupportedKernelError as err:
+                self.skipped[chosen.name] = str(err)
+        raise KernelcError("no available backend can run this kernel: " + "; ".join(self.skipped.values()))
 
     def _executable(self, backend: Any, schedule: Schedule) -> Executable:
         key = (backend.name, schedule)

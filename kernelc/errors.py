@@ -109,5 +109,10 @@ class BackendUnavailableError(KernelcError):
     """A backend was asked for by name but cannot run here; the message says why."""
 
 
+class UnsupportedKernelError(KernelcError):
+    """A backend cannot run this (valid) kernel; the message says which construct. `backend="auto"`
+    then falls back to another backend."""
+
+
 class CompilationError(KernelcError):
     """A backend failed to compile a kernel that type-checked. This is a kernelc bug: please report it."""

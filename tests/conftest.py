@@ -26,12 +26,13 @@ def run_with(kernel: kc.Kernel, schedule: Schedule, *args, **kwargs):
     return call.outputs[0] if len(call.outputs) == 1 else tuple(call.outputs)
 
 
-@pytest.fixture(params=["default", "small-tiles"])
+@pytest.fixture(params=["numpy", "numpy-small-tiles", "llvm"])
 def run(request):
-    """Run a kernel with the default schedule and with tiny tiles: both must agree with NumPy."""
-    if request.param == "default":
-        return lambda k, *a, **kw: k(*a, backend="numpy", **kw)
-    return lambda k, *a, **kw: run_with(k, SMALL_TILES, *a, **kw)
+    """Run a kernel on every backend (the NumPy one also with tiny tiles, so that partial
+    states are merged): each must satisfy the same assertions."""
+    if request.param == "numpy-small-tiles":
+        return lambda k, *a, **kw: run_with(k, SMALL_TILES, *a, **kw)
+    return lambda k, *a, **kw: k(*a, backend=request.param, **kw)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from kernelc.errors import BackendUnavailableError, KernelArgumentError, Kernelc
 from kernelc.plugins import API_VERSION, ENTRY_POINT_GROUP
 
 # Built-ins, also declared as entry points: found here too when kernelc runs from a source tree.
-_BUILTINS = {"numpy": "kernelc.backends.numpy:backend"}
+_BUILTINS = {"numpy": "kernelc.backends.numpy:backend", "llvm": "kernelc.backends.llvm:backend"}
 # What "auto" picks among available backends, best first.
 _PREFERENCE = ("cuda", "llvm", "numpy")
 
@@ -86,6 +86,13 @@ def backends() -> list[BackendInfo]:
     for name, reason in _load_errors.items():
         infos.append(BackendInfo(name, False, reason, ""))
     return infos
+
+
+def auto_order(args: dict[str, Any] | None = None) -> list[Backend]:
+    """The available backends that accept `args`, best first: what "auto" tries in turn."""
+    reg = registry()
+    names = [n for n in _PREFERENCE if n in reg] + sorted(n for n in reg if n not in _PREFERENCE)
+    return [reg[n] for n in names if availability(reg[n]).ok and (args is None or reg[n].accepts(args))]
 
 
 def get(name: str, args: dict[str, Any] | None = None) -> Backend:

@@ -1,0 +1,513 @@
+"""Typed IR (with every dimension bound) to an LLVM module, built with llvmlite's IR builder.
+
+One function per *row group*: the outputs indexed by i (and by [i, j]) share a function whose
+rows run over i and whose reductions run over j; outputs indexed by j get the mirror image;
+outputs with no index run as a single row. A function computes, for each of its rows:
+values that depend on nothing once (entry), values of the row once (hoisted out of the inner
+loop), the reductions in one pass over the inner index (states per the monoids of
+`kernelc.ir.monoids`), then the outputs, with a second inner loop for [i, j] outputs.
+
+Signature: void f(i8** pointers, i64 n, i64 m, i64 row_start, i64 row_end), pointers being the
+parameters then the outputs, each C-contiguous in its storage dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from llvmlite import ir
+
+from kernelc.backends.llvm import ops
+from kernelc.backends.llvm.ops import F32, F64, I1, I8, I64, UnsupportedKernel, compute_type, storage_type
+from kernelc.ir import build
+from kernelc.ir.dtypes import DType
+from kernelc.ir.nodes import Kernel, Node, Reduction, other_index, walk
+from kernelc.ir.ops import COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, Op, ReduceKind
+
+MAX_UNROLLED_DIM = 256
+Vec = list[ir.Value]
+
+
+@dataclass(frozen=True)
+class RowFunction:
+    name: str
+    outer: str | None  # "i", "j" or None (one row)
+    outputs: tuple[int, ...]  # indices into kernel.outputs
+
+
+@dataclass
+class _Scope:
+    """Values emitted at one loop level; deeper levels see the shallower ones."""
+
+    values: dict[Node, Vec] = field(default_factory=dict)
+
+
+def _level(node: Node, inner: str | None) -> int:
+    """0: computed once per call; 1: once per row; 2: per pair (inside the inner loop)."""
+    if inner is not None and inner in node.deps:
+        return 2
+    if node.deps or build.contains_reduction(node):
+        return 1
+    return 0
+
+
+class _FunctionBuilder:
+    def __init__(self, module: ir.Module, math: ops.Math, kernel: Kernel, bindings: dict[str, int],
+                 spec: RowFunction) -> None:
+        self.kernel, self.bindings, self.spec, self.math = kernel, bindings, spec, math
+        self.outer = spec.outer
+        self.inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
+        fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer().as_pointer(), I64, I64, I64, I64])
+        self.fn = ir.Function(module, fnty, name=spec.name)
+        self.fn.attributes.add("nounwind")
+        self.ptrs_arg, self.n, self.m, self.r0, self.r1 = self.fn.args
+        self.entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.scopes = [_Scope(), _Scope(), _Scope()]
+        self.row: ir.Value = ir.Constant(I64, 0)
+        self.col: ir.Value = ir.Constant(I64, 0)
+        self.pointers: dict[str, ir.Value] = {}
+        for k, p in enumerate(kernel.params):
+            self.pointers[p.name] = self._pointer(k, p.type.dtype)
+        self.out_pointers = [self._pointer(len(kernel.params) + k, o.type.dtype) for k, o in enumerate(kernel.outputs)]
+
+    def _pointer(self, k: int, dt: DType) -> ir.Value:
+        raw = self.b.load(self.b.gep(self.ptrs_arg, [ir.Constant(I64, k)]))
+        return self.b.bitcast(raw, storage_type(dt).as_pointer())
+
+    def dim(self, node: Node) -> int:
+        return node.dim.evaluate(self.bindings)
+
+    @property
+    def inner_extent(self) -> ir.Value:
+        return self.m if self.inner == "j" else self.n
+
+    # --- loops ------------------------------------------------------------------------------------
+
+    def loop(self, start: ir.Value, stop: ir.Value, name: str, body) -> None:
+        """for (k = start; k < stop; k++) body(k), with the builder left after the loop."""
+        b = self.b
+        pre = b.block
+        head = self.fn.append_basic_block(f"{name}.head")
+        work = self.fn.append_basic_block(f"{name}.body")
+        done = self.fn.append_basic_block(f"{name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        k = b.phi(I64, name=name)
+        k.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", k, stop), work, done)
+        b.position_at_end(work)
+        body(k)
+        k.add_incoming(b.add(k, ir.Constant(I64, 1)), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+
+    def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
+        with self.b.goto_block(self.entry):
+            self.b.position_at_start(self.entry)
+            slot = self.b.alloca(ty)
+        self.b.store(init, slot)
+        return slot
+
+    # --- the function -----------------------------------------------------------------------------
+
+    def build(self) -> None:
+        outputs = [self.kernel.outputs[k] for k in self.spec.outputs]
+        roots = [o.value for o in outputs]
+        reds = [n for n in walk(roots) if n.op is Op.REDUCE]
+        for r in reds:
+            if r.arg.index != self.inner:  # type: ignore[union-attr]
+                raise UnsupportedKernel("a reduction over the same index as its output's rows (two passes)")
+        self.pre_emit(roots + [s for r in reds for s in r.src], 0)
+
+        def row_body(o: ir.Value) -> None:
+            self.row = o
+            self.scopes[1] = _Scope()
+            if reds:
+                self.reduce(reds)
+            for k, out in zip(self.spec.outputs, outputs):
+                self.store_output(k, out)
+
+        if self.outer is None:
+            row_body(ir.Constant(I64, 0))
+        else:
+            self.loop(self.r0, self.r1, "row", row_body)
+        self.b.ret_void()
+
+    def pre_emit(self, roots: list[Node], level: int) -> None:
+        """Emit every node of `level` reachable from `roots` at the builder's position."""
+        for node in walk(roots):
+            if node.op is not Op.REDUCE and _level(node, self.inner) == level and not (
+                    level == 1 and build.contains_reduction(node)):
+                self.emit(node)
+
+    # --- reductions -------------------------------------------------------------------------------
+
+    def reduce(self, reds: list[Node]) -> None:
+        self.pre_emit([s for r in reds for s in r.src], 1)
+        states = [_State.create(self, r) for r in reds]
+
+        def col_body(k: ir.Value) -> None:
+            self.col = k
+            self.scopes[2] = _Scope()
+            for st, r in zip(states, reds):
+                st.accumulate(self, [self.emit(s) for s in r.src], k)
+            self.scopes[2] = _Scope()
+
+        self.loop(ir.Constant(I64, 0), self.inner_extent, "col", col_body)
+        for st, r in zip(states, reds):
+            self.scopes[1].values[r] = st.finalize(self)
+
+    # --- outputs ----------------------------------------------------------------------------------
+
+    def store_output(self, k: int, out) -> None:
+        dim = out.type.dim.evaluate(self.bindings) if out.type.dim is not None else 1
+        if len(out.type.index) == 2:
+            self.pre_emit([out.value], 1)
+
+            def col_body(c: ir.Value) -> None:
+                self.col = c
+                self.scopes[2] = _Scope()
+                base = self.b.mul(self.b.add(self.b.mul(self.row, self.inner_extent), c), ir.Constant(I64, dim))
+                self._store(k, out, base, dim)
+                self.scopes[2] = _Scope()
+
+            self.loop(ir.Constant(I64, 0), self.inner_extent, "ocol", col_body)
+            return
+        base = self.b.mul(self.row, ir.Constant(I64, dim)) if out.type.index else ir.Constant(I64, 0)
+        self._store(k, out, base, dim)
+
+    def _store(self, k: int, out, base: ir.Value, dim: int) -> None:
+        vals = self.broadcast(self.emit(out.value), dim)
+        for c, v in enumerate(vals):
+            ptr = self.b.gep(self.out_pointers[k], [self.b.add(base, ir.Constant(I64, c))])
+            self.b.store(self.to_storage(v, out.type.dtype), ptr)
+
+    def to_storage(self, v: ir.Value, dt: DType) -> ir.Value:
+        if dt is DType.F16:
+            return self.b.fptrunc(v, ops.F16)
+        if dt is DType.BF16:
+            return ops.round_bf16(self.b, v)
+        if dt is DType.BOOL:
+            return self.b.zext(v, I8)
+        return v
+
+    # --- values -----------------------------------------------------------------------------------
+
+    def broadcast(self, vals: Vec, dim: int) -> Vec:
+        return vals * dim if len(vals) == 1 and dim != 1 else vals
+
+    def emit(self, node: Node) -> Vec:
+        level = _level(node, self.inner)
+        for scope in self.scopes[:level + 1]:
+            if node in scope.values:
+                return scope.values[node]
+        if node.op is Op.REDUCE:
+            raise AssertionError("reductions are finalized before use")
+        vals = self._compute(node)
+        self.scopes[level].values[node] = vals
+        return vals
+
+    def _compute(self, node: Node) -> Vec:
+        op, b = node.op, self.b
+        if op is Op.PARAM:
+            return self.load_param(node)
+        if op is Op.CONST:
+            return [self.constant(node)]
+        if op is Op.INDEX:
+            return [self.row if node.arg == self.outer else self.col]
+        if op is Op.DIMSIZE:
+            return [ir.Constant(I64, node.arg.evaluate(self.bindings))]  # type: ignore[union-attr]
+        src = [self.emit(s) for s in node.src]
+        if op is Op.CAST:
+            return [ops.cast(b, self.math, v, node.src[0].dtype, node.arg) for v in src[0]]  # type: ignore[arg-type]
+        if op in ELEMENTWISE_OPS:
+            width = max(len(s) for s in src)
+            lanes = [self.broadcast(s, width) for s in src]
+            return [ops.elementwise(b, self.math, op, [lane[c] for lane in lanes]) for c in range(width)]
+        if op in COMPONENT_REDUCE_OPS:
+            return [self.component_reduce(op, src[0])]
+        if op is Op.ELEMENT:
+            return [src[0][node.arg.evaluate(self.bindings)]]  # type: ignore[union-attr]
+        if op is Op.SLICE:
+            start, stop = (d.evaluate(self.bindings) for d in node.arg)  # type: ignore[union-attr]
+            return src[0][start:stop]
+        if op is Op.CONCAT:
+            return [v for s in src for v in s]
+        raise UnsupportedKernel(f"the llvm backend cannot compile {op}")
+
+    def constant(self, node: Node) -> ir.Value:
+        ty = compute_type(node.dtype)
+        value = node.arg
+        if node.dtype.is_float:
+            value = float(np.asarray(value, dtype=np.float64).astype(node.dtype.numpy).astype(np.float64))
+        return ops.const(ty, value)  # type: ignore[arg-type]
+
+    def load_param(self, node: Node) -> Vec:
+        p = self.kernel.param(node.arg)  # type: ignore[arg-type]
+        dim = self.dim(node)
+        index = p.type.index
+        pos = {"i": self.row if self.outer == "i" else self.col, "j": self.row if self.outer == "j" else self.col}
+        if not index:
+            row = ir.Constant(I64, 0)
+        elif len(index) == 1:
+            row = pos[index[0]]
+        else:
+            row = self.b.add(self.b.mul(pos["i"], self.m), pos["j"])
+        base = self.b.mul(row, ir.Constant(I64, dim))
+        out = []
+        for c in range(dim):
+            raw = self.b.load(self.b.gep(self.pointers[p.name], [self.b.add(base, ir.Constant(I64, c))]))
+            out.append(self.from_storage(raw, p.type.dtype))
+        return out
+
+    def from_storage(self, raw: ir.Value, dt: DType) -> ir.Value:
+        if dt is DType.F16:
+            return self.b.fpext(raw, F32)
+        if dt is DType.BF16:
+            return ops.bf16_to_f32(self.b, raw)
+        if dt is DType.BOOL:
+            return self.b.icmp_unsigned("!=", raw, ir.Constant(I8, 0))
+        return raw
+
+    def component_reduce(self, op: Op, vals: Vec) -> ir.Value:
+        b = self.b
+        if op is Op.VSUM:
+            total = vals[0]
+            for v in vals[1:]:
+                total = b.add(total, v) if isinstance(v.type, ir.IntType) else b.fadd(total, v)
+            return total
+        if op in (Op.VMAX, Op.VMIN):
+            best = vals[0]
+            for v in vals[1:]:
+                best = ops.select_max(b, best, v, largest=op is Op.VMAX)
+            return best
+        if op in (Op.VARGMAX, Op.VARGMIN):
+            best, idx = vals[0], ir.Constant(I64, 0)
+            for c, v in enumerate(vals[1:], start=1):
+                take = _better(b, v, best, largest=op is Op.VARGMAX)
+                best, idx = b.select(take, v, best), b.select(take, ir.Constant(I64, c), idx)
+            return idx
+        m = vals[0]
+        for v in vals[1:]:
+            m = ops.select_max(b, m, v, largest=True)
+        total = ops.const(m.type, 0)
+        for v in vals:
+            total = b.fadd(total, _scale(self, v, m))
+        return b.fadd(m, self.math.intrinsic(b, "log", total))
+
+
+def _better(b: ir.IRBuilder, v: ir.Value, best: ir.Value, largest: bool) -> ir.Value:
+    """Whether v replaces best in a first-wins scan: the first NaN wins, then strict improvement."""
+    if isinstance(v.type, ir.IntType):
+        return b.icmp_signed(">" if largest else "<", v, best)
+    strict = b.fcmp_ordered(">" if largest else "<", v, best)
+    return b.and_(b.not_(ops.is_nan(b, best)), b.or_(strict, ops.is_nan(b, v)))
+
+
+def _sorts_before(b: ir.IRBuilder, v: ir.Value, x: ir.Value, largest: bool) -> ir.Value:
+    """kmin/kmax order: real values first (strictly better), NaN after every real value."""
+    if isinstance(v.type, ir.IntType):
+        return b.icmp_signed(">" if largest else "<", v, x)
+    strict = b.fcmp_ordered(">" if largest else "<", v, x)
+    return b.and_(b.not_(ops.is_nan(b, v)), b.or_(strict, ops.is_nan(b, x)))
+
+
+def _scale(fb: _FunctionBuilder, s: ir.Value, m: ir.Value) -> ir.Value:
+    """exp(s - m) with the rules of monoids.scale_by_max: 0 when m is -inf, 1 when s == m."""
+    b = fb.b
+    one, zero = ops.const(s.type, 1), ops.const(s.type, 0)
+    e = fb.math.intrinsic(b, "exp", b.fsub(s, m))
+    shifted = b.select(b.fcmp_ordered("==", s, m), one, e)
+    return b.select(b.fcmp_ordered("==", m, ops.const(s.type, float("-inf"))), zero, shifted)
+
+
+class _State:
+    """The state of one reduction in allocas (promoted to registers by LLVM)."""
+
+    def __init__(self, node: Node, slots: dict[str, list[ir.Value]]) -> None:
+        self.node, self.slots = node, slots
+        self.red: Reduction = node.arg  # type: ignore[assignment]
+
+    @staticmethod
+    def create(fb: _FunctionBuilder, node: Node) -> "_State":
+        red: Reduction = node.arg  # type: ignore[assignment]
+        kind, dim = red.kind, fb.dim(node)
+        src_t = compute_type(node.src[0].dtype)
+        is_int = isinstance(src_t, ir.IntType)
+        acc_t = I64 if is_int else F64
+        slot = fb.alloca
+        if kind in (ReduceKind.SUM, ReduceKind.MEAN):
+            slots = {"acc": [slot(acc_t, ops.const(acc_t, 0)) for _ in range(dim)]}
+        elif kind in (ReduceKind.MAX, ReduceKind.MIN):
+            slots = {"acc": [slot(src_t, _extreme_init(src_t, node.src[0].dtype, kind is ReduceKind.MAX))
+                             for _ in range(dim)]}
+        elif kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN):
+            slots = {"best": [slot(src_t, _extreme_init(src_t, node.src[0].dtype, kind is ReduceKind.ARGMAX))],
+                     "idx": [slot(I64, ir.Constant(I64, -1))]}
+        elif kind in (ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX):
+            ninf = ops.const(src_t, float("-inf"))
+            mdim = dim if kind is ReduceKind.LOGSUMEXP else 1
+            slots = {"m": [slot(src_t, ninf) for _ in range(mdim)], "t": [slot(src_t, ops.const(src_t, 0))
+                                                                          for _ in range(dim)]}
+            if kind is ReduceKind.SOFTMAX:
+                slots["den"] = [slot(src_t, ops.const(src_t, 0))]
+        else:
+            largest = kind in (ReduceKind.KMAX, ReduceKind.ARGKMAX)
+            init = _extreme_init(src_t, node.src[0].dtype, largest)
+            slots = {"vals": [slot(src_t, init) for _ in range(dim)],
+                     "idx": [slot(I64, ir.Constant(I64, -1)) for _ in range(dim)]}
+        return _State(node, slots)
+
+    def load(self, fb: _FunctionBuilder, name: str) -> Vec:
+        return [fb.b.load(s) for s in self.slots[name]]
+
+    def save(self, fb: _FunctionBuilder, name: str, vals: Vec) -> None:
+        for s, v in zip(self.slots[name], vals):
+            fb.b.store(v, s)
+
+    def accumulate(self, fb: _FunctionBuilder, args: list[Vec], k: ir.Value) -> None:
+        b, kind = fb.b, self.red.kind
+        dim = len(self.slots.get("acc", self.slots.get("t", self.slots.get("vals", [None]))))
+        if kind in (ReduceKind.SUM, ReduceKind.MEAN):
+            vals = fb.broadcast(args[0], dim)
+            acc = self.load(fb, "acc")
+            if isinstance(acc[0].type, ir.IntType):
+                new = [b.add(a, b.sext(v, I64) if v.type != I64 else v) for a, v in zip(acc, vals)]
+            else:
+                new = [b.fadd(a, b.fpext(v, F64) if v.type == F32 else v, flags=("reassoc",)) for a, v in zip(acc, vals)]
+            self.save(fb, "acc", new)
+        elif kind in (ReduceKind.MAX, ReduceKind.MIN):
+            vals = fb.broadcast(args[0], dim)
+            acc = self.load(fb, "acc")
+            self.save(fb, "acc", [ops.select_max(b, a, v, kind is ReduceKind.MAX) for a, v in zip(acc, vals)])
+        elif kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN):
+            (v,), (best,), (idx,) = args[0], self.load(fb, "best"), self.load(fb, "idx")
+            take = b.or_(b.icmp_signed("<", idx, ir.Constant(I64, 0)),
+                         _better(b, v, best, largest=kind is ReduceKind.ARGMAX))
+            self.save(fb, "best", [b.select(take, v, best)])
+            self.save(fb, "idx", [b.select(take, k, idx)])
+        elif kind is ReduceKind.LOGSUMEXP:
+            self._lse(fb, args)
+        elif kind is ReduceKind.SOFTMAX:
+            self._softmax(fb, args)
+        else:
+            self._k_best(fb, args[0][0], k)
+
+    def _lse(self, fb: _FunctionBuilder, args: list[Vec]) -> None:
+        b = fb.b
+        s = args[0][0]
+        ms, ts = self.load(fb, "m"), self.load(fb, "t")
+        weights = fb.broadcast(args[1], len(ts)) if len(args) == 2 else [None] * len(ts)
+        new_m, new_t = [], []
+        for m, t, w in zip(ms, ts, weights):
+            if w is None:
+                nm = ops.select_max(b, m, s, largest=True)
+                new_m.append(nm)
+                new_t.append(b.fadd(b.fmul(t, _scale(fb, m, nm)), _scale(fb, s, nm)))
+                continue
+            zero = b.fcmp_ordered("==", w, ops.const(w.type, 0))
+            nm = b.select(zero, m, ops.select_max(b, m, s, largest=True))
+            moved = b.fadd(b.fmul(t, _scale(fb, m, nm)), b.fmul(w, _scale(fb, s, nm)))
+            dead = b.select(b.fcmp_ordered("<", s, ops.const(s.type, float("inf"))), t,
+                            ops.const(s.type, float("nan")))
+            new_m.append(nm)
+            new_t.append(b.select(zero, b.fadd(t, b.fsub(dead, t)), moved))
+        self.save(fb, "m", new_m)
+        self.save(fb, "t", new_t)
+
+    def _softmax(self, fb: _FunctionBuilder, args: list[Vec]) -> None:
+        b = fb.b
+        s = args[0][0]
+        (m,), (den,) = self.load(fb, "m"), self.load(fb, "den")
+        nm = ops.select_max(b, m, s, largest=True)
+        sm, ss = _scale(fb, m, nm), _scale(fb, s, nm)
+        num = self.load(fb, "t")
+        v = fb.broadcast(args[1], len(num))
+        self.save(fb, "t", [b.fadd(b.fmul(a, sm), b.fmul(x, ss)) for a, x in zip(num, v)])
+        self.save(fb, "den", [b.fadd(b.fmul(den, sm), ss)])
+        self.save(fb, "m", [nm])
+
+    def _k_best(self, fb: _FunctionBuilder, v: ir.Value, k: ir.Value) -> None:
+        """Insert (v, k) into the sorted K slots; k grows, so equal values keep index order."""
+        b = fb.b
+        largest = self.red.kind in (ReduceKind.KMAX, ReduceKind.ARGKMAX)
+        vals, idx = self.load(fb, "vals"), self.load(fb, "idx")
+        before = [b.or_(b.icmp_signed("<", i, ir.Constant(I64, 0)), _sorts_before(b, v, x, largest))
+                  for x, i in zip(vals, idx)]
+        new_vals, new_idx = [], []
+        for p in range(len(vals)):
+            shifted_v = vals[p - 1] if p else v
+            shifted_i = idx[p - 1] if p else k
+            prev = before[p - 1] if p else ir.Constant(I1, 0)
+            new_vals.append(b.select(before[p], b.select(prev, shifted_v, v), vals[p]))
+            new_idx.append(b.select(before[p], b.select(prev, shifted_i, k), idx[p]))
+        self.save(fb, "vals", new_vals)
+        self.save(fb, "idx", new_idx)
+
+    def finalize(self, fb: _FunctionBuilder) -> Vec:
+        b, kind = fb.b, self.red.kind
+        out_t = compute_type(self.node.dtype)
+        if kind in (ReduceKind.SUM, ReduceKind.MEAN):
+            acc = self.load(fb, "acc")
+            if kind is ReduceKind.MEAN:
+                count = b.sitofp(fb.inner_extent, F64)
+                acc = [b.fdiv(a, count) for a in acc]
+            if isinstance(out_t, ir.IntType):
+                return acc
+            return [b.fptrunc(a, out_t) if out_t != F64 else a for a in acc]
+        if kind in (ReduceKind.MAX, ReduceKind.MIN):
+            return self.load(fb, "acc")
+        if kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN):
+            return self.load(fb, "idx")
+        if kind is ReduceKind.LOGSUMEXP:
+            ms, ts = self.load(fb, "m"), self.load(fb, "t")
+            return [b.fadd(m, fb.math.intrinsic(b, "log", t)) for m, t in zip(ms, ts)]
+        if kind is ReduceKind.SOFTMAX:
+            (den,), num = self.load(fb, "den"), self.load(fb, "t")
+            zero = ops.const(den.type, 0)
+            empty = b.fcmp_ordered("==", den, zero)
+            return [b.select(empty, zero, b.fdiv(x, den)) for x in num]
+        if kind in (ReduceKind.KMIN, ReduceKind.KMAX):
+            return self.load(fb, "vals")
+        return self.load(fb, "idx")
+
+
+def _extreme_init(ty: ir.Type, dt: DType, lowest: bool) -> ir.Constant:
+    if dt.is_bool:
+        return ir.Constant(I1, 0 if lowest else 1)
+    if isinstance(ty, ir.IntType):
+        info = np.iinfo(dt.numpy)
+        return ir.Constant(ty, int(info.min if lowest else info.max))
+    return ops.const(ty, float("-inf") if lowest else float("inf"))
+
+
+def _single_reduced_index(kernel: Kernel, spec: RowFunction) -> str | None:
+    """For outputs with no index: the index their reductions run over (one pass only)."""
+    reds = {n.arg.index for k in spec.outputs for n in walk([kernel.outputs[k].value]) if n.op is Op.REDUCE}
+    if len(reds) > 1:
+        raise UnsupportedKernel("reductions over both i and j in one unindexed output")
+    return reds.pop() if reds else None
+
+
+def row_functions(kernel: Kernel) -> list[RowFunction]:
+    groups: dict[str | None, list[int]] = {}
+    for k, out in enumerate(kernel.outputs):
+        outer = out.type.index[0] if out.type.index else None
+        groups.setdefault(outer, []).append(k)
+    return [RowFunction(f"kc_rows_{outer or 'none'}", outer, tuple(ks)) for outer, ks in groups.items()]
+
+
+def generate(kernel: Kernel, bindings: dict[str, int]) -> tuple[str, list[RowFunction]]:
+    """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions."""
+    for node in walk([o.value for o in kernel.outputs]):
+        if node.dim.evaluate(bindings) > MAX_UNROLLED_DIM:
+            raise UnsupportedKernel(f"vector dimension {node.dim.evaluate(bindings)} > {MAX_UNROLLED_DIM} "
+                                    "(long vectors are not compiled as loops yet)")
+    module = ir.Module(name=kernel.name)
+    math = ops.Math(module)
+    specs = row_functions(kernel)
+    for spec in specs:
+        _FunctionBuilder(module, math, kernel, bindings, spec).build()
+    return str(module), specs

@@ -1,0 +1,78 @@
+"""llvmlite plumbing: the host target, the new pass manager pipeline, and the JIT engine.
+
+One engine per process; each kernel module is optimized (speed level 3, loop and SLP
+vectorization), added to it and finalized. libm functions the generated code calls are bound
+by address, so the JIT never depends on how the process happens to have loaded libm.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from functools import lru_cache
+
+import llvmlite.binding as llvm
+
+_lock = threading.Lock()
+LIBM_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "expm1", "log1p", "erf", "atan2")
+
+
+@lru_cache(maxsize=1)
+def target_machine() -> llvm.TargetMachine:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    target = llvm.Target.from_default_triple()
+    features = llvm.get_host_cpu_features().flatten()
+    tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=3, reloc="default",
+                                       codemodel="jitdefault")
+    _bind_libm()
+    return tm
+
+
+def host_description() -> str:
+    """CPU name and features: part of every cache key."""
+    target_machine()
+    return f"{llvm.get_default_triple()}|{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
+
+
+def _bind_libm() -> None:
+    name = ctypes.util.find_library("m")
+    libm = ctypes.CDLL(name) if name else ctypes.CDLL(None)
+    for fn in LIBM_FUNCTIONS:
+        for sym in (fn, fn + "f"):
+            addr = ctypes.cast(getattr(libm, sym), ctypes.c_void_p).value
+            llvm.add_symbol(f"kc_{sym}", addr)
+
+
+def optimize(module: llvm.ModuleRef) -> None:
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(target_machine(), pto)
+    pm = pb.getModulePassManager()
+    pm.run(module, pb)
+
+
+@lru_cache(maxsize=1)
+def _engine() -> llvm.ExecutionEngine:
+    tm = target_machine()
+    backing = llvm.parse_assembly("")
+    return llvm.create_mcjit_compiler(backing, tm)
+
+
+def compile_ir(text: str, symbols: list[str]) -> tuple[dict[str, int], str]:
+    """Parse, verify, optimize and JIT `text`; the addresses of `symbols`, and the optimized IR."""
+    with _lock:
+        tm = target_machine()
+        module = llvm.parse_assembly(text)
+        module.verify()
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        optimize(module)
+        engine = _engine()
+        engine.add_module(module)
+        engine.finalize_object()
+        engine.run_static_constructors()
+        return {s: engine.get_function_address(s) for s in symbols}, str(module)

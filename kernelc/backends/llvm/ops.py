@@ -1,0 +1,214 @@
+"""How each IR op is computed in LLVM IR, one scalar lane at a time (`llvm_ops`).
+
+Narrow floats (f16, bf16) are computed in f32 and rounded only by an explicit cast; f32 in
+f32 and f64 in f64. Every rule here matches `kernelc.ir.reference` (NaN propagation of min and
+max, saturating float-to-int casts, round half to even).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from llvmlite import ir
+
+from kernelc.ir.dtypes import DType
+from kernelc.ir.ops import Op
+
+F32, F64, F16 = ir.FloatType(), ir.DoubleType(), ir.HalfType()
+I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
+
+
+class UnsupportedKernel(Exception):
+    """The LLVM backend cannot compile this kernel (yet); the message says what."""
+
+
+def compute_type(dt: DType) -> ir.Type:
+    """The LLVM type values of `dt` are computed in."""
+    return {DType.BOOL: I1, DType.I32: I32, DType.I64: I64, DType.F16: F32, DType.BF16: F32, DType.F32: F32,
+            DType.F64: F64}[dt]
+
+
+def storage_type(dt: DType) -> ir.Type:
+    return {DType.BOOL: I8, DType.I32: I32, DType.I64: I64, DType.F16: F16, DType.BF16: I16, DType.F32: F32,
+            DType.F64: F64}[dt]
+
+
+class Math:
+    """Intrinsics and libm calls, declared once per module."""
+
+    def __init__(self, module: ir.Module) -> None:
+        self.module = module
+
+    def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+        ty = args[0].type
+        suffix = "f32" if ty == F32 else "f64"
+        fn = self.module.globals.get(f"llvm.{name}.{suffix}")
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=f"llvm.{name}.{suffix}")
+        return b.call(fn, list(args))
+
+    def libm(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+        ty = args[0].type
+        sym = f"kc_{name}{'f' if ty == F32 else ''}"
+        fn = self.module.globals.get(sym)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=sym)
+        return b.call(fn, list(args))
+
+    def fptosi_sat(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
+        suffix = "f32" if x.type == F32 else "f64"
+        name = f"llvm.fptosi.sat.i{to.width}.{suffix}"
+        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(to, [x.type]), name=name)
+        return b.call(fn, [x])
+
+
+def const(ty: ir.Type, value: float | int | bool) -> ir.Constant:
+    if isinstance(ty, ir.IntType):
+        return ir.Constant(ty, int(value))
+    return ir.Constant(ty, float(value))
+
+
+def is_nan(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    return b.fcmp_unordered("uno", x, x)
+
+
+def select_max(b: ir.IRBuilder, x: ir.Value, y: ir.Value, largest: bool) -> ir.Value:
+    """max/min that propagate NaN (as np.maximum / np.minimum)."""
+    if isinstance(x.type, ir.IntType):
+        pick_x = b.icmp_signed(">" if largest else "<", x, y)
+        return b.select(pick_x, x, y)
+    pick_x = b.fcmp_ordered(">" if largest else "<", x, y)
+    pick_x = b.or_(pick_x, is_nan(b, x))
+    return b.select(pick_x, x, y)
+
+
+def _float(fn: Callable[..., ir.Value]) -> Callable[..., ir.Value]:
+    return fn
+
+
+def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
+    ty = x.type
+    is_int = isinstance(ty, ir.IntType)
+    one, zero = const(ty, 1), const(ty, 0)
+    if op is Op.NOT:
+        return b.not_(x)
+    if op is Op.NEG:
+        return b.sub(zero, x) if is_int else b.fneg(x)
+    if op is Op.SQUARE:
+        return b.mul(x, x) if is_int else b.fmul(x, x)
+    if op is Op.ABS:
+        return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x) if is_int else m.intrinsic(b, "fabs", x)
+    if op is Op.SIGN:
+        if is_int:
+            return b.sub(b.zext(b.icmp_signed(">", x, zero), ty), b.zext(b.icmp_signed("<", x, zero), ty))
+        pos = b.select(b.fcmp_ordered(">", x, zero), one, x)
+        return b.select(b.fcmp_ordered("<", x, zero), const(ty, -1), pos)
+    if op is Op.RELU:
+        return select_max(b, x, zero, largest=True)
+    if op is Op.STEP:
+        ge = b.icmp_signed(">=", x, zero) if is_int else b.fcmp_ordered(">=", x, zero)
+        return b.select(ge, one, zero)
+    if op in (Op.FLOOR, Op.CEIL, Op.ROUND):
+        return x if is_int else m.intrinsic(b, {Op.FLOOR: "floor", Op.CEIL: "ceil", Op.ROUND: "roundeven"}[op], x)
+    if op in _INTRINSICS:
+        return m.intrinsic(b, _INTRINSICS[op], x)
+    if op in _LIBM:
+        return m.libm(b, _LIBM[op], x)
+    if op is Op.RSQRT:
+        return b.fdiv(one, m.intrinsic(b, "sqrt", x))
+    if op is Op.INV:
+        return b.fdiv(one, x)
+    if op is Op.SIGMOID:
+        return b.fdiv(one, b.fadd(one, m.intrinsic(b, "exp", b.fneg(x))))
+    if op is Op.SOFTPLUS:  # max(x, 0) + log1p(exp(-|x|))
+        tail = m.libm(b, "log1p", m.intrinsic(b, "exp", b.fneg(m.intrinsic(b, "fabs", x))))
+        return b.fadd(select_max(b, x, zero, largest=True), tail)
+    raise UnsupportedKernel(f"the llvm backend has no implementation of {op}")
+
+
+_INTRINSICS = {Op.EXP: "exp", Op.EXP2: "exp2", Op.LOG: "log", Op.LOG2: "log2", Op.SQRT: "sqrt", Op.SIN: "sin",
+               Op.COS: "cos"}
+_LIBM = {Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan", Op.SINH: "sinh", Op.COSH: "cosh",
+         Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
+
+_FCMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}
+_ICMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}
+
+
+def _binary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value, y: ir.Value) -> ir.Value:
+    is_int = isinstance(x.type, ir.IntType)
+    if op in (Op.AND, Op.OR):
+        return b.and_(x, y) if op is Op.AND else b.or_(x, y)
+    if op in _ICMP:
+        if is_int:
+            return b.icmp_signed(_ICMP[op], x, y)
+        return b.fcmp_unordered("!=", x, y) if op is Op.NE else b.fcmp_ordered(_FCMP[op], x, y)
+    if op in (Op.MIN, Op.MAX):
+        return select_max(b, x, y, largest=op is Op.MAX)
+    if is_int:
+        ints = {Op.ADD: b.add, Op.SUB: b.sub, Op.MUL: b.mul}
+        if op in ints:
+            return ints[op](x, y)
+        raise UnsupportedKernel(f"the llvm backend does not compute integer {op} yet")
+    floats = {Op.ADD: b.fadd, Op.SUB: b.fsub, Op.MUL: b.fmul, Op.DIV: b.fdiv}
+    if op in floats:
+        return floats[op](x, y)
+    if op is Op.POW:
+        return m.intrinsic(b, "pow", x, y)
+    if op is Op.ATAN2:
+        return m.libm(b, "atan2", x, y)
+    raise UnsupportedKernel(f"the llvm backend has no implementation of {op}")
+
+
+def round_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """f32 -> the bf16 bits (i16), rounding to nearest even; NaN stays a quiet NaN."""
+    bits = b.bitcast(x, I32)
+    lsb = b.and_(b.lshr(bits, const(I32, 16)), const(I32, 1))
+    rounded = b.lshr(b.add(bits, b.add(const(I32, 0x7FFF), lsb)), const(I32, 16))
+    quiet = b.or_(b.lshr(bits, const(I32, 16)), const(I32, 0x40))
+    return b.trunc(b.select(is_nan(b, x), quiet, rounded), I16)
+
+
+def bf16_to_f32(b: ir.IRBuilder, bits: ir.Value) -> ir.Value:
+    return b.bitcast(b.shl(b.zext(bits, I32), const(I32, 16)), F32)
+
+
+def cast(b: ir.IRBuilder, m: Math, x: ir.Value, src: DType, dst: DType) -> ir.Value:
+    """Convert a computed value of `src` to the computed value of `dst` (narrow targets round)."""
+    to = compute_type(dst)
+    if dst.is_bool:
+        if src.is_bool:
+            return x
+        zero = const(x.type, 0)
+        return b.icmp_signed("!=", x, zero) if isinstance(x.type, ir.IntType) else b.fcmp_unordered("!=", x, zero)
+    if dst.is_float:
+        if src.is_bool:
+            y = b.uitofp(x, to)
+        elif src.is_int:
+            y = b.sitofp(x, to if dst is not DType.F32 or True else to)
+        elif x.type == to:
+            y = x
+        elif to == F64:
+            y = b.fpext(x, F64)
+        else:
+            y = b.fptrunc(x, F32)
+        if dst is DType.F16:
+            return b.fpext(b.fptrunc(y, F16), F32)
+        if dst is DType.BF16:
+            return bf16_to_f32(b, round_bf16(b, y))
+        return y
+    if src.is_bool:
+        return b.zext(x, to)
+    if src.is_int:
+        if x.type.width == to.width:
+            return x
+        return b.sext(x, to) if x.type.width < to.width else b.trunc(x, to)
+    return m.fptosi_sat(b, x, to)
+
+
+def elementwise(b: ir.IRBuilder, m: Math, op: Op, args: list[ir.Value]) -> ir.Value:
+    if op is Op.WHERE:
+        return b.select(*args)
+    if len(args) == 1:
+        return _unary(b, m, op, args[0])
+    return _binary(b, m, op, *args)
