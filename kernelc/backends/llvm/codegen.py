@@ -318,7 +318,7 @@ def _scale(fb: _FunctionBuilder, s: ir.Value, m: ir.Value) -> ir.Value:
     """exp(s - m) with the rules of monoids.scale_by_max: 0 when m is -inf, 1 when s == m."""
     b = fb.b
     one, zero = ops.const(s.type, 1), ops.const(s.type, 0)
-    e = fb.math.intrinsic(b, "exp", b.fsub(s, m))
+    e = ops.poly_exp(b, fb.math, b.fsub(s, m))
     shifted = b.select(b.fcmp_ordered("==", s, m), one, e)
     return b.select(b.fcmp_ordered("==", m, ops.const(s.type, float("-inf"))), zero, shifted)
 
