@@ -26,6 +26,9 @@ from kernelc.ir.nodes import Kernel, Node, Reduction, other_index, walk
 from kernelc.ir.ops import COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, Op, ReduceKind
 
 MAX_UNROLLED_DIM = 256
+# f32 sums run in f32 within blocks of this many terms (vectorizable, 8-16 lanes), and the
+# block sums are added in f64: the error does not grow with M (LANGUAGE.md §6).
+SUM_BLOCK = 256
 Vec = list[ir.Value]
 
 
@@ -85,8 +88,8 @@ class _FunctionBuilder:
 
     # --- loops ------------------------------------------------------------------------------------
 
-    def loop(self, start: ir.Value, stop: ir.Value, name: str, body) -> None:
-        """for (k = start; k < stop; k++) body(k), with the builder left after the loop."""
+    def loop(self, start: ir.Value, stop: ir.Value, name: str, body, step: int = 1) -> None:
+        """for (k = start; k < stop; k += step) body(k), with the builder left after the loop."""
         b = self.b
         pre = b.block
         head = self.fn.append_basic_block(f"{name}.head")
@@ -99,7 +102,7 @@ class _FunctionBuilder:
         b.cbranch(b.icmp_signed("<", k, stop), work, done)
         b.position_at_end(work)
         body(k)
-        k.add_incoming(b.add(k, ir.Constant(I64, 1)), b.block)
+        k.add_incoming(b.add(k, ir.Constant(I64, step)), b.block)
         b.branch(head)
         b.position_at_end(done)
 
@@ -155,7 +158,14 @@ class _FunctionBuilder:
                 st.accumulate(self, [self.emit(s) for s in r.src], k)
             self.scopes[2] = _Scope()
 
-        self.loop(ir.Constant(I64, 0), self.inner_extent, "col", col_body)
+        def block_body(start: ir.Value) -> None:
+            end = self.b.add(start, ir.Constant(I64, SUM_BLOCK))
+            end = self.b.select(self.b.icmp_signed("<", end, self.inner_extent), end, self.inner_extent)
+            self.loop(start, end, "col", col_body)
+            for st in states:
+                st.end_block(self)
+
+        self.loop(ir.Constant(I64, 0), self.inner_extent, "block", block_body, step=SUM_BLOCK)
         for st, r in zip(states, reds):
             self.scopes[1].values[r] = st.finalize(self)
 
@@ -340,6 +350,8 @@ class _State:
         slot = fb.alloca
         if kind in (ReduceKind.SUM, ReduceKind.MEAN):
             slots = {"acc": [slot(acc_t, ops.const(acc_t, 0)) for _ in range(dim)]}
+            if src_t == F32:
+                slots["partial"] = [slot(F32, ops.const(F32, 0)) for _ in range(dim)]
         elif kind in (ReduceKind.MAX, ReduceKind.MIN):
             slots = {"acc": [slot(src_t, _extreme_init(src_t, node.src[0].dtype, kind is ReduceKind.MAX))
                              for _ in range(dim)]}
@@ -372,6 +384,10 @@ class _State:
         dim = len(self.slots.get("acc", self.slots.get("t", self.slots.get("vals", [None]))))
         if kind in (ReduceKind.SUM, ReduceKind.MEAN):
             vals = fb.broadcast(args[0], dim)
+            if "partial" in self.slots:
+                partial = self.load(fb, "partial")
+                self.save(fb, "partial", [b.fadd(a, v, flags=("reassoc",)) for a, v in zip(partial, vals)])
+                return
             acc = self.load(fb, "acc")
             if isinstance(acc[0].type, ir.IntType):
                 new = [b.add(a, b.sext(v, I64) if v.type != I64 else v) for a, v in zip(acc, vals)]
@@ -445,6 +461,15 @@ class _State:
             new_idx.append(b.select(before[p], b.select(prev, shifted_i, k), idx[p]))
         self.save(fb, "vals", new_vals)
         self.save(fb, "idx", new_idx)
+
+    def end_block(self, fb: _FunctionBuilder) -> None:
+        """Fold the f32 block sums into the f64 totals."""
+        if "partial" not in self.slots:
+            return
+        b = fb.b
+        partial, acc = self.load(fb, "partial"), self.load(fb, "acc")
+        self.save(fb, "acc", [b.fadd(a, b.fpext(p, F64)) for a, p in zip(acc, partial)])
+        self.save(fb, "partial", [ops.const(F32, 0)] * len(partial))
 
     def finalize(self, fb: _FunctionBuilder) -> Vec:
         b, kind = fb.b, self.red.kind
