@@ -44,16 +44,16 @@ class LLVMExecutable:
     def run(self, call: Call) -> None:
         if dict(call.sizes.dims) != self.dims:
             raise AssertionError("an llvm executable runs only the dimensions it was compiled for")
-        arrays = [np.ascontiguousarray(call.inputs[p.name]) for p in self.kernel.params]
-        arrays += call.outputs
-        for a in arrays[len(self.kernel.params):]:
-            assert a.flags.c_contiguous
-        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         n, m = call.sizes.n, call.sizes.m
+        for out in call.outputs:
+            assert out.flags.c_contiguous, "the runtime allocates contiguous outputs"
         for spec, fn in zip(self.specs, self.functions):
+            arrays = [np.ascontiguousarray(call.inputs[p.name].T if p.name in spec.soa else call.inputs[p.name])
+                      for p in self.kernel.params] + list(call.outputs)
+            pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             rows = 1 if spec.outer is None else (n if spec.outer == "i" else m)
             self._run_rows(fn, pointers, n, m, rows)
-        del arrays
+            del arrays  # kept alive until the native code returned
 
     def _run_rows(self, fn: Any, pointers: Any, n: int, m: int, rows: int) -> None:
         threads = max(1, min(self.threads, rows))

@@ -37,6 +37,9 @@ class RowFunction:
     name: str
     outer: str | None  # "i", "j" or None (one row)
     outputs: tuple[int, ...]  # indices into kernel.outputs
+    # Vector parameters read along the inner loop, passed structure-of-arrays ((D, M) instead
+    # of (M, D)) so that the vectorized inner loop reads each component contiguously.
+    soa: tuple[str, ...] = ()
 
 
 @dataclass
@@ -265,12 +268,13 @@ class _FunctionBuilder:
             row = pos[index[0]]
         else:
             row = self.b.add(self.b.mul(pos["i"], self.m), pos["j"])
-        base = self.b.mul(row, ir.Constant(I64, dim))
-        out = []
-        for c in range(dim):
-            raw = self.b.load(self.b.gep(self.pointers[p.name], [self.b.add(base, ir.Constant(I64, c))]))
-            out.append(self.from_storage(raw, p.type.dtype))
-        return out
+        if p.name in self.spec.soa:
+            offsets = [self.b.add(self.b.mul(ir.Constant(I64, c), self.inner_extent), row) for c in range(dim)]
+        else:
+            base = self.b.mul(row, ir.Constant(I64, dim))
+            offsets = [self.b.add(base, ir.Constant(I64, c)) for c in range(dim)]
+        return [self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [off])), p.type.dtype)
+                for off in offsets]
 
     def from_storage(self, raw: ir.Value, dt: DType) -> ir.Value:
         if dt is DType.F16:
@@ -521,7 +525,13 @@ def row_functions(kernel: Kernel) -> list[RowFunction]:
     for k, out in enumerate(kernel.outputs):
         outer = out.type.index[0] if out.type.index else None
         groups.setdefault(outer, []).append(k)
-    return [RowFunction(f"kc_rows_{outer or 'none'}", outer, tuple(ks)) for outer, ks in groups.items()]
+    specs = []
+    for outer, ks in groups.items():
+        inner = other_index(outer) if outer else None
+        soa = tuple(p.name for p in kernel.params
+                    if inner is not None and p.type.index == (inner,) and p.type.dim is not None)
+        specs.append(RowFunction(f"kc_rows_{outer or 'none'}", outer, tuple(ks), soa))
+    return specs
 
 
 def generate(kernel: Kernel, bindings: dict[str, int]) -> tuple[str, list[RowFunction]]:
