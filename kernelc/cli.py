@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("file")
     explain.add_argument("--kernel")
     sub.add_parser("backends", help="list backends and whether they can run here")
+    cache = sub.add_parser("cache", help="the on-disk cache of compiled kernels")
+    cache.add_argument("action", choices=["info", "clear"])
     return p
 
 
@@ -205,7 +207,19 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "explain": _cmd_explain, "backends": _cmd_backends}
+def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    from kernelc.backends import cache
+
+    if args.action == "clear":
+        console.print(f"removed {cache.clear()} entries from {cache.cache_dir()}")
+        return 0
+    info = cache.info()
+    console.print(f"cache folder: {info.folder}\nentries: {info.entries}\nsize: {info.bytes / 1024:.1f} KiB")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "explain": _cmd_explain, "backends": _cmd_backends,
+             "cache": _cmd_cache}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,13 +1,17 @@
 import os
+import tempfile
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# Tests never touch the user's cache: one fresh cache folder per test session.
+os.environ["KERNELC_CACHE_DIR"] = tempfile.mkdtemp(prefix="kernelc-test-cache-")
 
-import kernelc as kc
-from kernelc.backends import runtime
-from kernelc.backends.interface import Schedule
-from kernelc.backends.registry import get
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import kernelc as kc  # noqa: E402
+from kernelc.backends import runtime  # noqa: E402
+from kernelc.backends.interface import Schedule  # noqa: E402
+from kernelc.backends.registry import get  # noqa: E402
 
 settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

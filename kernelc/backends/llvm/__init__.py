@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes
-from kernelc.backends.llvm.codegen import generate
+from kernelc.backends.llvm.codegen import check_supported, generate, row_functions
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.errors import UnsupportedKernelError
 from kernelc.ir.nodes import Kernel
@@ -26,6 +26,21 @@ def thread_count() -> int:
     return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
+CODEGEN_VERSION = "1"  # bump when generated code changes without the IR text changing
+
+
+def cache_key(kernel: Kernel, schedule: Schedule) -> str:
+    import llvmlite
+
+    from kernelc import __version__
+    from kernelc.backends.cache import make_key
+    from kernelc.backends.llvm.jit import host_description
+    from kernelc.ir.printer import print_kernel
+
+    return make_key("llvm", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
+                    print_kernel(kernel), str(dict(schedule.get("dims") or ())))
+
+
 class LLVMExecutable:
     def __init__(self, kernel: Kernel, schedule: Schedule) -> None:
         from kernelc.backends.llvm.jit import compile_ir
@@ -34,11 +49,14 @@ class LLVMExecutable:
         self.dims = dict(schedule.get("dims") or ())
         self.threads = int(schedule.get("threads") or thread_count())
         try:
-            text, self.specs = generate(kernel, self.dims)
+            check_supported(kernel, self.dims)
         except UnsupportedKernel as err:
             raise UnsupportedKernelError(f"the llvm backend cannot run kernel '{kernel.name}': {err}") from None
-        addresses, self.optimized_ir = compile_ir(text, [s.name for s in self.specs])
-        self.llvm_ir = text
+        key = cache_key(kernel, schedule)
+        tag = "_" + key[:20]  # symbols unique per compiled variant within the process
+        self.specs = row_functions(kernel, tag)
+        addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag)[0],
+                                                  [s.name for s in self.specs], key)
         self.functions = [_ROW_FN(addresses[s.name]) for s in self.specs]
 
     def run(self, call: Call) -> None:
@@ -56,14 +74,26 @@ class LLVMExecutable:
             del arrays  # kept alive until the native code returned
 
     def _run_rows(self, fn: Any, pointers: Any, n: int, m: int, rows: int) -> None:
+        work = rows * max(n, m, 1)
         threads = max(1, min(self.threads, rows))
-        if threads == 1:
+        if threads == 1 or work < _PARALLEL_WORK:
             fn(ctypes.addressof(pointers), n, m, 0, rows)
             return
         chunks = min(rows, threads * 8)
         bounds = [rows * c // chunks for c in range(chunks + 1)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda c: fn(ctypes.addressof(pointers), n, m, bounds[c], bounds[c + 1]), range(chunks)))
+        list(_pool(threads).map(lambda c: fn(ctypes.addressof(pointers), n, m, bounds[c], bounds[c + 1]),
+                                range(chunks)))
+
+
+_PARALLEL_WORK = 1 << 16  # below this many pairs, starting threads costs more than it saves
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One long-lived pool per thread count: creating threads per call costs ~0.3 ms."""
+    if threads not in _pools:
+        _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kernelc-llvm")
+    return _pools[threads]
 
 
 class LLVMBackend:

@@ -520,7 +520,8 @@ def _single_reduced_index(kernel: Kernel, spec: RowFunction) -> str | None:
     return reds.pop() if reds else None
 
 
-def row_functions(kernel: Kernel) -> list[RowFunction]:
+def row_functions(kernel: Kernel, tag: str = "") -> list[RowFunction]:
+    """The row functions of `kernel`; `tag` makes their symbols unique in the process's JIT."""
     groups: dict[str | None, list[int]] = {}
     for k, out in enumerate(kernel.outputs):
         outer = out.type.index[0] if out.type.index else None
@@ -530,19 +531,33 @@ def row_functions(kernel: Kernel) -> list[RowFunction]:
         inner = other_index(outer) if outer else None
         soa = tuple(p.name for p in kernel.params
                     if inner is not None and p.type.index == (inner,) and p.type.dim is not None)
-        specs.append(RowFunction(f"kc_rows_{outer or 'none'}", outer, tuple(ks), soa))
+        specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa))
     return specs
 
 
-def generate(kernel: Kernel, bindings: dict[str, int]) -> tuple[str, list[RowFunction]]:
-    """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions."""
-    for node in walk([o.value for o in kernel.outputs]):
+def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
+    """Raise UnsupportedKernel for what this code generator cannot do yet (before any codegen)."""
+    roots = [o.value for o in kernel.outputs]
+    for node in walk(roots):
         if node.dim.evaluate(bindings) > MAX_UNROLLED_DIM:
             raise UnsupportedKernel(f"vector dimension {node.dim.evaluate(bindings)} > {MAX_UNROLLED_DIM} "
                                     "(long vectors are not compiled as loops yet)")
+        if node.op is Op.POW and node.dtype.is_int:
+            raise UnsupportedKernel("integer powers")
+    for spec in row_functions(kernel):
+        inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
+        for k in spec.outputs:
+            for node in walk([kernel.outputs[k].value]):
+                if node.op is Op.REDUCE and node.arg.index != inner:  # type: ignore[union-attr]
+                    raise UnsupportedKernel("a reduction over the same index as its output's rows (two passes)")
+
+
+def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "") -> tuple[str, list[RowFunction]]:
+    """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions."""
+    check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module)
-    specs = row_functions(kernel)
+    specs = row_functions(kernel, tag)
     for spec in specs:
         _FunctionBuilder(module, math, kernel, bindings, spec).build()
     return str(module), specs

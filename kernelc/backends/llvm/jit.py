@@ -15,6 +15,7 @@ from functools import lru_cache
 import llvmlite.binding as llvm
 
 _lock = threading.Lock()
+_loaded: dict[str, dict[str, int]] = {}  # cache key -> symbol addresses already in the engine
 LIBM_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "expm1", "log1p", "erf", "atan2")
 
 
@@ -62,17 +63,31 @@ def _engine() -> llvm.ExecutionEngine:
     return llvm.create_mcjit_compiler(backing, tm)
 
 
-def compile_ir(text: str, symbols: list[str]) -> tuple[dict[str, int], str]:
-    """Parse, verify, optimize and JIT `text`; the addresses of `symbols`, and the optimized IR."""
+def compile_ir(text_fn, symbols: list[str], key: str | None = None) -> tuple[dict[str, int], str]:
+    """JIT the module that `text_fn()` builds; the addresses of `symbols`, and the optimized IR
+    ("" when the object code came from the disk cache under `key`, skipping codegen entirely)."""
+    from kernelc.backends import cache
+
     with _lock:
+        if key in _loaded:  # the same code is already in this process
+            return _loaded[key], ""
         tm = target_machine()
-        module = llvm.parse_assembly(text)
-        module.verify()
-        module.triple = tm.triple
-        module.data_layout = str(tm.target_data)
-        optimize(module)
         engine = _engine()
-        engine.add_module(module)
+        obj = cache.load(key, "o") if key else None
+        optimized = ""
+        if obj is None:
+            module = llvm.parse_assembly(text_fn())
+            module.verify()
+            module.triple = tm.triple
+            module.data_layout = str(tm.target_data)
+            optimize(module)
+            optimized = str(module)
+            obj = tm.emit_object(module)
+            if key:
+                cache.store(key, "o", obj)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
-        engine.run_static_constructors()
-        return {s: engine.get_function_address(s) for s in symbols}, str(module)
+        addresses = {s: engine.get_function_address(s) for s in symbols}
+        if key:
+            _loaded[key] = addresses
+        return addresses, optimized

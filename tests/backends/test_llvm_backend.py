@@ -1,0 +1,114 @@
+"""The LLVM backend: its math against NumPy in ulps, its disk cache, and what it refuses."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kernelc as kc
+from kernelc.backends import cache
+from kernelc.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ulps(got: np.ndarray, want64: np.ndarray, dtype) -> np.ndarray:
+    want = want64.astype(dtype)
+    with np.errstate(all="ignore"):
+        return np.abs(got.astype(np.float64) - want64) / np.spacing(np.abs(want)).astype(np.float64)
+
+
+@pytest.mark.parametrize("dt, npdt, bound", [("f32", np.float32, 1.0), ("f64", np.float64, 1.0)])
+def test_exp_accuracy(dt, npdt, bound):
+    k = kc.kernel(f"kernel e(x: {dt}[i]) -> {dt}[i] {{ return exp(x) }}")
+    hi = 88.7 if dt == "f32" else 709.7
+    lo = -87.3 if dt == "f32" else -708.3  # normal results; subnormals are checked below
+    x = np.concatenate([np.linspace(lo, hi, 300_001), np.random.default_rng(0).uniform(-1, 1, 100_000)]).astype(npdt)
+    got = k(x, backend="llvm")
+    err = ulps(got, np.exp(x.astype(np.float64)), npdt)
+    assert err.max() <= bound, err.max()
+
+
+@pytest.mark.parametrize("dt, npdt", [("f32", np.float32), ("f64", np.float64)])
+def test_exp_edges(dt, npdt):
+    k = kc.kernel(f"kernel e(x: {dt}[i]) -> {dt}[i] {{ return exp(x) }}")
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 88.8, 709.8, -103.0, -745.0, -750.0], npdt)
+    with np.errstate(all="ignore"):
+        want = np.exp(x.astype(np.float64)).astype(npdt)
+    got = k(x, backend="llvm")
+    tiny = np.finfo(npdt).tiny
+    close = np.isclose(got, want, rtol=0, atol=float(tiny)) | (np.isnan(got) & np.isnan(want)) | (got == want)
+    assert close.all(), (x[~close], got[~close], want[~close])
+
+
+def test_disk_cache_is_used_and_survives_corruption(tmp_path):
+    env = dict(os.environ, KERNELC_CACHE_DIR=str(tmp_path))
+    script = ("import numpy as np, kernelc as kc, sys;"
+              "k = kc.load(sys.argv[1]).gauss;"
+              "x = np.arange(12, dtype=np.float32).reshape(4, 3) / 10;"
+              "print(repr(k(x, x, x[:, :1], 0.5, backend='llvm').ravel().tolist()))")
+    run = lambda: subprocess.run([sys.executable, "-c", script, str(ROOT / "examples/gauss.kc")], env=env,  # noqa
+                                 capture_output=True, text=True, timeout=120)
+    first = run()
+    assert first.returncode == 0, first.stderr
+    entries = list(tmp_path.glob("*.o"))
+    assert len(entries) == 1
+    assert run().stdout == first.stdout  # loaded from the cache
+    data = entries[0].read_bytes()
+    for broken in (data[: len(data) // 2], data[:-10] + b"x" * 10, b"garbage", data.replace(data[16:80], b"0" * 64)):
+        entries[0].write_bytes(broken)
+        again = run()
+        assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
+        assert entries[0].read_bytes() == data  # the entry was rebuilt
+
+
+def test_cache_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERNELC_CACHE_DIR", str(tmp_path))
+    cache.store(cache.make_key("x"), "o", b"payload")
+    assert main(["cache", "info"]) == 0
+    assert "entries: 1" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert cache.info().entries == 0
+
+
+def test_cache_store_and_load_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELC_CACHE_DIR", str(tmp_path))
+    key = cache.make_key("a", "b")
+    assert cache.load(key, "o") is None
+    cache.store(key, "o", b"\x00\x01code")
+    assert cache.load(key, "o") == b"\x00\x01code"
+    assert cache.load(cache.make_key("a", "c"), "o") is None
+    assert cache.make_key("ab", "c") != cache.make_key("a", "bc")
+
+
+def test_unsupported_kernels_fall_back_under_auto():
+    k = kc.kernel("kernel p(x: i64[i]) -> i64[i] { return x ** 3 }")
+    with pytest.raises(kc.UnsupportedKernelError, match="integer powers"):
+        k(np.arange(3), backend="llvm")
+    np.testing.assert_array_equal(k(np.arange(3)), [0, 1, 8])  # auto: numpy runs it
+    assert "llvm" in k.skipped
+
+
+def test_more_than_2_31_pairs():
+    k = kc.kernel("kernel c(x: f32[i], y: f32[j]) -> i64[i] { return sum[j](x < y) }")
+    n, m = 1 << 16, (1 << 15) + 3  # N * M > 2**31
+    x = np.zeros(n, np.float32)
+    y = np.ones(m, np.float32)
+    y[::2] = -1
+    out = k(x, y, backend="llvm")
+    assert out.dtype == np.int64 and (out == (m // 2)).all()
+
+
+def test_threads_do_not_change_results(monkeypatch):
+    k = kc.kernel("kernel nn(x: f32[i, D], y: f32[j, D]) -> (f32[i], i64[i]) {"
+                  " d = sqdist(x, y); return sum[j](exp(-d)), argmin[j](d) }")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((3000, 3), np.float32), rng.random((500, 3), np.float32)
+    a = k(x, y, backend="llvm")
+    monkeypatch.setenv("KERNELC_NUM_THREADS", "1")
+    b = kc.kernel(k.source)(x, y, backend="llvm")
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[0], b[0])
