@@ -32,22 +32,65 @@ CHUNK = 2048
 
 
 def numpy_chunked(problem: str) -> Callable:
-    """The NumPy way that does not run out of memory: row chunks, |x|^2 + |y|^2 - 2 x.y by GEMM."""
+    """The NumPy way that does not run out of memory: row chunks, f32 throughout, the squared
+    distances as one GEMM on augmented operands ([x, |x|^2, 1] . [-2y, 1, |y|^2]), ops in place."""
     def run(x, y, b, s):
-        y2 = (y * y).sum(1)
-        out = np.empty(len(x), np.int64 if problem == "argmin" else np.float32)
-        for lo in range(0, len(x), CHUNK):
-            xc = x[lo:lo + CHUNK]
-            d2 = np.maximum((xc * xc).sum(1)[:, None] + y2[None, :] - 2 * (xc @ y.T), 0)
+        n, d = x.shape
+        xa = np.concatenate([x, (x * x).sum(1, keepdims=True), np.ones((n, 1), np.float32)], 1)
+        ya = np.concatenate([-2 * y, np.ones((len(y), 1), np.float32), (y * y).sum(1, keepdims=True)], 1)
+        ya_t = np.ascontiguousarray(ya.T)
+        out = np.empty(n, np.int64 if problem == "argmin" else np.float32)
+        rows = max(1, (8 << 20) // (4 * max(len(y), 1)))
+        buf = np.empty((rows, len(y)), np.float32)
+        for lo in range(0, n, rows):
+            k = buf[: min(rows, n - lo)]
+            np.matmul(xa[lo:lo + rows], ya_t, out=k)  # |x - y|^2
+            if problem == "argmin":
+                out[lo:lo + rows] = k.argmin(1)
+                continue
+            np.maximum(k, 0, out=k)
+            np.multiply(k, np.float32(-1 / (2 * s * s)) if problem == "gauss" else np.float32(-1), out=k)
             if problem == "gauss":
-                out[lo:lo + CHUNK] = np.exp(d2 * (-1 / (2 * s * s))) @ b
-            elif problem == "lse":
-                m = (-d2).max(1, keepdims=True)
-                out[lo:lo + CHUNK] = (m + np.log(np.exp(-d2 - m).sum(1, keepdims=True)))[:, 0]
+                np.exp(k, out=k)
+                out[lo:lo + rows] = k @ b
             else:
-                out[lo:lo + CHUNK] = d2.argmin(1)
+                m = k.max(1, keepdims=True)
+                np.subtract(k, m, out=k)
+                np.exp(k, out=k)
+                out[lo:lo + rows] = m[:, 0] + np.log(k.sum(1))
         return out
     return run
+
+
+def anchor_impls(folder: str | None) -> dict[str, Callable[[str], Callable | None]]:
+    """The hand-written AVX2 C kernels and NumPy baseline of ../shared/cpu-anchor, when given:
+    built into a temporary copy (the folder may be read-only) and run side by side."""
+    if not folder:
+        return {}
+    import importlib.util
+    import shutil
+    import subprocess
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="kernelc-anchor-")
+    for name in ("bench.py", "kernels.c"):
+        shutil.copy(os.path.join(folder, name), work)
+    os.makedirs(os.path.join(work, "build"))
+    subprocess.run(["gcc", "-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC", "kernels.c",
+                    "-o", "build/libkernels.so", "-lm"], cwd=work, check=True)
+    spec = importlib.util.spec_from_file_location("cpu_anchor_bench", os.path.join(work, "bench.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+
+    def factory(impl: str) -> Callable[[str], Callable | None]:
+        def make(problem: str) -> Callable | None:
+            fn = mod.IMPLS.get(problem, {}).get(impl)
+            if fn is None:
+                return None
+            return lambda x, y, b, s: np.asarray(fn(x, y, b[:, None], s)).reshape(len(x))
+        return make
+
+    return {"anchor-c-avx2": factory("c_avx2"), "anchor-numpy": factory("numpy")}
 
 
 def numba_impl(problem: str) -> Callable | None:
@@ -176,14 +219,19 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], help="implementations to leave out")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--plot", help="write a plot (PNG) here; needs matplotlib")
+    ap.add_argument("--anchor", help="the cpu-anchor folder (hand-written AVX2 C), e.g. ../shared/cpu-anchor")
+    ap.add_argument("--budget", type=float, default=60.0,
+                    help="skip an implementation at a size its previous rate says would take longer (s)")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=200)
     impls = {
         "kernelc-llvm": lambda p: kernelc_impl(p, "llvm"),
         "numpy-chunked": numpy_chunked,
         "numba": numba_impl,
         "pykeops": pykeops_impl,
+        **anchor_impls(args.anchor),
     }
+    last_rate: dict[tuple[str, str, int], float] = {}
     results = []
     table = Table(title=f"pairs per second ({os.cpu_count()} cores), best of {args.repeats}")
     for col in ["problem", "D", "N=M"] + [n for n in impls if n not in args.skip] + ["check"]:
@@ -202,6 +250,10 @@ def main() -> None:
                     if fn is None:
                         row.append("n/a")
                         continue
+                    rate_before = last_rate.get((name, problem, d))
+                    if rate_before and n * n / rate_before * (args.repeats + 1) > args.budget:
+                        row.append("skipped")
+                        continue
                     out = np.asarray(fn(x, y, b, s))  # warm-up: compiles
                     if reference is None:
                         reference = out
@@ -211,10 +263,12 @@ def main() -> None:
                         checks.append(f"{name}:{check(problem, out, reference, d2) if n <= 10_000 or problem != 'argmin' else 'skipped'}")
                     secs = time_best(fn, (x, y, b, s), args.repeats)
                     rate = n * n / secs
+                    last_rate[(name, problem, d)] = rate
                     results.append({"problem": problem, "D": d, "N": n, "impl": name, "seconds": secs,
                                     "pairs_per_s": rate})
                     row.append(f"{rate:.3g}")
-                table.add_row(problem, str(d), str(n), *row, " ".join(checks))
+                bad = [c for c in checks if not c.endswith((":ok", ":skipped"))]
+                table.add_row(problem, str(d), str(n), *row, " ".join(bad) or "all agree")
                 console.print(f"done {problem} D={d} N=M={n}")
     console.print(table)
     extra = compile_times(console)

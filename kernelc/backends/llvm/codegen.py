@@ -19,6 +19,7 @@ import numpy as np
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
+from kernelc.backends.llvm.blocks import BufferedState, buffered
 from kernelc.backends.llvm.ops import F32, F64, I1, I8, I64, UnsupportedKernel, compute_type, storage_type
 from kernelc.ir import build
 from kernelc.ir.dtypes import DType
@@ -73,6 +74,7 @@ class _FunctionBuilder:
         self.scopes = [_Scope(), _Scope(), _Scope()]
         self.row: ir.Value = ir.Constant(I64, 0)
         self.col: ir.Value = ir.Constant(I64, 0)
+        self.block_start: ir.Value = ir.Constant(I64, 0)
         self.pointers: dict[str, ir.Value] = {}
         for k, p in enumerate(kernel.params):
             self.pointers[p.name] = self._pointer(k, p.type.dtype)
@@ -152,7 +154,7 @@ class _FunctionBuilder:
 
     def reduce(self, reds: list[Node]) -> None:
         self.pre_emit([s for r in reds for s in r.src], 1)
-        states = [_State.create(self, r) for r in reds]
+        states = [BufferedState(self, r) if buffered(r, self.dim(r)) else _State.create(self, r) for r in reds]
 
         def col_body(k: ir.Value) -> None:
             self.col = k
@@ -164,9 +166,10 @@ class _FunctionBuilder:
         def block_body(start: ir.Value) -> None:
             end = self.b.add(start, ir.Constant(I64, SUM_BLOCK))
             end = self.b.select(self.b.icmp_signed("<", end, self.inner_extent), end, self.inner_extent)
+            self.block_start = start
             self.loop(start, end, "col", col_body)
             for st in states:
-                st.end_block(self)
+                st.end_block(self, start, end)
 
         self.loop(ir.Constant(I64, 0), self.inner_extent, "block", block_body, step=SUM_BLOCK)
         for st, r in zip(states, reds):
@@ -466,7 +469,7 @@ class _State:
         self.save(fb, "vals", new_vals)
         self.save(fb, "idx", new_idx)
 
-    def end_block(self, fb: _FunctionBuilder) -> None:
+    def end_block(self, fb: _FunctionBuilder, start: ir.Value, end: ir.Value) -> None:
         """Fold the f32 block sums into the f64 totals."""
         if "partial" not in self.slots:
             return
