@@ -210,3 +210,15 @@ def test_scalar_output(run):
 def test_k_as_literal(run):
     kern = k("kernel n(x: f64[i], y: f64[j]) -> i64[i, 2] { return argkmin[j, 2](abs(x - y)) }")
     np.testing.assert_array_equal(run(kern, np.array([0.0]), np.array([5.0, -1.0, 0.5])), [[2, 1]])
+
+
+def test_two_pass_kernels(run):
+    """Reductions over the index an output runs over need a pass of their own first."""
+    centred = k("kernel c(x: f64[i]) -> f64[i] { return x - mean[i](x) }")
+    np.testing.assert_allclose(run(centred, np.arange(5.0)), np.arange(5.0) - 2.0)
+    col_softmax = k("kernel c(a: f64[i, j]) -> f64[i, j] { return exp(a - logsumexp[i](a)) }")
+    a = np.random.default_rng(0).normal(size=(4, 6))
+    e = np.exp(a - a.max(0))
+    np.testing.assert_allclose(run(col_softmax, a), e / e.sum(0), rtol=1e-12)
+    both = k("kernel c(x: f64[i], y: f64[j]) -> f64 { return sum[i](x) * sum[j](y) }")
+    assert run(both, np.arange(3.0), np.arange(4.0)) == 18.0

@@ -132,3 +132,15 @@ def test_monoid_split_invariance(kind, data):
         np.testing.assert_array_equal(split, one_pass)
     else:
         np.testing.assert_allclose(split, one_pass, rtol=1e-12, atol=1e-300, equal_nan=True)
+
+
+def test_split_passes_moves_early_reductions_to_a_first_stage():
+    from kernelc.ir.passes.split_passes import split_passes
+
+    one = kc.kernel("kernel c(x: f64[i], y: f64[j]) -> f64[i] { return sum[j](x * y) }").ir
+    assert len(split_passes(one)) == 1
+    two = kc.kernel("kernel c(x: f64[i], y: f64[j]) -> f64[i] { return x - mean[i](x) + sum[j](y) }").ir
+    first, second = split_passes(two)
+    assert [str(o.type) for o in first.kernel.outputs] == ["f64"]
+    assert second.temporaries == ("__pass0",)
+    assert "mean[i]" not in str(second.kernel) and "sum[j]" in str(second.kernel)

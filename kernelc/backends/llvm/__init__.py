@@ -15,7 +15,9 @@ from kernelc.backends.interface import Availability, Call, Executable, Schedule,
 from kernelc.backends.llvm.codegen import check_supported, generate, row_functions
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.errors import UnsupportedKernelError
+from kernelc.backends.runtime import output_shapes
 from kernelc.ir.nodes import Kernel
+from kernelc.ir.passes.split_passes import split_passes
 from kernelc.plugins import API_VERSION
 
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
@@ -42,6 +44,25 @@ def cache_key(kernel: Kernel, schedule: Schedule) -> str:
 
 
 class LLVMExecutable:
+    """Runs a kernel as one or more single-pass stages (see ir/passes/split_passes.py)."""
+
+    def __init__(self, kernel: Kernel, schedule: Schedule) -> None:
+        self.kernel = kernel
+        self.stages = [(_StageExecutable(stage.kernel, schedule), stage) for stage in split_passes(kernel)]
+
+    def run(self, call: Call) -> None:
+        inputs = dict(call.inputs)
+        for k, (executable, stage) in enumerate(self.stages):
+            if k + 1 == len(self.stages):
+                executable.run(Call(inputs, call.sizes, call.outputs))
+                return
+            temps = [np.empty(shape, o.type.dtype.numpy)
+                     for o, shape in zip(stage.kernel.outputs, output_shapes(stage.kernel, call.sizes))]
+            executable.run(Call(inputs, call.sizes, temps))
+            inputs.update(zip(self.stages[k + 1][1].temporaries, temps))
+
+
+class _StageExecutable:
     def __init__(self, kernel: Kernel, schedule: Schedule) -> None:
         from kernelc.backends.llvm.jit import compile_ir
 
