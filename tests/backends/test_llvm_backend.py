@@ -112,3 +112,31 @@ def test_threads_do_not_change_results(monkeypatch):
     b = kc.kernel(k.source)(x, y, backend="llvm")
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(a[0], b[0])
+
+
+LONG = [
+    ("kernel r(x: f32[i, D], w: f32[D], eps: f32) -> f32[i, D] { return x * rsqrt(mean(x * x) + eps) * w }",
+     lambda rng, d: (rng.normal(size=(5, d)).astype(np.float32), rng.normal(size=d).astype(np.float32), 1e-6)),
+    ("kernel g(x: f32[i, D], y: f32[j, D]) -> f32[i] { return sum[j](exp(-sqdist(x, y) / f32(D))) }",
+     lambda rng, d: (rng.random((4, d), np.float32), rng.random((6, d), np.float32))),
+    ("kernel m(x: f64[i, D]) -> (f64[i], i64[i], f64[i], f64[i]) {"
+     " return max(x), argmin(x), logsumexp(x), x[3] + sum(x[1:300]) }", lambda rng, d: (rng.normal(size=(3, d)),)),
+    ("kernel c(x: f64[i, D]) -> f64[i, 300] { return concat(x[0:100], x, x[5:7])[0:300] * 2 }",
+     lambda rng, d: (rng.normal(size=(3, d)),)),
+]
+
+
+@pytest.mark.parametrize("d", [300, 1000])
+@pytest.mark.parametrize("src, make", LONG)
+def test_long_vectors_are_loops(src, make, d):
+    k = kc.kernel(src)
+    args = make(np.random.default_rng(d), d)
+    got, want = k(*args, backend="llvm"), k(*args, backend="numpy")
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_a_400000_feature_row():
+    k = kc.kernel("kernel n(x: f32[i, D]) -> f32[i] { return norm(x) }")
+    x = np.random.default_rng(0).random((3, 400_000), np.float32)
+    np.testing.assert_allclose(k(x, backend="llvm"), np.linalg.norm(x.astype(np.float64), axis=1), rtol=1e-6)

@@ -28,7 +28,7 @@ def thread_count() -> int:
     return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
-CODEGEN_VERSION = "2"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "3"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -75,7 +75,7 @@ class _StageExecutable:
             raise UnsupportedKernelError(f"the llvm backend cannot run kernel '{kernel.name}': {err}") from None
         key = cache_key(kernel, schedule)
         tag = "_" + key[:20]  # symbols unique per compiled variant within the process
-        self.specs = row_functions(kernel, tag)
+        self.specs = row_functions(kernel, tag, self.dims)
         addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag)[0],
                                                   [s.name for s in self.specs], key)
         self.functions = [_ROW_FN(addresses[s.name]) for s in self.specs]

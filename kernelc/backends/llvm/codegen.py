@@ -147,7 +147,7 @@ class _FunctionBuilder:
         """Emit every node of `level` reachable from `roots` at the builder's position."""
         for node in walk(roots):
             if node.op is not Op.REDUCE and _level(node, self.inner) == level and not (
-                    level == 1 and build.contains_reduction(node)):
+                    level == 1 and build.contains_reduction(node)) and not self.is_long(node):
                 self.emit(node)
 
     # --- reductions -------------------------------------------------------------------------------
@@ -195,6 +195,15 @@ class _FunctionBuilder:
         self._store(k, out, base, dim)
 
     def _store(self, k: int, out, base: ir.Value, dim: int) -> None:
+        if self.is_long(out.value):
+            self.pre_emit_for_long(out.value)
+
+            def body(c: ir.Value) -> None:
+                ptr = self.b.gep(self.out_pointers[k], [self.b.add(base, c)])
+                self.b.store(self.to_storage(self.emit_at(out.value, c), out.type.dtype), ptr)
+
+            self.loop(ir.Constant(I64, 0), ir.Constant(I64, dim), "store_c", body)
+            return
         vals = self.broadcast(self.emit(out.value), dim)
         for c, v in enumerate(vals):
             ptr = self.b.gep(self.out_pointers[k], [self.b.add(base, ir.Constant(I64, c))])
@@ -235,6 +244,17 @@ class _FunctionBuilder:
             return [self.row if node.arg == self.outer else self.col]
         if op is Op.DIMSIZE:
             return [ir.Constant(I64, node.arg.evaluate(self.bindings))]  # type: ignore[union-attr]
+        if op in COMPONENT_REDUCE_OPS and self.is_long(node.src[0]):
+            return [self.long_component_reduce(op, node.src[0])]
+        if op is Op.ELEMENT and self.is_long(node.src[0]):
+            self.pre_emit_for_long(node.src[0])
+            return [self.emit_at(node.src[0], ir.Constant(I64, node.arg.evaluate(self.bindings)))]  # type: ignore
+        if op is Op.SLICE and self.is_long(node.src[0]):
+            self.pre_emit_for_long(node.src[0])
+            start = node.arg[0].evaluate(self.bindings)  # type: ignore[index]
+            return [self.emit_at(node.src[0], ir.Constant(I64, start + c)) for c in range(self.dim(node))]
+        if self.is_long(node):
+            raise AssertionError("long vectors are only read through emit_at")
         src = [self.emit(s) for s in node.src]
         if op is Op.CAST:
             return [ops.cast(b, self.math, v, node.src[0].dtype, node.arg) for v in src[0]]  # type: ignore[arg-type]
@@ -259,6 +279,121 @@ class _FunctionBuilder:
         if node.dtype.is_float:
             value = float(np.asarray(value, dtype=np.float64).astype(node.dtype.numpy).astype(np.float64))
         return ops.const(ty, value)  # type: ignore[arg-type]
+
+    def _param_row(self, p) -> ir.Value:
+        index = p.type.index
+        pos = {"i": self.row if self.outer == "i" else self.col, "j": self.row if self.outer == "j" else self.col}
+        if not index:
+            return ir.Constant(I64, 0)
+        if len(index) == 1:
+            return pos[index[0]]
+        return self.b.add(self.b.mul(pos["i"], self.m), pos["j"])
+
+    def load_param_at(self, node: Node, c: ir.Value) -> ir.Value:
+        """Component c (an i64 value) of a long vector parameter (always stored row-major)."""
+        p = self.kernel.param(node.arg)  # type: ignore[arg-type]
+        off = self.b.add(self.b.mul(self._param_row(p), ir.Constant(I64, self.dim(node))), c)
+        return self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [off])), p.type.dtype)
+
+    # --- long vectors: computed one component at a time inside a loop, never materialized -------
+
+    def is_long(self, node: Node) -> bool:
+        return self.dim(node) > MAX_UNROLLED_DIM
+
+    def pre_emit_for_long(self, node: Node) -> None:
+        """Emit the short values a long vector's components read, before its component loop."""
+        stack, seen = [node], set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            if self.is_long(n) and n.op is not Op.REDUCE:
+                stack.extend(n.src)
+            else:
+                self.emit(n)
+
+    def emit_at(self, node: Node, c: ir.Value) -> ir.Value:
+        """Component c of `node` (a long vector, or a short value broadcast or indexed)."""
+        if not self.is_long(node):
+            vals = self.emit(node)
+            if len(vals) == 1:
+                return vals[0]
+            raise UnsupportedKernel("a short vector combined with a long one")
+        op, b = node.op, self.b
+        if op is Op.PARAM:
+            return self.load_param_at(node, c)
+        if op is Op.SLICE:
+            start = node.arg[0].evaluate(self.bindings)  # type: ignore[index]
+            return self.emit_at(node.src[0], b.add(c, ir.Constant(I64, start)))
+        if op is Op.CONCAT:
+            result, offset = None, 0
+            for part in node.src:
+                d = self.dim(part)
+                local = b.sub(c, ir.Constant(I64, offset))
+                local = b.select(b.icmp_signed("<", local, ir.Constant(I64, 0)), ir.Constant(I64, 0), local)
+                local = b.select(b.icmp_signed(">=", local, ir.Constant(I64, d)), ir.Constant(I64, d - 1), local)
+                value = self.emit_at(part, local) if self.is_long(part) else self._short_at(part, local)
+                result = value if result is None else b.select(b.icmp_signed("<", c, ir.Constant(I64, offset)),
+                                                               result, value)
+                offset += d
+            return result  # type: ignore[return-value]
+        if op is Op.CAST:
+            return ops.cast(b, self.math, self.emit_at(node.src[0], c), node.src[0].dtype, node.arg)  # type: ignore
+        if op in ELEMENTWISE_OPS:
+            return ops.elementwise(b, self.math, op, [self.emit_at(s, c) for s in node.src])
+        raise UnsupportedKernel(f"{op} of a vector longer than {MAX_UNROLLED_DIM}")
+
+    def _short_at(self, node: Node, c: ir.Value) -> ir.Value:
+        """Component c of a short vector, chosen with selects (for concat with long parts)."""
+        vals = self.emit(node)
+        out = vals[0]
+        for k, v in enumerate(vals[1:], start=1):
+            out = self.b.select(self.b.icmp_signed("==", c, ir.Constant(I64, k)), v, out)
+        return out
+
+    def long_component_reduce(self, op: Op, src: Node) -> ir.Value:
+        """A component reduction (sum, max, argmin, ...) of a long vector: one loop over c."""
+        self.pre_emit_for_long(src)
+        b, n = self.b, self.dim(src)
+        ty = compute_type(src.dtype)
+        if op is Op.VLOGSUMEXP:
+            m = self.long_component_reduce(Op.VMAX, src)
+            total = self.alloca(ty, ops.const(ty, 0))
+            self.loop(ir.Constant(I64, 0), ir.Constant(I64, n), "lse_c",
+                      lambda c: b.store(b.fadd(b.load(total), _scale(self, self.emit_at(src, c), m),
+                                               flags=("reassoc",)), total))
+            return b.fadd(m, self.math.intrinsic(b, "log", b.load(total)))
+        if op is Op.VSUM:
+            acc_t = ty if isinstance(ty, ir.IntType) or ty == F64 else F64
+            acc = self.alloca(acc_t, ops.const(acc_t, 0))
+
+            def body(c: ir.Value) -> None:
+                v = self.emit_at(src, c)
+                if isinstance(acc_t, ir.IntType):
+                    b.store(b.add(b.load(acc), v), acc)
+                else:
+                    b.store(b.fadd(b.load(acc), b.fpext(v, F64) if v.type == F32 else v, flags=("reassoc",)), acc)
+
+            self.loop(ir.Constant(I64, 0), ir.Constant(I64, n), "vsum_c", body)
+            total = b.load(acc)
+            return b.fptrunc(total, ty) if ty == F32 else total
+        largest = op in (Op.VMAX, Op.VARGMAX)
+        best = self.alloca(ty, _extreme_init(ty, src.dtype, largest))
+        idx = self.alloca(I64, ir.Constant(I64, -1))
+
+        def body(c: ir.Value) -> None:
+            v = self.emit_at(src, c)
+            if op in (Op.VMAX, Op.VMIN):
+                b.store(ops.select_max(b, b.load(best), v, largest), best)
+                return
+            cur, at = b.load(best), b.load(idx)
+            take = b.or_(b.icmp_signed("<", at, ir.Constant(I64, 0)), _better(b, v, cur, largest))
+            b.store(b.select(take, v, cur), best)
+            b.store(b.select(take, c, at), idx)
+
+        self.loop(ir.Constant(I64, 0), ir.Constant(I64, n), "vext_c", body)
+        return b.load(best) if op in (Op.VMAX, Op.VMIN) else b.load(idx)
 
     def load_param(self, node: Node) -> Vec:
         p = self.kernel.param(node.arg)  # type: ignore[arg-type]
@@ -523,7 +658,7 @@ def _single_reduced_index(kernel: Kernel, spec: RowFunction) -> str | None:
     return reds.pop() if reds else None
 
 
-def row_functions(kernel: Kernel, tag: str = "") -> list[RowFunction]:
+def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None = None) -> list[RowFunction]:
     """The row functions of `kernel`; `tag` makes their symbols unique in the process's JIT."""
     groups: dict[str | None, list[int]] = {}
     for k, out in enumerate(kernel.outputs):
@@ -533,7 +668,8 @@ def row_functions(kernel: Kernel, tag: str = "") -> list[RowFunction]:
     for outer, ks in groups.items():
         inner = other_index(outer) if outer else None
         soa = tuple(p.name for p in kernel.params
-                    if inner is not None and p.type.index == (inner,) and p.type.dim is not None)
+                    if inner is not None and p.type.index == (inner,) and p.type.dim is not None
+                    and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM)
         specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa))
     return specs
 
@@ -542,12 +678,12 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
     """Raise UnsupportedKernel for what this code generator cannot do yet (before any codegen)."""
     roots = [o.value for o in kernel.outputs]
     for node in walk(roots):
-        if node.dim.evaluate(bindings) > MAX_UNROLLED_DIM:
-            raise UnsupportedKernel(f"vector dimension {node.dim.evaluate(bindings)} > {MAX_UNROLLED_DIM} "
-                                    "(long vectors are not compiled as loops yet)")
+        long_operand = any(s.dim.evaluate(bindings) > MAX_UNROLLED_DIM for s in node.src)
+        if node.op is Op.REDUCE and (node.dim.evaluate(bindings) > MAX_UNROLLED_DIM or long_operand):
+            raise UnsupportedKernel(f"a reduction over i or j of vectors longer than {MAX_UNROLLED_DIM}")
         if node.op is Op.POW and node.dtype.is_int:
             raise UnsupportedKernel("integer powers")
-    for spec in row_functions(kernel):
+    for spec in row_functions(kernel, bindings=bindings):
         inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
         for k in spec.outputs:
             for node in walk([kernel.outputs[k].value]):
@@ -560,7 +696,7 @@ def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "") -> tuple[s
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module)
-    specs = row_functions(kernel, tag)
+    specs = row_functions(kernel, tag, bindings)
     for spec in specs:
         _FunctionBuilder(module, math, kernel, bindings, spec).build()
     return str(module), specs
