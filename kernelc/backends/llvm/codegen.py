@@ -681,8 +681,6 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
         long_operand = any(s.dim.evaluate(bindings) > MAX_UNROLLED_DIM for s in node.src)
         if node.op is Op.REDUCE and (node.dim.evaluate(bindings) > MAX_UNROLLED_DIM or long_operand):
             raise UnsupportedKernel(f"a reduction over i or j of vectors longer than {MAX_UNROLLED_DIM}")
-        if node.op is Op.POW and node.dtype.is_int:
-            raise UnsupportedKernel("integer powers")
     for spec in row_functions(kernel, bindings=bindings):
         inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
         for k in spec.outputs:

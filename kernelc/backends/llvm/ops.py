@@ -145,7 +145,9 @@ def _binary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value, y: ir.Value) -> ir.Va
         ints = {Op.ADD: b.add, Op.SUB: b.sub, Op.MUL: b.mul}
         if op in ints:
             return ints[op](x, y)
-        raise UnsupportedKernel(f"the llvm backend does not compute integer {op} yet")
+        if op is Op.POW:
+            return int_pow(b, x, y)
+        raise UnsupportedKernel(f"the llvm backend has no implementation of integer {op}")
     floats = {Op.ADD: b.fadd, Op.SUB: b.fsub, Op.MUL: b.fmul, Op.DIV: b.fdiv}
     if op in floats:
         return floats[op](x, y)
@@ -247,3 +249,20 @@ def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
     two_k2 = b.bitcast(b.shl(b.add(k2, const(ity, bias)), const(ity, mant)), ty)
     y = b.fmul(b.fmul(p, two_k1), two_k2)
     return b.select(is_nan(b, x), x, y)
+
+
+def int_pow(b: ir.IRBuilder, base: ir.Value, exp: ir.Value) -> ir.Value:
+    """Integer power by squaring, branch-free (so it vectorizes), wrapping like NumPy; a negative
+    exponent truncates 1 / base**-exp toward zero (as kernelc.ir.reference._int_pow)."""
+    ty = base.type
+    one, zero = const(ty, 1), const(ty, 0)
+    result, square, e = one, base, exp
+    for _ in range(ty.width - 1):
+        odd = b.icmp_signed("!=", b.and_(e, one), zero)
+        result = b.select(odd, b.mul(result, square), result)
+        square = b.mul(square, square)
+        e = b.ashr(e, one)
+    even = b.icmp_signed("==", b.and_(exp, one), zero)
+    neg = b.select(b.icmp_signed("==", base, one), one,
+                   b.select(b.icmp_signed("==", base, const(ty, -1)), b.select(even, one, const(ty, -1)), zero))
+    return b.select(b.icmp_signed("<", exp, zero), neg, result)
