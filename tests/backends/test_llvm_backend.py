@@ -170,3 +170,20 @@ def test_f32_functions_within_a_few_ulp(fn):
     err = ulps(got, exact, np.float32)
     finite = np.isfinite(exact) & (np.abs(exact) > 1e-30)
     assert err[finite].max() <= 4, (fn, err[finite].max())
+
+
+@pytest.mark.parametrize("dt, npdt, bound", [("f32", np.float32, 3.0), ("f64", np.float64, 3.0)])
+def test_log_accuracy_and_edges(dt, npdt, bound):
+    k = kc.kernel(f"kernel l(x: {dt}[i]) -> ({dt}[i], {dt}[i]) {{ return log(x), log2(x) }}")
+    info = np.finfo(npdt)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.exp(rng.uniform(-80, 80, 200_000)), rng.uniform(0.5, 2, 100_000),
+                        [info.smallest_subnormal, info.tiny, info.max, 1.0]]).astype(npdt)
+    ln, l2 = k(x, backend="llvm")
+    assert ulps(ln, np.log(x.astype(np.float64)), npdt).max() <= bound
+    assert ulps(l2, np.log2(x.astype(np.float64)), npdt).max() <= bound + 1
+    edges = np.array([0.0, -0.0, -1.0, np.inf, -np.inf, np.nan], npdt)
+    with np.errstate(all="ignore"):
+        want = np.log(edges)
+    got, _ = k(edges, backend="llvm")
+    np.testing.assert_array_equal(got, want)

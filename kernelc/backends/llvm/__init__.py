@@ -28,7 +28,7 @@ def thread_count() -> int:
     return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
-CODEGEN_VERSION = "3"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "4"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
