@@ -40,6 +40,7 @@ class Kernel:
         self._executables: dict[tuple[str, Schedule], Executable] = {}
         self._lock = threading.Lock()
         self.skipped: dict[str, str] = {}  # backends "auto" passed over, with why
+        self.last_backend: str | None = None  # the backend that ran the latest call
 
     @property
     def name(self) -> str:
@@ -74,12 +75,16 @@ class Kernel:
         this kernel (a backend that cannot is remembered in `self.skipped` with its reason)."""
         if not isinstance(name, str) or name != "auto":
             chosen = registry.get(name, raw)
+            self.last_backend = chosen.name
             return self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
         for chosen in registry.auto_order(raw):
             try:
-                return self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
+                executable = self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
             except UnsupportedKernelError as err:
                 self.skipped[chosen.name] = str(err)
+                continue
+            self.last_backend = chosen.name
+            return executable
         raise KernelcError("no available backend can run this kernel: " + "; ".join(self.skipped.values()))
 
     def _executable(self, backend: Any, schedule: Schedule) -> Executable:

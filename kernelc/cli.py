@@ -159,7 +159,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     outs = result if isinstance(result, tuple) else (result,)
     shown_dims = ", ".join(f"{s}={_symbol_value(kernel, s, inputs)}" for s in kernel.ir.symbols)
     console.print(f"kernel [bold]{_escape(kernel.signature)}[/]", soft_wrap=True)
-    console.print(f"backend {args.backend}, N={n}, M={m}" + (f", {shown_dims}" if shown_dims else ""))
+    chosen = kernel.last_backend if args.backend == "auto" else args.backend
+    console.print(f"backend {chosen}{' (auto)' if args.backend == 'auto' else ''}, N={n}, M={m}"
+                  + (f", {shown_dims}" if shown_dims else ""))
     uses_pairs = any(len(node.deps) == 2 for o in kernel.ir.outputs for node in _walk(o.value))
     rate = f" ({n * m / t_run:.3g} pairs/s)" if uses_pairs and t_run > 0 else ""
     console.print(f"parse + type-check: {t_check * 1e3:.1f} ms;  compile + run: {t_run:.3f} s{rate}")

@@ -12,7 +12,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def test_run_prints_time_and_rows(capsys):
     assert main(["run", str(EXAMPLES / "gauss.kc"), "-n", "200", "-m", "300", "-d", "E=2", "--rows", "3"]) == 0
     out = capsys.readouterr().out
-    assert "N=200, M=300, D=3, E=2" in out
+    assert "backend llvm (auto), N=200, M=300, D=3, E=2" in out
     assert "pairs/s" in out and "output 0: f32[i, E], shape (200, 2)" in out
 
 
