@@ -11,7 +11,12 @@ from kernelc.api import Kernel, Module, compile, kernel, load
 from kernelc.backends.registry import BackendInfo
 from kernelc.backends.registry import backends as _backends
 from kernelc.errors import (
-    BackendUnavailableError, CompilationError, KernelArgumentError, KernelcError, KernelSyntaxError, KernelTypeError,
+    BackendUnavailableError,
+    CompilationError,
+    KernelArgumentError,
+    KernelcError,
+    KernelSyntaxError,
+    KernelTypeError,
     UnsupportedKernelError,
 )
 

@@ -8,8 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 from kernelc.backends import registry, runtime
 from kernelc.backends.interface import Executable, Schedule
 from kernelc.dsl import compile_source

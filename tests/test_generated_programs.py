@@ -10,14 +10,13 @@ from typing import Callable
 
 import ml_dtypes
 import numpy as np
+from conftest import SMALL_TILES, run_with
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import kernelc as kc
 from kernelc.backends.interface import Schedule
-
-from conftest import SMALL_TILES, run_with
 
 Env = dict[str, np.ndarray]
 

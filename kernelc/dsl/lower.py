@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 
 from kernelc.dsl import ast
 from kernelc.dsl.builtins import (
-    ALL_FUNCTION_NAMES, BINARY_FUNCTIONS, REDUCTIONS, RESERVED_NAMES, SPECIAL_FUNCTIONS, UNARY_FUNCTIONS,
+    ALL_FUNCTION_NAMES,
+    BINARY_FUNCTIONS,
+    REDUCTIONS,
+    RESERVED_NAMES,
+    SPECIAL_FUNCTIONS,
+    UNARY_FUNCTIONS,
 )
 from kernelc.dsl.values import Val, apply, coerce, common_dtype, make, to_dtype, weak_literal
 from kernelc.errors import KernelTypeError, SourcePos

@@ -12,8 +12,15 @@ from kernelc.ir.dims import ONE, Dim
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Arg, Index, Node, Reduction, TensorType
 from kernelc.ir.ops import (
-    ARITH_OPS, COMPARE_OPS, COMPONENT_REDUCE_OPS, FLOAT_BINARY_OPS, FLOAT_UNARY_OPS, LOGIC_OPS,
-    NUMERIC_UNARY_OPS, Op, ReduceKind,
+    ARITH_OPS,
+    COMPARE_OPS,
+    COMPONENT_REDUCE_OPS,
+    FLOAT_BINARY_OPS,
+    FLOAT_UNARY_OPS,
+    LOGIC_OPS,
+    NUMERIC_UNARY_OPS,
+    Op,
+    ReduceKind,
 )
 
 

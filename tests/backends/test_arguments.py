@@ -162,8 +162,8 @@ def test_empty_sizes():
 
 
 def test_outputs_keep_the_input_library():
-    from types import ModuleType
     import sys
+    from types import ModuleType
 
     lib = ModuleType("fakearrays")
 

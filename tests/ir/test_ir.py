@@ -18,7 +18,14 @@ from kernelc.ir.dtypes import DType
 from kernelc.ir.monoids import MONOIDS
 from kernelc.ir.nodes import Kernel, Output, TensorType
 from kernelc.ir.ops import (
-    BINARY_OPS, COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, LEAF_OPS, UNARY_OPS, VECTOR_OPS, Op, ReduceKind,
+    BINARY_OPS,
+    COMPONENT_REDUCE_OPS,
+    ELEMENTWISE_OPS,
+    LEAF_OPS,
+    UNARY_OPS,
+    VECTOR_OPS,
+    Op,
+    ReduceKind,
 )
 from kernelc.ir.verify import IRVerificationError, verify
 

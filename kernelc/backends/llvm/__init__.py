@@ -5,7 +5,6 @@ row blocks on every core through ctypes (which releases the GIL)."""
 from __future__ import annotations
 
 import ctypes
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
@@ -14,18 +13,14 @@ import numpy as np
 from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes
 from kernelc.backends.llvm.codegen import check_supported, generate, row_functions
 from kernelc.backends.llvm.ops import UnsupportedKernel
-from kernelc.errors import UnsupportedKernelError
 from kernelc.backends.runtime import output_shapes
+from kernelc.backends.threads import thread_count
+from kernelc.errors import UnsupportedKernelError
 from kernelc.ir.nodes import Kernel
 from kernelc.ir.passes.split_passes import split_passes
 from kernelc.plugins import API_VERSION
 
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
-
-
-def thread_count() -> int:
-    env = os.environ.get("KERNELC_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
 CODEGEN_VERSION = "4"  # bump when generated code changes without the IR text changing

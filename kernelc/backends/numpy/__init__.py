@@ -3,19 +3,13 @@ every other backend is tested against. Correct first; bounded memory; fast enoug
 
 from __future__ import annotations
 
-import os
 from typing import Any, Mapping
 
 from kernelc.backends.interface import Availability, Executable, Schedule, Sizes
 from kernelc.backends.numpy.executable import DEFAULT_PAIR_BUDGET, NumpyExecutable
+from kernelc.backends.threads import thread_count
 from kernelc.ir.nodes import Kernel
 from kernelc.plugins import API_VERSION
-
-
-def thread_count() -> int:
-    """KERNELC_NUM_THREADS, else every core."""
-    env = os.environ.get("KERNELC_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else (os.cpu_count() or 1)
 
 
 class NumpyBackend:

@@ -7,7 +7,6 @@ per live value), whatever N and M are: the N x M matrix never exists unless it i
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from kernelc.backends.interface import Call, Schedule
 from kernelc.backends.numpy.tiles import TileContext, TilePlan, operands, walk_operands
+from kernelc.backends.threads import thread_count
 from kernelc.ir.monoids import MONOIDS, State
 from kernelc.ir.nodes import Kernel, Node, other_index, reductions
 from kernelc.ir.ops import Op, ReduceKind
@@ -64,7 +64,7 @@ class NumpyExecutable:
         self.groups = [g for g in self.groups if g.nodes]
         all_reductions = frozenset(n for g in self.groups for n in g.nodes)
         self.output_plans = [TilePlan.build([o.value], all_reductions) for o in kernel.outputs]
-        self.threads = int(schedule.get("threads") or os.environ.get("KERNELC_NUM_THREADS") or os.cpu_count() or 1)
+        self.threads = int(schedule.get("threads") or thread_count())
 
     def _group(self, index: str, nodes: list[Node]) -> _ReductionGroup:
         """Split the reductions' operand graph: what varies only with the outer index is computed

@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 
 from kernelc.ir import reference
-from kernelc.ir.nodes import Node, walk
+from kernelc.ir.nodes import Node
 from kernelc.ir.ops import COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, Op
 from kernelc.ir.reference import compute_dtype, round_to
 
