@@ -106,6 +106,8 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
         return x if is_int else m.intrinsic(b, {Op.FLOOR: "floor", Op.CEIL: "ceil", Op.ROUND: "roundeven"}[op], x)
     if op is Op.EXP:
         return poly_exp(b, m, x)
+    if op is Op.EXP2:
+        return poly_exp(b, m, x, base2=True)
     if op is Op.LOG:
         return poly_log(b, m, x)
     if op is Op.LOG2:
@@ -126,7 +128,7 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
     raise UnsupportedKernel(f"the llvm backend has no implementation of {op}")
 
 
-_INTRINSICS = {Op.EXP2: "exp2", Op.SQRT: "sqrt", Op.SIN: "sin",
+_INTRINSICS = {Op.SQRT: "sqrt", Op.SIN: "sin",
                Op.COS: "cos"}
 _LIBM = {Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan", Op.SINH: "sinh", Op.COSH: "cosh",
          Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
@@ -231,15 +233,23 @@ _EXP = {
 }
 
 
-def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
+def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False) -> ir.Value:
+    """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding)."""
     ty = x.type
     lo, hi, ln2_hi, ln2_lo, degree, mant, bias, ity = _EXP["f32" if ty == F32 else "f64"]
     c = lambda v: const(ty, v)  # noqa: E731
+    if base2:
+        lo, hi = lo * 1.4426950408889634, hi * 1.4426950408889634
     clamped = b.select(b.fcmp_ordered("<", x, c(lo)), c(lo), x)
     clamped = b.select(b.fcmp_ordered(">", clamped, c(hi)), c(hi), clamped)
-    k = m.intrinsic(b, "roundeven", b.fmul(clamped, c(1.4426950408889634)))
-    r = m.intrinsic(b, "fma", k, c(-ln2_hi), clamped)
-    r = m.intrinsic(b, "fma", k, c(-ln2_lo), r)
+    if base2:
+        k = m.intrinsic(b, "roundeven", clamped)
+        f = b.fsub(clamped, k)  # exact: |f| <= 1/2
+        r = m.intrinsic(b, "fma", f, c(ln2_hi), b.fmul(f, c(ln2_lo)))
+    else:
+        k = m.intrinsic(b, "roundeven", b.fmul(clamped, c(1.4426950408889634)))
+        r = m.intrinsic(b, "fma", k, c(-ln2_hi), clamped)
+        r = m.intrinsic(b, "fma", k, c(-ln2_lo), r)
     coeffs = [1.0]
     for n in range(1, degree + 1):
         coeffs.append(coeffs[-1] / n)
