@@ -8,8 +8,10 @@ non-native byte order costs one copy; anything that cannot be read correctly is 
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+import sys
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -75,8 +77,6 @@ def _match_parameters(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str
                 raise KernelArgumentError(key, "given both by position and by keyword")
             values[key] = value
         elif key not in kernel.symbols:
-            import difflib
-
             close = difflib.get_close_matches(key, names + list(kernel.symbols), n=1)
             raise KernelArgumentError(key, f"{kernel.name}() has no parameter or dimension symbol named '{key}'",
                                       hint=f"did you mean '{close[0]}'?" if close else
@@ -92,8 +92,6 @@ def _library_of(raw: Any) -> Any:
     if isinstance(raw, (np.ndarray, np.generic, numbers.Number, list, tuple)):
         return None
     module = type(raw).__module__.split(".")[0]
-    import sys
-
     lib = sys.modules.get(module)
     return lib if lib is not None and hasattr(lib, "from_dlpack") and hasattr(raw, "__dlpack__") else None
 

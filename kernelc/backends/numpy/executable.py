@@ -179,13 +179,12 @@ class NumpyExecutable:
         def fixed_for(ranges: dict[str, tuple[int, int]]) -> dict[Node, np.ndarray]:
             fixed = {}
             for node, arr in reduced.items():
-                dep = [d for d in node.deps]
-                if not dep:
+                if not node.deps:
                     fixed[node] = arr[0:1][:, None, :]
-                else:
-                    lo, hi = ranges[dep[0]]
-                    part = arr[lo:hi]
-                    fixed[node] = part[:, None, :] if dep[0] == "i" else part[None, :, :]
+                    continue
+                (dep,) = node.deps  # a reduction's result varies with the other index at most
+                lo, hi = ranges[dep]
+                fixed[node] = arr[lo:hi][:, None, :] if dep == "i" else arr[lo:hi][None, :, :]
             return fixed
 
         def run_block(block: tuple[int, int]) -> None:
