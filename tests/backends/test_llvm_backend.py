@@ -188,3 +188,29 @@ def test_log_accuracy_and_edges(dt, npdt, bound):
         want = np.log(edges)
     got, _ = k(edges, backend="llvm")
     np.testing.assert_array_equal(got, want)
+
+
+SPLIT = ("kernel a(x: f32[i, D], y: f32[j, D]) -> (f32[i], i64[i], f32[i], f32[i], f32[i, 2], i64[i, 3]) {"
+         " d = sqdist(x, y); return min[j](d), argmin[j](d), logsumexp[j](-d), mean[j](d) * 2,"
+         " softmax[j](-d, y[0:2]), argkmin[j, 3](d) }")
+
+
+def test_few_rows_split_the_inner_index_over_threads(monkeypatch):
+    """N = 1, M large: the inner index is split over threads and the partial states merged;
+    indices are identical to one thread's, values equal up to the sums' rounding."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((1, 3), np.float32), rng.random((300_001, 3), np.float32)
+    y[123_456] = y[7]  # a tie across chunks: the smaller index wins
+    x[0] = y[7]
+    many = kc.kernel(SPLIT)(x, y, backend="llvm")
+    monkeypatch.setenv("KERNELC_NUM_THREADS", "1")
+    one = kc.kernel(SPLIT)(x, y, backend="llvm")
+    ref = kc.kernel(SPLIT)(x, y, backend="numpy")
+    for a, b, r in zip(many, one, ref):
+        if a.dtype.kind == "i":
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, r)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+            np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-7)
+    assert many[1][0] == 7

@@ -11,19 +11,22 @@ from typing import Any, Mapping
 import numpy as np
 
 from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes
-from kernelc.backends.llvm.codegen import check_supported, generate, row_functions
+from kernelc.backends.llvm.codegen import check_supported, generate, row_functions, splittable
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.backends.runtime import output_shapes
 from kernelc.backends.threads import thread_count
 from kernelc.errors import UnsupportedKernelError
 from kernelc.ir.nodes import Kernel
-from kernelc.ir.passes.split_passes import split_passes
+from kernelc.ir.dtypes import DType
+from kernelc.ir.monoids import MONOIDS
+from kernelc.ir.ops import ReduceKind
+from kernelc.ir.passes.split_passes import detach, split_passes, value_type
 from kernelc.plugins import API_VERSION
 
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "5"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "6"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -71,9 +74,13 @@ class _StageExecutable:
         key = cache_key(kernel, schedule)
         tag = "_" + key[:20]  # symbols unique per compiled variant within the process
         self.specs = row_functions(kernel, tag, self.dims)
-        addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag)[0],
-                                                  [s.name for s in self.specs], key)
+        self.splittable = len(self.specs) == 1 and splittable(kernel, self.specs[0], self.dims)
+        symbols = [s.name for s in self.specs] + ([self.specs[0].name + "_partial"] if self.splittable else [])
+        addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag)[0], symbols, key)
         self.functions = [_ROW_FN(addresses[s.name]) for s in self.specs]
+        self.partial = _PARTIAL_FN(addresses[symbols[-1]]) if self.splittable else None
+        self.schedule = schedule
+        self._finish: _StageExecutable | None = None
 
     def run(self, call: Call) -> None:
         if dict(call.sizes.dims) != self.dims:
@@ -86,8 +93,52 @@ class _StageExecutable:
                       for p in self.kernel.params] + list(call.outputs)
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             rows = 1 if spec.outer is None else (n if spec.outer == "i" else m)
-            self._run_rows(fn, pointers, n, m, rows)
+            inner = m if spec.outer == "i" else n
+            if self.partial is not None and rows < self.threads and rows * inner >= _SPLIT_WORK:
+                self._run_split(call, pointers, rows, inner)
+            else:
+                self._run_rows(fn, pointers, n, m, rows)
             del arrays  # kept alive until the native code returned
+
+    def _run_split(self, call: Call, pointers: Any, rows: int, inner: int) -> None:
+        """Few rows, a long inner index: split the inner index over threads, merge the partial
+        states with the monoids' combine (in chunk order), then compute the outputs from the
+        reductions' values with the detached finishing kernel."""
+        from kernelc.backends.llvm.codegen import SUM_BLOCK, partial_reductions
+
+        reds = partial_reductions(self.kernel, self.specs[0])
+        chunks = min(self.threads, max(1, inner // SUM_BLOCK))
+        bounds = [inner * c // chunks // SUM_BLOCK * SUM_BLOCK for c in range(chunks)] + [inner]
+        layouts = [_state_layout(r, self.dims) for r in reds]
+        states = [[[np.empty((rows, w), dt) for dt, w in layout] for layout in layouts] for _ in range(chunks)]
+        n, m = call.sizes.n, call.sizes.m
+
+        def run_chunk(c: int) -> None:
+            buffers = [a for red_fields in states[c] for a in red_fields]
+            ptrs = (ctypes.c_void_p * len(buffers))(*[a.ctypes.data for a in buffers])
+            self.partial(ctypes.addressof(pointers), n, m, 0, rows, bounds[c], bounds[c + 1], ctypes.addressof(ptrs))
+
+        list(_pool(self.threads).map(run_chunk, range(chunks)))
+        values = {}
+        for k, r in enumerate(reds):
+            monoid = MONOIDS[r.arg.kind]  # type: ignore[union-attr]
+            merged = None
+            for c in range(chunks):
+                part = tuple(states[c][k])
+                if r.arg.kind is ReduceKind.MEAN:  # type: ignore[union-attr]
+                    part = (part[0], np.full((rows, 1), float(bounds[c + 1] - bounds[c])))
+                merged = part if merged is None else monoid.combine(merged, part)
+            result = monoid.finalize(merged)  # type: ignore[arg-type]
+            t = value_type(r)
+            with np.errstate(all="ignore"):
+                result = result.astype(t.dtype.numpy)
+            values[k] = result.reshape((rows,) * bool(t.index) + ((t.value_dim.evaluate(self.dims),) if t.dim else ()))\
+                if t.index else result[0].reshape(() if t.dim is None else (-1,))
+        if self._finish is None:
+            finish, self._finish_names = detach(self.kernel, reds, "__red")
+            self._finish = _StageExecutable(finish, self.schedule)
+        inputs = dict(call.inputs) | {name: values[k] for k, name in enumerate(self._finish_names)}
+        self._finish.run(Call(inputs, call.sizes, call.outputs))
 
     def _run_rows(self, fn: Any, pointers: Any, n: int, m: int, rows: int) -> None:
         work = rows * max(n, m, 1)
@@ -102,6 +153,29 @@ class _StageExecutable:
 
 
 _PARALLEL_WORK = 1 << 16  # below this many pairs, starting threads costs more than it saves
+_SPLIT_WORK = 1 << 18  # rows * inner above which few rows are split along the inner index
+_PARTIAL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                               ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+
+
+def _state_layout(node, dims: dict[str, int]) -> list[tuple[np.dtype, int]]:
+    """(dtype, width) of each state field the partial function stores, as codegen lays them out."""
+    kind: ReduceKind = node.arg.kind
+    src = node.src[0].dtype
+    value = np.dtype(np.float32) if src in (DType.F16, DType.BF16, DType.F32) else src.numpy
+    acc = np.dtype(np.float64) if src.is_float else np.dtype(np.int64)
+    dim = node.dim.evaluate(dims)
+    if kind in (ReduceKind.SUM, ReduceKind.MEAN):
+        return [(acc, dim)]
+    if kind in (ReduceKind.MAX, ReduceKind.MIN):
+        return [(value, dim)]
+    if kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN):
+        return [(value, 1), (np.dtype(np.int64), 1)]
+    if kind is ReduceKind.LOGSUMEXP:
+        return [(value, 1 if len(node.src) == 1 else dim), (value, dim)]
+    if kind is ReduceKind.SOFTMAX:
+        return [(value, 1), (value, dim), (value, 1)]
+    return [(value, dim), (np.dtype(np.int64), dim)]
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 

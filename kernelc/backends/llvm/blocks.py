@@ -182,6 +182,16 @@ class BufferedState:
         b.store(b.fadd(b.fmul(b.load(self.den), keep), b.fmul(b.load(den), fold)), self.den)
         b.store(new_m, self.m)
 
+    def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
+        """The state in the layout of kernelc.ir.monoids."""
+        b = fb.b
+        if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
+            return [[b.load(self.best)], [b.load(self.idx)]]
+        t = [b.load(x) for x in self.t]
+        if self.kind is ReduceKind.LOGSUMEXP:
+            return [[b.load(self.m)], t]
+        return [[b.load(self.m)], t, [b.load(self.den)]]
+
     def finalize(self, fb: "_FunctionBuilder") -> list[ir.Value]:
         b = fb.b
         if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):

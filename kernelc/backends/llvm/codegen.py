@@ -61,14 +61,21 @@ def _level(node: Node, inner: str | None) -> int:
 
 class _FunctionBuilder:
     def __init__(self, module: ir.Module, math: ops.Math, kernel: Kernel, bindings: dict[str, int],
-                 spec: RowFunction) -> None:
+                 spec: RowFunction, partial: bool = False) -> None:
         self.kernel, self.bindings, self.spec, self.math = kernel, bindings, spec, math
         self.outer = spec.outer
         self.inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
-        fnty = ir.FunctionType(ir.VoidType(), [I8.as_pointer().as_pointer(), I64, I64, I64, I64])
-        self.fn = ir.Function(module, fnty, name=spec.name)
+        pp = I8.as_pointer().as_pointer()
+        self.partial: ir.Value | None = None  # the state pointers, when building the partial variant
+        if partial:
+            fnty = ir.FunctionType(ir.VoidType(), [pp, I64, I64, I64, I64, I64, I64, pp])
+            self.fn = ir.Function(module, fnty, name=spec.name + "_partial")
+            self.ptrs_arg, self.n, self.m, self.r0, self.r1, self.c0, self.c1, self.partial = self.fn.args
+        else:
+            fnty = ir.FunctionType(ir.VoidType(), [pp, I64, I64, I64, I64])
+            self.fn = ir.Function(module, fnty, name=spec.name)
+            self.ptrs_arg, self.n, self.m, self.r0, self.r1 = self.fn.args
         self.fn.attributes.add("nounwind")
-        self.ptrs_arg, self.n, self.m, self.r0, self.r1 = self.fn.args
         self.entry = self.fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         self.scopes = [_Scope(), _Scope(), _Scope()]
@@ -143,6 +150,30 @@ class _FunctionBuilder:
             self.loop(self.r0, self.r1, "row", row_body)
         self.b.ret_void()
 
+    def build_partial(self) -> None:
+        """The variant that reduces over columns [c0, c1) only and stores each row's reduction
+        states (the fields of `state_fields`) instead of outputs: the runtime splits the inner
+        index over threads with it and merges the states with the monoids' combine."""
+        reds = partial_reductions(self.kernel, self.spec)
+        self.pre_emit([s for r in reds for s in r.src], 0)
+
+        def row_body(o: ir.Value) -> None:
+            self.row = o
+            self.scopes[1] = _Scope()
+            states = self.reduce(reds, self.c0, self.c1)
+            slot = 0
+            for st in states:
+                for values in st.fields(self):
+                    base = self.b.bitcast(self.b.load(self.b.gep(self.partial, [ir.Constant(I64, slot)])),
+                                          values[0].type.as_pointer())
+                    row_base = self.b.mul(self.b.sub(o, self.r0), ir.Constant(I64, len(values)))
+                    for c, v in enumerate(values):
+                        self.b.store(v, self.b.gep(base, [self.b.add(row_base, ir.Constant(I64, c))]))
+                    slot += 1
+
+        self.loop(self.r0, self.r1, "row", row_body)
+        self.b.ret_void()
+
     def pre_emit(self, roots: list[Node], level: int) -> None:
         """Emit every node of `level` reachable from `roots` at the builder's position."""
         for node in walk(roots):
@@ -152,9 +183,13 @@ class _FunctionBuilder:
 
     # --- reductions -------------------------------------------------------------------------------
 
-    def reduce(self, reds: list[Node]) -> None:
+    def reduce(self, reds: list[Node], start: ir.Value | None = None, stop: ir.Value | None = None) -> list:
+        """One pass over [start, stop) of the inner index (all of it by default); the finalized
+        values go to the row scope, and the states are returned (the partial function stores them)."""
         self.pre_emit([s for r in reds for s in r.src], 1)
         states = [BufferedState(self, r) if buffered(r, self.dim(r)) else _State.create(self, r) for r in reds]
+        start = ir.Constant(I64, 0) if start is None else start
+        stop = self.inner_extent if stop is None else stop
 
         def col_body(k: ir.Value) -> None:
             self.col = k
@@ -163,17 +198,19 @@ class _FunctionBuilder:
                 st.accumulate(self, [self.emit(s) for s in r.src], k)
             self.scopes[2] = _Scope()
 
-        def block_body(start: ir.Value) -> None:
-            end = self.b.add(start, ir.Constant(I64, SUM_BLOCK))
-            end = self.b.select(self.b.icmp_signed("<", end, self.inner_extent), end, self.inner_extent)
-            self.block_start = start
-            self.loop(start, end, "col", col_body)
+        def block_body(first: ir.Value) -> None:
+            end = self.b.add(first, ir.Constant(I64, SUM_BLOCK))
+            end = self.b.select(self.b.icmp_signed("<", end, stop), end, stop)
+            self.block_start = first
+            self.loop(first, end, "col", col_body)
             for st in states:
-                st.end_block(self, start, end)
+                st.end_block(self, first, end)
 
-        self.loop(ir.Constant(I64, 0), self.inner_extent, "block", block_body, step=SUM_BLOCK)
-        for st, r in zip(states, reds):
-            self.scopes[1].values[r] = st.finalize(self)
+        self.loop(start, stop, "block", block_body, step=SUM_BLOCK)
+        if self.partial is None:
+            for st, r in zip(states, reds):
+                self.scopes[1].values[r] = st.finalize(self)
+        return states
 
     # --- outputs ----------------------------------------------------------------------------------
 
@@ -604,6 +641,13 @@ class _State:
         self.save(fb, "vals", new_vals)
         self.save(fb, "idx", new_idx)
 
+    def fields(self, fb: _FunctionBuilder) -> list[Vec]:
+        """The state in the layout of kernelc.ir.monoids (MEAN's count is added by the runtime)."""
+        names = {ReduceKind.SUM: ["acc"], ReduceKind.MEAN: ["acc"], ReduceKind.MAX: ["acc"],
+                 ReduceKind.MIN: ["acc"], ReduceKind.ARGMAX: ["best", "idx"], ReduceKind.ARGMIN: ["best", "idx"],
+                 ReduceKind.LOGSUMEXP: ["m", "t"], ReduceKind.SOFTMAX: ["m", "t", "den"]}
+        return [self.load(fb, n) for n in names.get(self.red.kind, ["vals", "idx"])]
+
     def end_block(self, fb: _FunctionBuilder, start: ir.Value, end: ir.Value) -> None:
         """Fold the f32 block sums into the f64 totals."""
         if "partial" not in self.slots:
@@ -697,4 +741,18 @@ def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "") -> tuple[s
     specs = row_functions(kernel, tag, bindings)
     for spec in specs:
         _FunctionBuilder(module, math, kernel, bindings, spec).build()
+        if splittable(kernel, spec, bindings):
+            _FunctionBuilder(module, math, kernel, bindings, spec, partial=True).build_partial()
     return str(module), specs
+
+
+def partial_reductions(kernel: Kernel, spec: RowFunction) -> list[Node]:
+    return [n for n in walk([kernel.outputs[k].value for k in spec.outputs]) if n.op is Op.REDUCE]
+
+
+def splittable(kernel: Kernel, spec: RowFunction, bindings: dict[str, int]) -> bool:
+    """Whether the inner index of this row function can be split over threads: one row function
+    with rows (outer index) and reductions whose states are numbers (not bool)."""
+    reds = partial_reductions(kernel, spec)
+    return (len(row_functions(kernel, bindings=bindings)) == 1 and spec.outer is not None and bool(reds)
+            and all(not r.src[0].dtype.is_bool for r in reds))

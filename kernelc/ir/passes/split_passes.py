@@ -52,18 +52,29 @@ def _needs_early(kernel: Kernel) -> list[Node]:
     return early
 
 
+def value_type(node: Node) -> TensorType:
+    """The type of an array holding `node`'s values for every index it depends on."""
+    return TensorType(node.dtype, tuple(sorted(node.deps)), None if node.is_scalar else node.dim)
+
+
+def detach(kernel: Kernel, nodes: list[Node], prefix: str) -> tuple[Kernel, tuple[str, ...]]:
+    """`kernel` with `nodes` replaced by new parameters (named prefix0, prefix1, ...) that
+    receive their values, computed elsewhere."""
+    names = tuple(f"{prefix}{k}" for k in range(len(nodes)))
+    params = tuple(Param(name, value_type(r)) for name, r in zip(names, nodes))
+    mapping = {r: build.param(p.name, p.type) for r, p in zip(nodes, params)}
+    roots = substitute([o.value for o in kernel.outputs], mapping)
+    rest = Kernel(kernel.name, kernel.params + params, tuple(Output(v, o.type) for v, o in zip(roots, kernel.outputs)),
+                  kernel.symbols, kernel.checks)
+    return verify(rest), names
+
+
 def split_passes(kernel: Kernel) -> list[Stage]:
     early = _needs_early(kernel)
     if not early:
         return [Stage(kernel)]
-    temps = {r: f"__pass{k}" for k, r in enumerate(early)}
-    types = [TensorType(r.dtype, tuple(sorted(r.deps)), None if r.is_scalar else r.dim) for r in early]
-    first = Kernel(f"{kernel.name}__pass", kernel.params, tuple(Output(r, t) for r, t in zip(early, types)),
+    first = Kernel(f"{kernel.name}__pass", kernel.params, tuple(Output(r, value_type(r)) for r in early),
                    kernel.symbols, kernel.checks)
-    params = [Param(temps[r], t) for r, t in zip(early, types)]
-    mapping = {r: build.param(temps[r], t) for r, t in zip(early, types)}
-    roots = substitute([o.value for o in kernel.outputs], mapping)
-    second = Kernel(kernel.name, kernel.params + tuple(params),
-                    tuple(Output(v, o.type) for v, o in zip(roots, kernel.outputs)), kernel.symbols, kernel.checks)
+    second, names = detach(kernel, early, "__pass")
     assert not _needs_early(second), "the early reductions' arguments hold no reductions"
-    return [Stage(verify(first)), Stage(verify(second), tuple(temps.values()))]
+    return [Stage(verify(first)), Stage(second, names)]
