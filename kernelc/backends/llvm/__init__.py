@@ -26,7 +26,7 @@ from kernelc.plugins import API_VERSION
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "6"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "7"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -97,7 +97,7 @@ class _StageExecutable:
             if self.partial is not None and rows < self.threads and rows * inner >= _SPLIT_WORK:
                 self._run_split(call, pointers, rows, inner)
             else:
-                self._run_rows(fn, pointers, n, m, rows)
+                self._run_rows(fn, arrays, spec.scratch, n, m, rows)
             del arrays  # kept alive until the native code returned
 
     def _run_split(self, call: Call, pointers: Any, rows: int, inner: int) -> None:
@@ -140,16 +140,23 @@ class _StageExecutable:
         inputs = dict(call.inputs) | {name: values[k] for k, name in enumerate(self._finish_names)}
         self._finish.run(Call(inputs, call.sizes, call.outputs))
 
-    def _run_rows(self, fn: Any, pointers: Any, n: int, m: int, rows: int) -> None:
+    def _run_rows(self, fn: Any, arrays: list[np.ndarray], scratch: tuple[int, ...], n: int, m: int,
+                  rows: int) -> None:
         work = rows * max(n, m, 1)
         threads = max(1, min(self.threads, rows))
-        if threads == 1 or work < _PARALLEL_WORK:
-            fn(ctypes.addressof(pointers), n, m, 0, rows)
-            return
-        chunks = min(rows, threads * 8)
+        chunks = 1 if threads == 1 or work < _PARALLEL_WORK else min(rows, threads * 8)
         bounds = [rows * c // chunks for c in range(chunks + 1)]
-        list(_pool(threads).map(lambda c: fn(ctypes.addressof(pointers), n, m, bounds[c], bounds[c + 1]),
-                                range(chunks)))
+
+        def run_chunk(c: int) -> None:
+            # each concurrent call gets its own scratch arrays for long reductions' states
+            own = arrays + [np.empty(size, np.float64) for size in scratch]
+            pointers = (ctypes.c_void_p * len(own))(*[a.ctypes.data for a in own])
+            fn(ctypes.addressof(pointers), n, m, bounds[c], bounds[c + 1])
+
+        if chunks == 1:
+            run_chunk(0)
+        else:
+            list(_pool(threads).map(run_chunk, range(chunks)))
 
 
 _PARALLEL_WORK = 1 << 16  # below this many pairs, starting threads costs more than it saves

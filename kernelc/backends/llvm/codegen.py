@@ -30,6 +30,7 @@ MAX_UNROLLED_DIM = 256
 # f32 sums run in f32 within blocks of this many terms (vectorizable, 8-16 lanes), and the
 # block sums are added in f64: the error does not grow with M (LANGUAGE.md §6).
 SUM_BLOCK = 256
+_LONG_REDUCTIONS = (ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.MAX, ReduceKind.MIN)
 Vec = list[ir.Value]
 
 
@@ -41,6 +42,9 @@ class RowFunction:
     # Vector parameters read along the inner loop, passed structure-of-arrays ((D, M) instead
     # of (M, D)) so that the vectorized inner loop reads each component contiguously.
     soa: tuple[str, ...] = ()
+    # Scratch arrays (in 8-byte elements) for the states of reductions of long vectors, passed
+    # after the outputs; each concurrent call of the function gets its own.
+    scratch: tuple[int, ...] = ()
 
 
 @dataclass
@@ -82,6 +86,8 @@ class _FunctionBuilder:
         self.row: ir.Value = ir.Constant(I64, 0)
         self.col: ir.Value = ir.Constant(I64, 0)
         self.block_start: ir.Value = ir.Constant(I64, 0)
+        self.scratch_slot = 0  # long reductions take scratch arrays in order of appearance
+        self.long_states: dict[Node, "_LongState"] = {}
         self.pointers: dict[str, ir.Value] = {}
         for k, p in enumerate(kernel.params):
             self.pointers[p.name] = self._pointer(k, p.type.dtype)
@@ -187,7 +193,7 @@ class _FunctionBuilder:
         """One pass over [start, stop) of the inner index (all of it by default); the finalized
         values go to the row scope, and the states are returned (the partial function stores them)."""
         self.pre_emit([s for r in reds for s in r.src], 1)
-        states = [BufferedState(self, r) if buffered(r, self.dim(r)) else _State.create(self, r) for r in reds]
+        states = [self._new_state(r) for r in reds]
         start = ir.Constant(I64, 0) if start is None else start
         stop = self.inner_extent if stop is None else stop
 
@@ -195,7 +201,10 @@ class _FunctionBuilder:
             self.col = k
             self.scopes[2] = _Scope()
             for st, r in zip(states, reds):
-                st.accumulate(self, [self.emit(s) for s in r.src], k)
+                if isinstance(st, _LongState):
+                    st.accumulate_long(self, r.src[0])
+                else:
+                    st.accumulate(self, [self.emit(s) for s in r.src], k)
             self.scopes[2] = _Scope()
 
         def block_body(first: ir.Value) -> None:
@@ -209,8 +218,17 @@ class _FunctionBuilder:
         self.loop(start, stop, "block", block_body, step=SUM_BLOCK)
         if self.partial is None:
             for st, r in zip(states, reds):
-                self.scopes[1].values[r] = st.finalize(self)
+                if not isinstance(st, _LongState):  # long results are read per component (emit_at)
+                    self.scopes[1].values[r] = st.finalize(self)
         return states
+
+    def _new_state(self, r: Node):
+        if self.is_long(r):
+            state = _LongState(self, r, self.scratch_slot)
+            self.scratch_slot += 1
+            self.long_states[r] = state
+            return state
+        return BufferedState(self, r) if buffered(r, self.dim(r)) else _State.create(self, r)
 
     # --- outputs ----------------------------------------------------------------------------------
 
@@ -345,7 +363,9 @@ class _FunctionBuilder:
             if n in seen:
                 continue
             seen.add(n)
-            if self.is_long(n) and n.op is not Op.REDUCE:
+            if n.op is Op.REDUCE and self.is_long(n):
+                continue  # read per component from its state
+            if self.is_long(n):
                 stack.extend(n.src)
             else:
                 self.emit(n)
@@ -360,6 +380,8 @@ class _FunctionBuilder:
         op, b = node.op, self.b
         if op is Op.PARAM:
             return self.load_param_at(node, c)
+        if op is Op.REDUCE:
+            return self.long_states[node].value_at(self, c)
         if op is Op.SLICE:
             start = node.arg[0].evaluate(self.bindings)  # type: ignore[index]
             return self.emit_at(node.src[0], b.add(c, ir.Constant(I64, start)))
@@ -685,6 +707,54 @@ class _State:
         return self.load(fb, "idx")
 
 
+class _LongState:
+    """sum / mean / max / min over i or j of a vector longer than MAX_UNROLLED_DIM: the state
+    lives in a scratch array passed by the runtime, updated one component at a time."""
+
+    def __init__(self, fb: _FunctionBuilder, node: Node, slot: int) -> None:
+        self.node, self.kind = node, node.arg.kind  # type: ignore[union-attr]
+        self.dim = fb.dim(node)
+        value_t = compute_type(node.src[0].dtype)
+        self.acc_t = value_t if self.kind in (ReduceKind.MAX, ReduceKind.MIN) else (
+            I64 if isinstance(value_t, ir.IntType) else F64)
+        index = len(fb.kernel.params) + len(fb.kernel.outputs) + slot
+        raw = fb.b.load(fb.b.gep(fb.ptrs_arg, [ir.Constant(I64, index)]))
+        self.base = fb.b.bitcast(raw, self.acc_t.as_pointer())
+        if self.kind in (ReduceKind.MAX, ReduceKind.MIN):
+            init = _extreme_init(value_t, node.src[0].dtype, self.kind is ReduceKind.MAX)
+        else:
+            init = ops.const(self.acc_t, 0)
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lstate_init",
+                lambda c: fb.b.store(init, fb.b.gep(self.base, [c])))
+
+    def accumulate_long(self, fb: _FunctionBuilder, arg: Node) -> None:
+        b = fb.b
+        fb.pre_emit_for_long(arg)
+
+        def body(c: ir.Value) -> None:
+            ptr = b.gep(self.base, [c])
+            v, acc = fb.emit_at(arg, c), b.load(ptr)
+            if self.kind in (ReduceKind.MAX, ReduceKind.MIN):
+                b.store(ops.select_max(b, acc, v, self.kind is ReduceKind.MAX), ptr)
+            elif isinstance(self.acc_t, ir.IntType):
+                b.store(b.add(acc, b.sext(v, I64) if v.type != I64 else v), ptr)
+            else:
+                b.store(b.fadd(acc, b.fpext(v, F64) if v.type == F32 else v), ptr)
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lstate_acc", body)
+
+    def end_block(self, fb: _FunctionBuilder, start: ir.Value, end: ir.Value) -> None:
+        pass
+
+    def value_at(self, fb: _FunctionBuilder, c: ir.Value) -> ir.Value:
+        b = fb.b
+        acc = b.load(b.gep(self.base, [c]))
+        if self.kind is ReduceKind.MEAN:
+            acc = b.fdiv(acc, b.sitofp(fb.inner_extent, F64))
+        out_t = compute_type(self.node.dtype)
+        return b.fptrunc(acc, out_t) if acc.type == F64 and out_t == F32 else acc
+
+
 def _extreme_init(ty: ir.Type, dt: DType, lowest: bool) -> ir.Constant:
     if dt.is_bool:
         return ir.Constant(I1, 0 if lowest else 1)
@@ -714,7 +784,10 @@ def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None
         soa = tuple(p.name for p in kernel.params
                     if inner is not None and p.type.index == (inner,) and p.type.dim is not None
                     and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM)
-        specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa))
+        reds = [n for k in ks for n in walk([kernel.outputs[k].value]) if n.op is Op.REDUCE]
+        scratch = tuple(r.dim.evaluate(bindings) for r in reds
+                        if bindings is not None and r.dim.evaluate(bindings) > MAX_UNROLLED_DIM)
+        specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa, scratch))
     return specs
 
 
@@ -723,8 +796,9 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
     roots = [o.value for o in kernel.outputs]
     for node in walk(roots):
         long_operand = any(s.dim.evaluate(bindings) > MAX_UNROLLED_DIM for s in node.src)
-        if node.op is Op.REDUCE and (node.dim.evaluate(bindings) > MAX_UNROLLED_DIM or long_operand):
-            raise UnsupportedKernel(f"a reduction over i or j of vectors longer than {MAX_UNROLLED_DIM}")
+        if node.op is Op.REDUCE and (node.dim.evaluate(bindings) > MAX_UNROLLED_DIM or long_operand) and \
+                node.arg.kind not in _LONG_REDUCTIONS:  # type: ignore[union-attr]
+            raise UnsupportedKernel(f"{node.arg} of vectors longer than {MAX_UNROLLED_DIM}")
     for spec in row_functions(kernel, bindings=bindings):
         inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
         for k in spec.outputs:
@@ -755,4 +829,4 @@ def splittable(kernel: Kernel, spec: RowFunction, bindings: dict[str, int]) -> b
     with rows (outer index) and reductions whose states are numbers (not bool)."""
     reds = partial_reductions(kernel, spec)
     return (len(row_functions(kernel, bindings=bindings)) == 1 and spec.outer is not None and bool(reds)
-            and all(not r.src[0].dtype.is_bool for r in reds))
+            and all(not r.src[0].dtype.is_bool and r.dim.evaluate(bindings) <= MAX_UNROLLED_DIM for r in reds))
