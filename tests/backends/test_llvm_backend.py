@@ -85,13 +85,19 @@ def test_cache_store_and_load_round_trip(tmp_path, monkeypatch):
     assert cache.make_key("ab", "c") != cache.make_key("a", "bc")
 
 
-def test_unsupported_kernels_fall_back_under_auto():
-    k = kc.kernel("kernel s(x: f32[i], y: f32[j, D]) -> f32[i, D] { return softmax[j](x * y[0], y) }")
-    x, y = np.zeros(2, np.float32), np.ones((3, 300), np.float32)
-    with pytest.raises(kc.UnsupportedKernelError, match="longer than 256"):
-        k(x, y, backend="llvm")
-    np.testing.assert_allclose(k(x, y), np.ones((2, 300)))  # auto: numpy runs it
-    assert "llvm" in k.skipped
+def test_unsupported_kernels_fall_back_under_auto(monkeypatch):
+    from kernelc.backends import llvm as llvm_backend
+    from kernelc.backends.llvm.ops import UnsupportedKernel
+
+    def refuse(kernel, bindings):
+        raise UnsupportedKernel("a construct this test pretends is missing")
+
+    monkeypatch.setattr(llvm_backend, "check_supported", refuse)
+    k = kc.kernel("kernel t(x: f32[i]) -> f32[i] { return 2 * x }")
+    with pytest.raises(kc.UnsupportedKernelError, match="pretends is missing"):
+        k(np.ones(3, np.float32), backend="llvm")
+    np.testing.assert_array_equal(k(np.ones(3, np.float32)), [2, 2, 2])  # auto: numpy runs it
+    assert k.last_backend == "numpy" and "pretends" in k.skipped["llvm"]
 
 
 LONG_REDUCTIONS = [
@@ -100,7 +106,20 @@ LONG_REDUCTIONS = [
     " v = exp(-x * y); return mean[j](v), max[j](v) * 2, sum(min[j](v)) }",
     "kernel s(x: f32[i, D], y: f32[j, D]) -> f32[i, D] { return x - mean[j](y) }",
     "kernel s(x: i64[i], y: i64[j, D]) -> i64[j, D] { return sum[i](x * y) }",
+    "kernel s(x: f32[i], y: f32[j, D]) -> f32[i, D] { return softmax[j](x * y[0], y) }",
+    "kernel s(x: f64[i], y: f64[j, D]) -> f64[i, D] { return logsumexp[j](x * y[1], y) }",
 ]
+
+
+@pytest.mark.parametrize("k_", [3, 300])
+def test_k_reductions_with_large_k(k_):
+    kern = kc.kernel("kernel s(x: f64[i], y: f64[j]) -> (f64[i, K], i64[i, K], i64[i, K]) {"
+                     " d = abs(x - y); return kmin[j, K](d), argkmin[j, K](d), argkmax[j, K](d) }")
+    rng = np.random.default_rng(k_)
+    x, y = rng.random(4), np.round(rng.random(400) * 40) / 4  # many ties
+    y[5] = np.nan
+    for g, w in zip(kern(x, y, K=k_, backend="llvm"), kern(x, y, K=k_, backend="numpy")):
+        np.testing.assert_array_equal(g, w)
 
 
 @pytest.mark.parametrize("src", LONG_REDUCTIONS)

@@ -202,7 +202,7 @@ class _FunctionBuilder:
             self.scopes[2] = _Scope()
             for st, r in zip(states, reds):
                 if isinstance(st, _LongState):
-                    st.accumulate_long(self, r.src[0])
+                    st.accumulate(self, r, k)
                 else:
                     st.accumulate(self, [self.emit(s) for s in r.src], k)
             self.scopes[2] = _Scope()
@@ -708,24 +708,111 @@ class _State:
 
 
 class _LongState:
-    """sum / mean / max / min over i or j of a vector longer than MAX_UNROLLED_DIM: the state
-    lives in a scratch array passed by the runtime, updated one component at a time."""
+    """A reduction over i or j whose state holds more than MAX_UNROLLED_DIM numbers (a long
+    vector's sum, mean, max, min, softmax numerator, per-component logsumexp, or K > 256 kept
+    values): the state lives in scratch arrays passed by the runtime (8-byte elements, 2 arrays
+    per reduction), updated one component at a time."""
 
     def __init__(self, fb: _FunctionBuilder, node: Node, slot: int) -> None:
         self.node, self.kind = node, node.arg.kind  # type: ignore[union-attr]
         self.dim = fb.dim(node)
         value_t = compute_type(node.src[0].dtype)
-        self.acc_t = value_t if self.kind in (ReduceKind.MAX, ReduceKind.MIN) else (
+        self.value_t = value_t
+        self.acc_t = value_t if self.kind not in (ReduceKind.SUM, ReduceKind.MEAN) else (
             I64 if isinstance(value_t, ir.IntType) else F64)
-        index = len(fb.kernel.params) + len(fb.kernel.outputs) + slot
+        index = len(fb.kernel.params) + len(fb.kernel.outputs) + 2 * slot
         raw = fb.b.load(fb.b.gep(fb.ptrs_arg, [ir.Constant(I64, index)]))
+        raw2 = fb.b.load(fb.b.gep(fb.ptrs_arg, [ir.Constant(I64, index + 1)]))
         self.base = fb.b.bitcast(raw, self.acc_t.as_pointer())
-        if self.kind in (ReduceKind.MAX, ReduceKind.MIN):
-            init = _extreme_init(value_t, node.src[0].dtype, self.kind is ReduceKind.MAX)
+        second_t = I64 if self.kind in (ReduceKind.KMIN, ReduceKind.KMAX, ReduceKind.ARGKMIN, ReduceKind.ARGKMAX) \
+            else value_t
+        self.base2 = fb.b.bitcast(raw2, second_t.as_pointer())
+        largest = self.kind in (ReduceKind.MAX, ReduceKind.KMAX, ReduceKind.ARGKMAX)
+        if self.kind in (ReduceKind.MAX, ReduceKind.MIN, ReduceKind.KMIN, ReduceKind.KMAX, ReduceKind.ARGKMIN,
+                         ReduceKind.ARGKMAX):
+            init = _extreme_init(value_t, node.src[0].dtype, largest)
+        elif self.kind is ReduceKind.LOGSUMEXP:
+            init = ops.const(value_t, float("-inf"))
         else:
             init = ops.const(self.acc_t, 0)
-        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lstate_init",
-                lambda c: fb.b.store(init, fb.b.gep(self.base, [c])))
+        init2 = ir.Constant(I64, -1) if second_t == I64 else ops.const(value_t, 0)
+
+        def reset(c: ir.Value) -> None:
+            fb.b.store(init, fb.b.gep(self.base, [c]))
+            fb.b.store(init2, fb.b.gep(self.base2, [c]))
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lstate_init", reset)
+        if self.kind is ReduceKind.SOFTMAX:
+            self.m = fb.alloca(value_t, ops.const(value_t, float("-inf")))
+            self.den = fb.alloca(value_t, ops.const(value_t, 0))
+
+    def accumulate(self, fb: _FunctionBuilder, node: Node, k: ir.Value) -> None:
+        kind = self.kind
+        if kind is ReduceKind.SOFTMAX:
+            self._softmax(fb, node, k)
+        elif kind is ReduceKind.LOGSUMEXP:
+            self._weighted_lse(fb, node)
+        elif kind in (ReduceKind.KMIN, ReduceKind.KMAX, ReduceKind.ARGKMIN, ReduceKind.ARGKMAX):
+            self._k_best(fb, fb.emit(node.src[0])[0], k)
+        else:
+            self.accumulate_long(fb, node.src[0])
+
+    def _softmax(self, fb: _FunctionBuilder, node: Node, k: ir.Value) -> None:
+        b = fb.b
+        s = fb.emit(node.src[0])[0]
+        fb.pre_emit_for_long(node.src[1])
+        m = b.load(self.m)
+        nm = ops.select_max(b, m, s, largest=True)
+        sm, ss = _scale(fb, m, nm), _scale(fb, s, nm)
+
+        def body(c: ir.Value) -> None:
+            ptr = b.gep(self.base, [c])
+            b.store(b.fadd(b.fmul(b.load(ptr), sm), b.fmul(fb.emit_at(node.src[1], c), ss)), ptr)
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lsoftmax", body)
+        b.store(b.fadd(b.fmul(b.load(self.den), sm), ss), self.den)
+        b.store(nm, self.m)
+
+    def _weighted_lse(self, fb: _FunctionBuilder, node: Node) -> None:
+        """Per component c: the weighted update of _State._lse, m in base, t in base2."""
+        b = fb.b
+        s = fb.emit(node.src[0])[0]
+        fb.pre_emit_for_long(node.src[1])
+
+        def body(c: ir.Value) -> None:
+            mp, tp = b.gep(self.base, [c]), b.gep(self.base2, [c])
+            m, t, w = b.load(mp), b.load(tp), fb.emit_at(node.src[1], c)
+            zero = b.fcmp_ordered("==", w, ops.const(w.type, 0))
+            nm = b.select(zero, m, ops.select_max(b, m, s, largest=True))
+            moved = b.fadd(b.fmul(t, _scale(fb, m, nm)), b.fmul(w, _scale(fb, s, nm)))
+            dead = b.select(b.fcmp_ordered("<", s, ops.const(s.type, float("inf"))), t, ops.const(s.type, float("nan")))
+            b.store(nm, mp)
+            b.store(b.select(zero, b.fadd(t, b.fsub(dead, t)), moved), tp)
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "llse", body)
+
+    def _k_best(self, fb: _FunctionBuilder, v: ir.Value, k: ir.Value) -> None:
+        """Insertion into K sorted slots, from the last slot down (reads slot p-1 before writing it)."""
+        b = fb.b
+        largest = self.kind in (ReduceKind.KMAX, ReduceKind.ARGKMAX)
+
+        def before(p: ir.Value) -> ir.Value:
+            return b.or_(b.icmp_signed("<", b.load(b.gep(self.base2, [p])), ir.Constant(I64, 0)),
+                         _sorts_before(b, v, b.load(b.gep(self.base, [p])), largest))
+
+        def body(q: ir.Value) -> None:
+            p = b.sub(ir.Constant(I64, self.dim - 1), q)
+            prev = b.sub(p, ir.Constant(I64, 1))
+            has_prev = b.icmp_signed(">", p, ir.Constant(I64, 0))
+            safe_prev = b.select(has_prev, prev, ir.Constant(I64, 0))
+            here, there = before(p), b.and_(has_prev, before(safe_prev))
+            val_ptr, idx_ptr = b.gep(self.base, [p]), b.gep(self.base2, [p])
+            shifted_v = b.select(there, b.load(b.gep(self.base, [safe_prev])), v)
+            shifted_i = b.select(there, b.load(b.gep(self.base2, [safe_prev])), k)
+            b.store(b.select(here, shifted_v, b.load(val_ptr)), val_ptr)
+            b.store(b.select(here, shifted_i, b.load(idx_ptr)), idx_ptr)
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lkbest", body)
 
     def accumulate_long(self, fb: _FunctionBuilder, arg: Node) -> None:
         b = fb.b
@@ -748,6 +835,18 @@ class _LongState:
 
     def value_at(self, fb: _FunctionBuilder, c: ir.Value) -> ir.Value:
         b = fb.b
+        kind = self.kind
+        if kind is ReduceKind.SOFTMAX:
+            den = b.load(self.den)
+            zero = ops.const(den.type, 0)
+            return b.select(b.fcmp_ordered("==", den, zero), zero, b.fdiv(b.load(b.gep(self.base, [c])), den))
+        if kind is ReduceKind.LOGSUMEXP:
+            t = b.load(b.gep(self.base2, [c]))
+            return b.fadd(b.load(b.gep(self.base, [c])), fb.math.intrinsic(b, "log", t))
+        if kind in (ReduceKind.ARGKMIN, ReduceKind.ARGKMAX):
+            return b.load(b.gep(self.base2, [c]))
+        if kind in (ReduceKind.KMIN, ReduceKind.KMAX):
+            return b.load(b.gep(self.base, [c]))
         acc = b.load(b.gep(self.base, [c]))
         if self.kind is ReduceKind.MEAN:
             acc = b.fdiv(acc, b.sitofp(fb.inner_extent, F64))
@@ -785,7 +884,7 @@ def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None
                     if inner is not None and p.type.index == (inner,) and p.type.dim is not None
                     and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM)
         reds = [n for k in ks for n in walk([kernel.outputs[k].value]) if n.op is Op.REDUCE]
-        scratch = tuple(r.dim.evaluate(bindings) for r in reds
+        scratch = tuple(r.dim.evaluate(bindings) for r in reds for _ in range(2)
                         if bindings is not None and r.dim.evaluate(bindings) > MAX_UNROLLED_DIM)
         specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa, scratch))
     return specs
@@ -796,8 +895,9 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
     roots = [o.value for o in kernel.outputs]
     for node in walk(roots):
         long_operand = any(s.dim.evaluate(bindings) > MAX_UNROLLED_DIM for s in node.src)
-        if node.op is Op.REDUCE and (node.dim.evaluate(bindings) > MAX_UNROLLED_DIM or long_operand) and \
-                node.arg.kind not in _LONG_REDUCTIONS:  # type: ignore[union-attr]
+        if node.op is Op.REDUCE and long_operand and node.arg.kind not in _LONG_REDUCTIONS \
+                and not (node.arg.kind in (ReduceKind.SOFTMAX, ReduceKind.LOGSUMEXP)  # type: ignore[union-attr]
+                         and node.src[0].dim.evaluate(bindings) <= MAX_UNROLLED_DIM):
             raise UnsupportedKernel(f"{node.arg} of vectors longer than {MAX_UNROLLED_DIM}")
     for spec in row_functions(kernel, bindings=bindings):
         inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
