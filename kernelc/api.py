@@ -57,10 +57,10 @@ class Kernel:
         """The typed IR, as `kernelc explain` prints it."""
         return print_kernel(self.ir)
 
-    def __call__(self, *args: Any, backend: str = "auto", **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
         bound = runtime.bind(self.ir, args, kwargs)
         raw = dict(zip([p.name for p in self.ir.params], args)) | kwargs
-        executable = self._select(backend, raw, bound)
+        executable = self._select(registry.default_name() if backend is None else backend, raw, bound)
         call = runtime.allocate(self.ir, bound)
         executable.run(call)
         outs = call.outputs

@@ -14,6 +14,7 @@ from rich.table import Table
 
 import kernelc as kc
 from kernelc.api import Kernel
+from kernelc.backends import registry
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Param
 
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-m", type=int, default=None, help="size of the j range (default: n)")
     run.add_argument("-d", "--dim", action="append", default=[], metavar="SYM=VALUE",
                      help="value of a dimension symbol, e.g. -d D=3 -d K=10 (default 3 each)")
-    run.add_argument("--backend", default="auto")
+    run.add_argument("--backend", default=None, help="a backend name, or auto (default: $KERNELC_BACKEND or auto)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--rows", type=int, default=5, help="how many output rows to print")
     check = sub.add_parser("check", help="type-check files and print errors with carets")
@@ -92,10 +93,11 @@ def _cmd_explain(args: argparse.Namespace, console: Console) -> int:
 
 
 def _cmd_backends(args: argparse.Namespace, console: Console) -> int:
-    table = Table("backend", "status", "about")
+    table = Table("backend", "from", "priority", "status", "about")
     for info in kc.backends():
         status = "[green]available[/]" if info.available else f"[red]unavailable[/]: {_escape(info.reason)}"
-        table.add_row(info.name, status, _escape(info.description))
+        table.add_row(info.name, _escape(f"{info.distribution} {info.version}"), str(info.priority), status,
+                      _escape(info.description))
     console.print(table)
     return 0
 
@@ -159,8 +161,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     outs = result if isinstance(result, tuple) else (result,)
     shown_dims = ", ".join(f"{s}={_symbol_value(kernel, s, inputs)}" for s in kernel.ir.symbols)
     console.print(f"kernel [bold]{_escape(kernel.signature)}[/]", soft_wrap=True)
-    chosen = kernel.last_backend if args.backend == "auto" else args.backend
-    console.print(f"backend {chosen}{' (auto)' if args.backend == 'auto' else ''}, N={n}, M={m}"
+    asked = args.backend or registry.default_name()
+    console.print(f"backend {kernel.last_backend}{' (auto)' if asked == 'auto' else ''}, N={n}, M={m}"
                   + (f", {shown_dims}" if shown_dims else ""))
     uses_pairs = any(len(node.deps) == 2 for o in kernel.ir.outputs for node in _walk(o.value))
     rate = f" ({n * m / t_run:.3g} pairs/s)" if uses_pairs and t_run > 0 else ""

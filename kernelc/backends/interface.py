@@ -75,7 +75,7 @@ class Executable(Protocol):
 @runtime_checkable
 class Backend(Protocol):
     name: str
-    api_version: int
+    api_version: tuple[int, int]  # the kernelc.plugins.API_VERSION it was written for
 
     def available(self) -> Availability:
         """Whether this backend can run here, and why not."""

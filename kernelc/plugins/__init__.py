@@ -1,11 +1,44 @@
-"""Third-party backends: the API version they target and how they are found.
+"""Third-party backends: the plugin API version they target and how they are found.
 
 A plugin distribution declares an entry point in the group `kernelc.backends` whose object is a
-`kernelc.backends.interface.Backend` (or a zero-argument callable returning one). Built-in
-backends are declared the same way in kernelc's own pyproject.toml.
+`kernelc.backends.interface.Backend` (or a zero-argument callable returning one) with an
+`api_version` of (major, minor). kernelc accepts a plugin whose major version equals its own,
+whatever the minor (minor versions only add optional members). Built-in backends
+are declared the same way in kernelc's own pyproject.toml. See docs/plugins.md.
 """
 
 from __future__ import annotations
 
-API_VERSION = 1
+API_VERSION: tuple[int, int] = (1, 0)
 ENTRY_POINT_GROUP = "kernelc.backends"
+
+
+def parse_api_version(declared: object) -> tuple[int, int] | None:
+    """(major, minor) from 1, (1, 0) or "1.0"; None if it cannot be read."""
+    if isinstance(declared, bool):
+        return None
+    if isinstance(declared, int):
+        return (declared, 0)
+    if isinstance(declared, str):
+        parts = declared.split(".")
+        declared = tuple(parts)
+    if isinstance(declared, tuple) and 1 <= len(declared) <= 2:
+        try:
+            major = int(declared[0])
+            minor = int(declared[1]) if len(declared) == 2 else 0
+        except (TypeError, ValueError):
+            return None
+        return (major, minor)
+    return None
+
+
+def api_mismatch(declared: object) -> str | None:
+    """Why a plugin declaring `declared` cannot be used, or None if it can."""
+    version = parse_api_version(declared)
+    ours = f"{API_VERSION[0]}.{API_VERSION[1]}"
+    if version is None:
+        return f"its api_version {declared!r} is not (major, minor); kernelc provides plugin API {ours}"
+    if version[0] != API_VERSION[0]:
+        return (f"it targets kernelc plugin API {version[0]}.{version[1]}, this kernelc provides {ours}: "
+                f"install a version of the plugin built for API {API_VERSION[0]}.x, or a kernelc for its API")
+    return None

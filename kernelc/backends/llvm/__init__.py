@@ -196,6 +196,7 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 class LLVMBackend:
     name = "llvm"
     api_version = API_VERSION
+    priority = 50  # "auto" prefers higher
     description = "LLVM IR via llvmlite, JIT-compiled for the host CPU, threads over row blocks"
 
     def available(self) -> Availability:

@@ -15,6 +15,7 @@ from kernelc.plugins import API_VERSION
 class NumpyBackend:
     name = "numpy"
     api_version = API_VERSION
+    priority = 0  # "auto" prefers higher
     description = "NumPy reference: tiled evaluation in float64, the correctness oracle"
 
     def available(self) -> Availability:
