@@ -1,0 +1,4 @@
+"""The conformance kit shipped in kernelc.testing, run here on every built-in backend (the `run`
+fixture of tests/conftest.py)."""
+
+from kernelc.testing.test_rules import *  # noqa: F401,F403
