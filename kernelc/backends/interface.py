@@ -66,6 +66,11 @@ class Call:
     outputs: list[np.ndarray] = field(default_factory=list)
 
 
+def host_arrays_only(args: Mapping[str, Any]) -> bool:
+    """The `accepts` of CPU backends: no argument lives in GPU memory."""
+    return all(not hasattr(a, "__cuda_array_interface__") for a in args.values())
+
+
 @runtime_checkable
 class Executable(Protocol):
     def run(self, call: Call) -> None:

@@ -60,7 +60,7 @@ class _KernelLowerer:
     def lower(self) -> Kernel:
         for p in self.kdef.params:
             self._declare_param(p)
-        out_decls = [self._type(t, output=True) for t in self.kdef.outputs]
+        out_decls = [self._type(t) for t in self.kdef.outputs]
         for t in out_decls:
             self._note_symbols(t.dim)
         self._collect_k_symbols()
@@ -87,7 +87,7 @@ class _KernelLowerer:
         if p.name in self.params:
             raise KernelTypeError(f"two parameters are named '{p.name}'", p.pos, hint="rename one of them")
         self._check_bindable(p.name, p.pos, "a parameter")
-        type_ = self._type(p.type, output=False)
+        type_ = self._type(p.type)
         self.params[p.name] = Param(p.name, type_)
         self.env[p.name] = Val(build.param(p.name, type_), p.pos)
         if type_.dim is not None:
@@ -107,7 +107,7 @@ class _KernelLowerer:
             raise KernelTypeError(f"'{name}' is a built-in function and cannot name {what}", pos,
                                   hint=f"choose another name, e.g. {name}_")
 
-    def _type(self, decl: ast.TypeDecl, output: bool) -> TensorType:
+    def _type(self, decl: ast.TypeDecl) -> TensorType:
         dtype = DType.from_name(decl.dtype)
         index: list[str] = []
         dims: list[ast.DimDecl] = []

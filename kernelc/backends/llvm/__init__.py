@@ -5,16 +5,15 @@ row blocks on every core through ctypes (which releases the GIL)."""
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
 import numpy as np
 
-from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes
+from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes, host_arrays_only
 from kernelc.backends.llvm.codegen import check_supported, generate, row_functions, splittable
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.backends.runtime import output_shapes
-from kernelc.backends.threads import thread_count
+from kernelc.backends.threads import pool, thread_count
 from kernelc.errors import UnsupportedKernelError
 from kernelc.ir.nodes import Kernel
 from kernelc.ir.dtypes import DType
@@ -118,7 +117,7 @@ class _StageExecutable:
             ptrs = (ctypes.c_void_p * len(buffers))(*[a.ctypes.data for a in buffers])
             self.partial(ctypes.addressof(pointers), n, m, 0, rows, bounds[c], bounds[c + 1], ctypes.addressof(ptrs))
 
-        list(_pool(self.threads).map(run_chunk, range(chunks)))
+        list(pool(self.threads).map(run_chunk, range(chunks)))
         values = {}
         for k, r in enumerate(reds):
             monoid = MONOIDS[r.arg.kind]  # type: ignore[union-attr]
@@ -132,8 +131,9 @@ class _StageExecutable:
             t = value_type(r)
             with np.errstate(all="ignore"):
                 result = result.astype(t.dtype.numpy)
-            values[k] = result.reshape((rows,) * bool(t.index) + ((t.value_dim.evaluate(self.dims),) if t.dim else ()))\
-                if t.index else result[0].reshape(() if t.dim is None else (-1,))
+            if not t.index:  # the same for every row
+                result = result[:1]
+            values[k] = result.reshape(result.shape[:1] * bool(t.index) + ((-1,) if t.dim is not None else ()))
         if self._finish is None:
             finish, self._finish_names = detach(self.kernel, reds, "__red")
             self._finish = _StageExecutable(finish, self.schedule)
@@ -156,7 +156,7 @@ class _StageExecutable:
         if chunks == 1:
             run_chunk(0)
         else:
-            list(_pool(threads).map(run_chunk, range(chunks)))
+            list(pool(threads).map(run_chunk, range(chunks)))
 
 
 _PARALLEL_WORK = 1 << 16  # below this many pairs, starting threads costs more than it saves
@@ -183,14 +183,6 @@ def _state_layout(node, dims: dict[str, int]) -> list[tuple[np.dtype, int]]:
     if kind is ReduceKind.SOFTMAX:
         return [(value, 1), (value, dim), (value, 1)]
     return [(value, dim), (np.dtype(np.int64), dim)]
-_pools: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One long-lived pool per thread count: creating threads per call costs ~0.3 ms."""
-    if threads not in _pools:
-        _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kernelc-llvm")
-    return _pools[threads]
 
 
 class LLVMBackend:
@@ -209,7 +201,7 @@ class LLVMBackend:
         return Availability(True)
 
     def accepts(self, args: Mapping[str, Any]) -> bool:
-        return all(not hasattr(a, "__cuda_array_interface__") for a in args.values())
+        return host_arrays_only(args)
 
     def default_schedule(self, kernel: Kernel, sizes: Sizes) -> Schedule:
         return Schedule.of(self.name, dims=sizes.dims, threads=thread_count())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from kernelc.backends.interface import Availability, Executable, Schedule, Sizes
+from kernelc.backends.interface import Availability, Executable, Schedule, Sizes, host_arrays_only
 from kernelc.backends.numpy.executable import DEFAULT_PAIR_BUDGET, NumpyExecutable
 from kernelc.backends.threads import thread_count
 from kernelc.ir.nodes import Kernel
@@ -22,7 +22,7 @@ class NumpyBackend:
         return Availability(True)
 
     def accepts(self, args: Mapping[str, Any]) -> bool:
-        return all(not hasattr(a, "__cuda_array_interface__") for a in args.values())
+        return host_arrays_only(args)
 
     def default_schedule(self, kernel: Kernel, sizes: Sizes) -> Schedule:
         return Schedule.of(self.name, pair_budget=DEFAULT_PAIR_BUDGET, threads=thread_count())

@@ -7,14 +7,13 @@ per live value), whatever N and M are: the N x M matrix never exists unless it i
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from kernelc.backends.interface import Call, Schedule
 from kernelc.backends.numpy.tiles import TileContext, TilePlan, operands, walk_operands
-from kernelc.backends.threads import thread_count
+from kernelc.backends.threads import pool, thread_count
 from kernelc.ir.monoids import MONOIDS, State
 from kernelc.ir.nodes import Kernel, Node, other_index, reductions
 from kernelc.ir.ops import Op, ReduceKind
@@ -104,8 +103,7 @@ class NumpyExecutable:
     def _map_blocks(self, fn, blocks: list[tuple[int, int]]) -> list:
         if self.threads <= 1 or len(blocks) <= 1:
             return [fn(b) for b in blocks]
-        with ThreadPoolExecutor(max_workers=min(self.threads, len(blocks))) as pool:
-            return list(pool.map(fn, blocks))
+        return list(pool(self.threads).map(fn, blocks))
 
     @staticmethod
     def _blocks(extent: int, size: int) -> list[tuple[int, int]]:
