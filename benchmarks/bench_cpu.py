@@ -99,6 +99,14 @@ def numba_impl(problem: str) -> Callable | None:
     except ImportError:
         return None
 
+    @numba.njit(fastmath=True, inline="always")
+    def sqdist(x, y, i, j):
+        d2 = np.float32(0)
+        for k in range(x.shape[1]):
+            t = x[i, k] - y[j, k]
+            d2 += t * t
+        return d2
+
     @numba.njit(parallel=True, fastmath=True)
     def gauss(x, y, b, s):
         out = np.empty(x.shape[0], np.float32)
@@ -106,10 +114,7 @@ def numba_impl(problem: str) -> Callable | None:
         for i in numba.prange(x.shape[0]):
             acc = np.float32(0)
             for j in range(y.shape[0]):
-                d2 = np.float32(0)
-                for k in range(x.shape[1]):
-                    t = x[i, k] - y[j, k]
-                    d2 += t * t
+                d2 = sqdist(x, y, i, j)
                 acc += np.exp(d2 * c) * b[j]
             out[i] = acc
         return out
@@ -121,10 +126,7 @@ def numba_impl(problem: str) -> Callable | None:
             m = np.float32(-np.inf)
             t = np.float32(0)
             for j in range(y.shape[0]):
-                d2 = np.float32(0)
-                for k in range(x.shape[1]):
-                    u = x[i, k] - y[j, k]
-                    d2 += u * u
+                d2 = sqdist(x, y, i, j)
                 v = -d2
                 if v > m:
                     t = t * np.exp(m - v) + 1
@@ -140,10 +142,7 @@ def numba_impl(problem: str) -> Callable | None:
         for i in numba.prange(x.shape[0]):
             best, arg = np.float32(np.inf), -1
             for j in range(y.shape[0]):
-                d2 = np.float32(0)
-                for k in range(x.shape[1]):
-                    u = x[i, k] - y[j, k]
-                    d2 += u * u
+                d2 = sqdist(x, y, i, j)
                 if d2 < best:
                     best, arg = d2, j
             out[i] = arg
