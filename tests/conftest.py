@@ -1,5 +1,7 @@
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 # Tests never touch the user's cache: one fresh cache folder per test session.
 os.environ["KERNELC_CACHE_DIR"] = tempfile.mkdtemp(prefix="kernelc-test-cache-")
@@ -16,11 +18,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 from kernelc.testing.runners import SMALL_TILES, backend_runner, run_with  # noqa: E402,F401
 
+# The example plugin (examples/plugins/kernelc-c) is tested from its source, uninstalled.
+C_PLUGIN = Path(__file__).parents[1] / "examples" / "plugins" / "kernelc-c"
+sys.path.insert(0, str(C_PLUGIN))
+import kernelc_c  # noqa: E402
 
-@pytest.fixture(params=["numpy", "numpy-small-tiles", "llvm"])
+BACKENDS = ["numpy", "numpy-small-tiles", "llvm"] + (["kernelc_c:backend"] if kernelc_c.backend.available() else [])
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda name: name.split(":")[0])
 def run(request):
     """Run a kernel on every backend (the NumPy one also with tiny tiles, so that partial
-    states are merged): each must satisfy the same assertions."""
+    states are merged; the example C plugin when a C compiler is here): each must satisfy the
+    same assertions."""
     return backend_runner(request.param)
 
 
