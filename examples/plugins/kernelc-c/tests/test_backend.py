@@ -4,6 +4,7 @@ import numpy as np
 
 import kernelc as kc
 import kernelc_c
+from kernelc.plugins import Call, Schedule, Sizes
 
 
 def test_listed_by_kernelc():
@@ -22,11 +23,11 @@ def test_threads_do_not_change_results():
     k = kc.kernel("kernel t(x: f64[i], y: f64[j]) -> (f64[i], i64[i, 4]) "
                   "{ d = abs(x - y); return sum[j](d), argkmin[j, 4](d) }")
     x, y = np.random.default_rng(0).random(1000), np.random.default_rng(1).random(3000)
-    one = kernelc_c.CExecutable(k.ir, kc.plugins.Schedule.of("c", dims=(), threads=1))
-    many = kernelc_c.CExecutable(k.ir, kc.plugins.Schedule.of("c", dims=(), threads=4))
+    one = kernelc_c.CExecutable(k.ir, Schedule.of("c", dims=(), threads=1))
+    many = kernelc_c.CExecutable(k.ir, Schedule.of("c", dims=(), threads=4))
     results = []
     for ex in (one, many):
-        call = kc.plugins.Call({"x": x, "y": y}, kc.plugins.Sizes(1000, 3000), [np.empty(1000), np.empty((1000, 4), np.int64)])
+        call = Call({"x": x, "y": y}, Sizes(1000, 3000), [np.empty(1000), np.empty((1000, 4), np.int64)])
         ex.run(call)
         results.append(call.outputs)
     np.testing.assert_array_equal(results[0][0], results[1][0])
