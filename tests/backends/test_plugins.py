@@ -104,3 +104,27 @@ def test_importing_kernelc_imports_no_plugin():
             "print(any(m.startswith('kernelc.backends.llvm') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_the_example_c_plugin_is_discovered_and_runs(plugins):
+    """examples/plugins/kernelc-c (on sys.path through tests/conftest.py) behind an entry point."""
+    plugins([_ep("c", "kernelc_c:backend", dist="kernelc-c", version="0.1.0")])
+    info = {b.name: b for b in kc.backends()}["c"]
+    assert (info.distribution, info.version, info.priority) == ("kernelc-c", "0.1.0", 20)
+    if not info.available:
+        pytest.skip(info.reason)
+    k = kc.kernel("kernel t(x: f32[i], y: f32[j]) -> i64[i] { return argmin[j](abs(x - y)) }")
+    np.testing.assert_array_equal(k(np.float32([0, 5]), np.float32([4, 1, 0]), backend="c"), [2, 0])
+
+
+def test_the_example_c_plugin_imports_only_the_public_api():
+    import ast
+
+    from conftest import C_PLUGIN
+
+    for path in (C_PLUGIN / "kernelc_c").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith("kernelc.") or name == "kernelc.plugins", (path, name)
