@@ -22,7 +22,8 @@ from kernelc.plugins import (
 from kernelc_c.codegen import STORAGE, Generator
 
 __version__ = "0.1.0"
-FLAGS = ["-O3", "-march=native", "-std=gnu11", "-fwrapv", "-fno-math-errno", "-fPIC", "-shared"]
+# -fwrapv: integers wrap as in NumPy; -ffp-contract=off: no FMA contraction, results independent of the host
+FLAGS = ["-O3", "-march=native", "-std=gnu11", "-fwrapv", "-fno-math-errno", "-ffp-contract=off", "-fPIC", "-shared"]
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 _FUNCTION = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
