@@ -12,8 +12,18 @@ from kernelc.backends import registry, runtime
 from kernelc.backends.interface import Executable, Schedule
 from kernelc.dsl import compile_source
 from kernelc.errors import KernelArgumentError, KernelcError, KernelSyntaxError, UnsupportedKernelError
-from kernelc.ir import nodes
+from kernelc.explain import passes as explain_passes
+from kernelc.ir import nodes, passes
+from kernelc.ir.passes import precision
 from kernelc.ir.printer import print_kernel
+
+
+def _check_optimize(optimize: bool | None) -> bool:
+    if optimize is None:
+        return os.environ.get("KERNELC_OPTIMIZE", "1").strip().lower() not in ("0", "off", "false", "no")
+    if not isinstance(optimize, bool):
+        raise KernelArgumentError("optimize", f"expected True or False, got {optimize!r}")
+    return optimize
 
 
 def _check_tolerance(tolerance: float | None) -> float | None:
@@ -30,12 +40,17 @@ class Kernel:
     """A type-checked kernel, compiled for a backend on its first call with that backend."""
 
     def __init__(self, ir: nodes.Kernel, source: str, tolerance: float | None = None,
-                 filename: str | None = None) -> None:
-        self.ir = ir
+                 filename: str | None = None, optimize: bool | None = None) -> None:
+        self.ir = ir  # as typed by the front end: calls are validated against it
         self.source = source
         self.tolerance = _check_tolerance(tolerance)
         self.filename = filename
-        self._executables: dict[tuple[str, Schedule], Executable] = {}
+        self.optimize = _check_optimize(optimize)
+        self.trace: list[tuple[str, nodes.Kernel]] = []  # the kernel after each pass
+        self.optimized = passes.optimize(ir, self.trace) if self.optimize else ir  # what backends compile
+        self._variants: dict[tuple[str, Any], nodes.Kernel] = {}
+        self.variant_report: list[precision.VariantResult] = []  # the latest tolerance-driven choice
+        self._executables: dict[tuple[str, Schedule, nodes.Kernel], Executable] = {}
         self._lock = threading.Lock()
         self.skipped: dict[str, str] = {}  # backends "auto" passed over, with why
         self.last_backend: str | None = None  # the backend that ran the latest call
@@ -53,9 +68,12 @@ class Kernel:
     def __repr__(self) -> str:
         return f"<kernelc.Kernel {self.signature}>"
 
-    def explain(self) -> str:
-        """The typed IR, as `kernelc explain` prints it."""
-        return print_kernel(self.ir)
+    def explain(self, passes: bool = False) -> str:
+        """The typed IR, or with `passes` the IR after each optimizer pass (with what changed in
+        operations per pair) and the fused passes over each index, as `kernelc explain` prints it."""
+        if not passes:
+            return print_kernel(self.ir)
+        return explain_passes(self)
 
     def __call__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
         bound = runtime.bind(self.ir, args, kwargs)
@@ -74,10 +92,10 @@ class Kernel:
         if not isinstance(name, str) or name != "auto":
             chosen = registry.get(name, raw)
             self.last_backend = chosen.name
-            return self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
+            return self._executable(chosen, bound)
         for chosen in registry.auto_order(raw):
             try:
-                executable = self._executable(chosen, chosen.default_schedule(self.ir, bound.sizes))
+                executable = self._executable(chosen, bound)
             except UnsupportedKernelError as err:
                 self.skipped[chosen.name] = str(err)
                 continue
@@ -85,12 +103,39 @@ class Kernel:
             return executable
         raise KernelcError("no available backend can run this kernel: " + "; ".join(self.skipped.values()))
 
-    def _executable(self, backend: Any, schedule: Schedule) -> Executable:
-        key = (backend.name, schedule)
+    def _executable(self, backend: Any, bound: runtime.Bound) -> Executable:
+        ir = self._variant(backend, bound) if self.tolerance is not None and self.optimize else self.optimized
+        return self._compiled(backend, ir, self._schedule(backend, ir, bound.sizes))
+
+    def _schedule(self, backend: Any, ir: nodes.Kernel, sizes: Any) -> Schedule:
+        schedule = backend.default_schedule(ir, sizes)
+        if not self.optimize:  # a knob every backend may honor: no IR-level optimization of its own
+            schedule = Schedule(schedule.backend, tuple(sorted(dict(schedule.knobs, optimize=False).items())))
+        return schedule
+
+    def _compiled(self, backend: Any, ir: nodes.Kernel, schedule: Schedule) -> Executable:
+        key = (backend.name, schedule, ir)
         with self._lock:
             if key not in self._executables:
-                self._executables[key] = backend.compile(self.ir, schedule)
+                self._executables[key] = backend.compile(ir, schedule)
             return self._executables[key]
+
+    def _variant(self, backend: Any, bound: runtime.Bound) -> nodes.Kernel:
+        """Under a tolerance: the cheapest variant whose error on sampled rows of this call is
+        within it (chosen once per backend and dimensions)."""
+        key = (backend.name, bound.sizes.dims)
+        if key not in self._variants:
+            def run(ir: nodes.Kernel, on: Any, inputs: dict[str, Any], sizes: Any) -> list[Any]:
+                call = runtime.allocate(ir, runtime.Bound(inputs, sizes, None))
+                self._compiled(on, ir, self._schedule(on, ir, sizes)).run(call)
+                return call.outputs
+
+            chosen, self.variant_report = precision.choose(
+                self.optimized, precision.variants(self.optimized), bound.inputs, bound.sizes, self.tolerance,
+                run=lambda ir, inputs, sizes: run(ir, backend, inputs, sizes),
+                reference=lambda ir, inputs, sizes: run(ir, registry.get("numpy"), inputs, sizes))
+            self._variants[key] = chosen
+        return self._variants[key]
 
 
 class Module:
@@ -122,16 +167,19 @@ class Module:
         return f"<kernelc.Module {', '.join(self._kernels)}>"
 
 
-def compile(source: str, tolerance: float | None = None, filename: str | None = None) -> Module:  # noqa: A001
-    """Parse and type-check every kernel of `source`."""
+def compile(source: str, tolerance: float | None = None, filename: str | None = None,  # noqa: A001
+            optimize: bool | None = None) -> Module:
+    """Parse and type-check every kernel of `source`. `optimize=False` (or KERNELC_OPTIMIZE=0)
+    compiles the IR as typed, without the optimizer's passes."""
     tolerance = _check_tolerance(tolerance)
     kernels = compile_source(source, filename)
-    return Module([Kernel(k, source, tolerance, filename) for k in kernels], filename)
+    return Module([Kernel(k, source, tolerance, filename, optimize) for k in kernels], filename)
 
 
-def kernel(source: str, name: str | None = None, tolerance: float | None = None) -> Kernel:
+def kernel(source: str, name: str | None = None, tolerance: float | None = None,
+           optimize: bool | None = None) -> Kernel:
     """The one kernel of `source` (or the one called `name`), type-checked now, compiled lazily."""
-    module = compile(source, tolerance)
+    module = compile(source, tolerance, optimize=optimize)
     kernels = list(module)
     if name is not None:
         if name not in module._kernels:
@@ -148,7 +196,7 @@ def kernel(source: str, name: str | None = None, tolerance: float | None = None)
     return kernels[0]
 
 
-def load(path: str | os.PathLike, tolerance: float | None = None) -> Module:
+def load(path: str | os.PathLike, tolerance: float | None = None, optimize: bool | None = None) -> Module:
     """Read a .kc file like `compile`; errors name the file."""
     p = Path(path)
     try:
@@ -157,6 +205,6 @@ def load(path: str | os.PathLike, tolerance: float | None = None) -> Module:
         raise KernelArgumentError("path", f"cannot read {p}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise KernelSyntaxError(f"{p} is not UTF-8 text: {err.reason}") from None
-    return compile(source, tolerance, filename=str(path))
+    return compile(source, tolerance, filename=str(path), optimize=optimize)
 
 

@@ -19,7 +19,8 @@ from kernelc.ir.nodes import Kernel
 from kernelc.ir.dtypes import DType
 from kernelc.ir.monoids import MONOIDS
 from kernelc.ir.ops import ReduceKind
-from kernelc.ir.passes.split_passes import detach, split_passes, value_type
+from kernelc.ir.passes import hoist
+from kernelc.ir.passes.split_passes import Stage, detach, split_passes, value_type
 from kernelc.plugins import API_VERSION
 
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
@@ -45,7 +46,15 @@ class LLVMExecutable:
 
     def __init__(self, kernel: Kernel, schedule: Schedule) -> None:
         self.kernel = kernel
-        self.stages = [(_StageExecutable(stage.kernel, schedule), stage) for stage in split_passes(kernel)]
+        stages = split_passes(kernel)
+        if schedule.get("hoist") and schedule.get("optimize", True):
+            stages = [part for stage in stages for part in _hoisted(stage)]
+        self.stages = [(_StageExecutable(stage.kernel, schedule), stage) for stage in stages]
+
+    @property
+    def code(self) -> str:
+        """The optimized LLVM IR of every stage."""
+        return "\n".join(str(executable.optimized_ir) for executable, _ in self.stages)
 
     def run(self, call: Call) -> None:
         inputs = dict(call.inputs)
@@ -159,6 +168,14 @@ class _StageExecutable:
             list(pool(threads).map(run_chunk, range(chunks)))
 
 
+def _hoisted(stage: Stage) -> list[Stage]:
+    """The stage with its inner-index-only values precomputed by a map stage before it."""
+    parts = hoist.run(stage.kernel)
+    if len(parts) == 1:
+        return [stage]
+    return [Stage(parts[0].kernel, stage.temporaries), parts[1]]
+
+
 _PARALLEL_WORK = 1 << 16  # below this many pairs, starting threads costs more than it saves
 _SPLIT_WORK = 1 << 18  # rows * inner above which few rows are split along the inner index
 _PARTIAL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
@@ -185,6 +202,17 @@ def _state_layout(node, dims: dict[str, int]) -> list[tuple[np.dtype, int]]:
     return [(value, dim), (np.dtype(np.int64), dim)]
 
 
+_HOIST_MIN_ROWS = 8  # below this many rows, a precomputing pass costs more than it saves
+_HOIST_MAX_BYTES = 1 << 28
+
+
+def _hoist_pays(kernel: Kernel, sizes: Sizes) -> bool:
+    if min(sizes.n, sizes.m) < _HOIST_MIN_ROWS:
+        return False
+    stored = hoist.stored_bytes(kernel, {"i": sizes.n, "j": sizes.m}, sizes.bindings)
+    return 0 < stored <= _HOIST_MAX_BYTES
+
+
 class LLVMBackend:
     name = "llvm"
     api_version = API_VERSION
@@ -204,10 +232,12 @@ class LLVMBackend:
         return host_arrays_only(args)
 
     def default_schedule(self, kernel: Kernel, sizes: Sizes) -> Schedule:
-        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count())
+        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=_hoist_pays(kernel, sizes))
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
-        return [self.default_schedule(kernel, sizes)]
+        default = self.default_schedule(kernel, sizes)
+        other = Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=not default.get("hoist"))
+        return [default, other]
 
     def compile(self, kernel: Kernel, schedule: Schedule) -> Executable:
         return LLVMExecutable(kernel, schedule)

@@ -1,0 +1,146 @@
+"""precision: lower-precision variants of a kernel, offered only under a `tolerance=`.
+
+Without a tolerance, dtypes follow LANGUAGE.md's rules as the front end typed them (f16/bf16
+computed in f32, f32 in f32, f64 in f64, narrow sums accumulated in at least f32) and nothing
+here runs. With one, `variants` lists rewrites that are cheaper and less accurate; a variant is
+used only if its measured relative error on sampled output rows, against a float64 evaluation,
+stays within the tolerance (see `within`), and the cheapest such variant wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from kernelc.ir import build
+from kernelc.ir.dtypes import DType
+from kernelc.backends.interface import Sizes
+from kernelc.ir.nodes import Kernel, Node, Output, reductions, walk
+from kernelc.ir.ops import Op
+from kernelc.ir.passes import cost, cse, fuse, hoist, simplify
+from kernelc.ir.passes.rewrite import rebuild
+from kernelc.ir.printer import print_kernel
+from kernelc.ir.verify import verify
+
+
+def to_f32(kernel: Kernel) -> Kernel:
+    """An f64 kernel computed in f32: f64 parameters read then rounded, constants rounded, f64
+    casts made f32 casts, and results widened back to the declared f64 outputs."""
+    done: dict[Node, Node] = {}
+    for node in walk([o.value for o in kernel.outputs]):
+        if node.op is Op.PARAM:
+            new = build.make(Op.CAST, node, arg=DType.F32) if node.dtype is DType.F64 else node
+        elif node.op is Op.CONST:
+            new = build.const(float(np.float32(node.arg)), DType.F32) if node.dtype is DType.F64 else node
+        elif node.op is Op.CAST and node.arg is DType.F64:
+            new = build.make(Op.CAST, done[node.src[0]], arg=DType.F32)
+        else:
+            new = rebuild(node, tuple(done[s] for s in node.src))
+        done[node] = new
+    outputs = []
+    for out in kernel.outputs:
+        value = done[out.value]
+        if value.dtype != out.type.dtype:
+            value = build.make(Op.CAST, value, arg=out.type.dtype)
+        outputs.append(Output(value, out.type))
+    return verify(Kernel(kernel.name, kernel.params, tuple(outputs), kernel.symbols, kernel.checks))
+
+
+def variants(kernel: Kernel) -> list[tuple[str, Kernel]]:
+    """(name, kernel) of each distinct lower-precision variant of an optimized kernel."""
+    fast = cse.run(simplify.run(kernel, fast=True))
+    found = [("fast-math", fast)]
+    if fuse.has_pair_sqdist(fast):
+        found.append(("fast-math+expanded-sqdist", cse.run(simplify.run(fuse.run(fast)))))
+    if any(p.type.dtype is DType.F64 for p in kernel.params):
+        found += [(f"{name}+f32", cse.run(simplify.run(to_f32(k), fast=True))) for name, k in list(found)]
+    seen = {print_kernel(kernel)}
+    unique = []
+    for name, k in found:
+        text = print_kernel(k)
+        if text not in seen:
+            seen.add(text)
+            unique.append((name, k))
+    return unique
+
+
+def relative_error(got: list[np.ndarray], want: list[np.ndarray]) -> float:
+    """The largest normwise relative error over the outputs; inf when an integer output (an index)
+    or the pattern of NaN and infinities differs."""
+    worst = 0.0
+    for g, w in zip(got, want):
+        g, w = np.asarray(g), np.asarray(w)
+        if w.dtype.kind != "f" and g.dtype.kind != "f":
+            if not np.array_equal(g, w):
+                return float("inf")
+            continue
+        g64, w64 = g.astype(np.float64), w.astype(np.float64)
+        finite = np.isfinite(w64)
+        if not np.array_equal(finite, np.isfinite(g64)) or not np.array_equal(g64[~finite], w64[~finite],
+                                                                                 equal_nan=True):
+            return float("inf")
+        if finite.any():
+            scale = np.abs(w64[finite]).max()
+            err = np.abs(g64[finite] - w64[finite]).max()
+            worst = max(worst, err / scale if scale > 0 else (0.0 if err == 0 else float("inf")))
+    return worst
+
+
+def within(got: list[np.ndarray], want: list[np.ndarray], tolerance: float) -> bool:
+    return relative_error(got, want) <= tolerance
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    name: str
+    cost: int  # weighted operations per pair (ir/passes/cost.py), after hoisting
+    error: float | None  # measured relative error on the sampled rows; None if not run
+    chosen: bool
+
+
+SAMPLED_ROWS = 64
+_UNSAMPLED_PAIRS = 1 << 22  # a kernel whose rows cannot be sampled is checked whole up to this size
+
+
+def _sample(kernel: Kernel, inputs: dict[str, np.ndarray], sizes: Sizes) -> tuple[dict[str, np.ndarray], Sizes] | None:
+    """Inputs restricted to a few rows i, when every output row depends on its own inputs only
+    (outputs indexed by i, no reduction over i); the whole call if small enough; else None."""
+    by_rows = all(o.type.index[:1] == ("i",) for o in kernel.outputs)
+    if by_rows and not any(r.arg.index == "i" for r in reductions([o.value for o in kernel.outputs])):
+        rows = np.unique(np.linspace(0, max(sizes.n - 1, 0), min(sizes.n, SAMPLED_ROWS)).astype(np.int64))
+        sampled = {p.name: inputs[p.name][rows] if p.type.index[:1] == ("i",) else inputs[p.name]
+                   for p in kernel.params}
+        return sampled, Sizes(len(rows), sizes.m, sizes.dims)
+    return (inputs, sizes) if sizes.n * sizes.m <= _UNSAMPLED_PAIRS else None
+
+
+def choose(exact: Kernel, candidates: list[tuple[str, Kernel]], inputs: dict[str, np.ndarray], sizes: Sizes,
+           tolerance: float, run: Callable, reference: Callable) -> tuple[Kernel, list[VariantResult]]:
+    """The cheapest candidate whose relative error against `reference` (a float64 evaluation of
+    the exact kernel) on sampled rows is within `tolerance`, else `exact`; and the report.
+    `run(kernel, inputs, sizes)` and `reference(...)` return the outputs."""
+    bindings = sizes.bindings
+    exact_cost = weighted_cost(exact, bindings)
+    cheaper = sorted(((weighted_cost(k, bindings), name, k) for name, k in candidates), key=lambda t: (t[0], t[1]))
+    cheaper = [(c, name, k) for c, name, k in cheaper if c < exact_cost]
+    sample = _sample(exact, inputs, sizes) if cheaper else None
+    report: list[VariantResult] = []
+    chosen = exact
+    if sample is not None:
+        want = reference(exact, *sample)
+        for cost, name, k in cheaper:
+            error = float(relative_error(run(k, *sample), want))
+            take = bool(chosen is exact and error <= tolerance)
+            chosen = k if take else chosen
+            report.append(VariantResult(name, cost, error, take))
+    else:
+        report += [VariantResult(name, cost, None, False) for cost, name, k in cheaper]
+    report.append(VariantResult("exact", exact_cost, 0.0, chosen is exact))
+    return chosen, report
+
+
+def weighted_cost(kernel: Kernel, bindings: dict[str, int]) -> int:
+    """Weighted operations per pair once inner-index-only values are hoisted, as backends run it."""
+    return cost.ops_per_pair(hoist.run(kernel)[-1].kernel, bindings, weighted=True)
