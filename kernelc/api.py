@@ -12,7 +12,7 @@ from kernelc.backends import registry, runtime
 from kernelc.backends.interface import Executable, Schedule
 from kernelc.dsl import compile_source
 from kernelc.errors import KernelArgumentError, KernelcError, KernelSyntaxError, UnsupportedKernelError
-from kernelc.explain import passes as explain_passes
+import kernelc.explain as explain
 from kernelc.ir import nodes, passes
 from kernelc.ir.passes import precision
 from kernelc.ir.printer import print_kernel
@@ -68,12 +68,24 @@ class Kernel:
     def __repr__(self) -> str:
         return f"<kernelc.Kernel {self.signature}>"
 
-    def explain(self, passes: bool = False) -> str:
-        """The typed IR, or with `passes` the IR after each optimizer pass (with what changed in
-        operations per pair) and the fused passes over each index, as `kernelc explain` prints it."""
-        if not passes:
-            return print_kernel(self.ir)
-        return explain_passes(self)
+    def explain(self, passes: bool = False, backend: str | None = None, code: bool = False, n: int = 64,
+                m: int | None = None, dims: dict[str, int] | None = None) -> str:
+        """What `kernelc explain` prints: the typed IR; with `passes` the IR after each optimizer
+        pass with its operations per pair, the hoisted stages and the fused passes; with `backend`
+        or `code` the schedule (and variant choice) of a call on random data of n x m, and the
+        backend's generated code."""
+        text = explain.passes(self, dims) if passes else print_kernel(self.ir)
+        if backend is not None or code:
+            text += "\n" + explain.plan(self, backend, code, n, n if m is None else m, dims or {})
+        return text
+
+    def compiled(self, *args: Any, backend: str | None = None, **kwargs: Any) -> tuple[str, Schedule, Executable]:
+        """What a call with these arguments runs, compiled now: (backend name, schedule, executable)."""
+        bound = runtime.bind(self.ir, args, kwargs)
+        raw = dict(zip([p.name for p in self.ir.params], args)) | kwargs
+        executable = self._select(registry.default_name() if backend is None else backend, raw, bound)
+        schedule = next(s for (name, s, _), e in self._executables.items() if e is executable)
+        return self.last_backend or "", schedule, executable
 
     def __call__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
         bound = runtime.bind(self.ir, args, kwargs)

@@ -15,10 +15,9 @@ from rich.table import Table
 import kernelc as kc
 from kernelc.api import Kernel
 from kernelc.backends import registry
+from kernelc.explain import random_arguments
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Param
-
-_MAX_RANDOM_BYTES = 4 << 30
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,9 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rows", type=int, default=5, help="how many output rows to print")
     check = sub.add_parser("check", help="type-check files and print errors with carets")
     check.add_argument("files", nargs="+")
-    explain = sub.add_parser("explain", help="print the typed IR of a file's kernels")
+    explain = sub.add_parser("explain", help="print the typed IR of a file's kernels, the optimizer's passes, "
+                                             "the schedule and generated code")
     explain.add_argument("file")
     explain.add_argument("--kernel")
+    explain.add_argument("--passes", action="store_true", help="the IR after each optimizer pass, with its cost")
+    explain.add_argument("--backend", default=None, help="compile for this backend (on random data of -n x -m) "
+                                                          "and show its schedule")
+    explain.add_argument("--code", action="store_true", help="also print the backend's generated code")
+    explain.add_argument("-n", type=int, default=64)
+    explain.add_argument("-m", type=int, default=None)
+    explain.add_argument("-d", "--dim", action="append", default=[], metavar="SYM=VALUE")
+    explain.add_argument("--tolerance", type=float, default=None, help="as kc.kernel(..., tolerance=)")
+    explain.add_argument("--no-optimize", action="store_true", help="as kc.kernel(..., optimize=False)")
     sub.add_parser("backends", help="list backends and whether they can run here")
     cache = sub.add_parser("cache", help="the on-disk cache of compiled kernels")
     cache.add_argument("action", choices=["info", "clear"])
@@ -87,8 +96,11 @@ def _no_kernel(module: kc.Module, name: str) -> list[Kernel]:
 
 
 def _cmd_explain(args: argparse.Namespace, console: Console) -> int:
-    for k in _pick(kc.load(args.file), args.kernel):
-        console.print(_escape(k.explain()), soft_wrap=True)
+    module = kc.load(args.file, tolerance=args.tolerance, optimize=False if args.no_optimize else None)
+    dims = _parse_dims(args.dim)
+    for k in _pick(module, args.kernel):
+        text = k.explain(passes=args.passes, backend=args.backend, code=args.code, n=args.n, m=args.m, dims=dims)
+        console.print(_escape(text), soft_wrap=True)
     return 0
 
 
@@ -110,35 +122,6 @@ def _parse_dims(items: list[str]) -> dict[str, int]:
             raise kc.KernelArgumentError("--dim", f"expected SYM=VALUE such as D=3, got {item!r}")
         dims[name.strip()] = int(value)
     return dims
-
-
-def random_arguments(kernel: Kernel, n: int, m: int, dims: dict[str, int], seed: int = 0) -> dict[str, object]:
-    """Random inputs for every parameter (uniform in [0, 1) for floats, scalars in [0.5, 1.5))."""
-    rng = np.random.default_rng(seed)
-    args: dict[str, object] = {}
-    for p in kernel.ir.params:
-        args[p.name] = _random_array(p, n, m, dims, rng)
-    for sym in kernel.ir.symbols:
-        if sym not in kernel.ir.param_symbols:
-            args[sym] = dims.get(sym, 3)
-    return args
-
-
-def _random_array(p: Param, n: int, m: int, dims: dict[str, int], rng: np.random.Generator) -> np.ndarray:
-    t = p.type
-    shape = [n if ix == "i" else m for ix in t.index]
-    if t.dim is not None:
-        shape.append(t.dim.const if t.dim.is_const else sum(c * dims.get(s, 3) for s, c in t.dim.terms) + t.dim.const)
-    nbytes = math.prod(shape) * t.dtype.numpy.itemsize
-    if nbytes > _MAX_RANDOM_BYTES:
-        raise kc.KernelArgumentError(p.name, f"random data of shape {tuple(shape)} would take {nbytes / 2**30:.1f} GiB",
-                                     hint="use smaller -n / -m")
-    if t.dtype.is_bool:
-        return rng.random(shape) < 0.5
-    if t.dtype.is_int:
-        return rng.integers(0, 10, size=shape).astype(t.dtype.numpy)
-    low = 0.5 if not shape else 0.0
-    return (low + rng.random(shape)).astype(t.dtype.numpy)
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:

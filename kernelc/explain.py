@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
+from kernelc.errors import KernelArgumentError
+from kernelc.ir.nodes import Param
 from kernelc.ir.passes import cost, fuse, hoist
 from kernelc.ir.printer import print_kernel
+
+_MAX_RANDOM_BYTES = 4 << 30
 
 
 def _cost_line(kernel: Any, bindings: dict[str, int]) -> str:
@@ -14,10 +21,10 @@ def _cost_line(kernel: Any, bindings: dict[str, int]) -> str:
     return f"{plain} operations per pair (weighted {weighted})"
 
 
-def passes(k: Any, bindings: dict[str, int] | None = None) -> str:
+def passes(k: Any, dims: dict[str, int] | None = None) -> str:
     """The typed IR, then the IR after each pass of the pipeline, then the stages hoisting
-    makes and the passes over each index. Costs use `bindings` for dimension symbols (default 3)."""
-    bindings = bindings or {s: 3 for s in k.ir.symbols}
+    makes and the passes over each index. Costs use `dims` for dimension symbols (default 3)."""
+    bindings = {s: (dims or {}).get(s, 3) for s in k.ir.symbols}
     where = ", ".join(f"{s}={v}" for s, v in bindings.items())
     parts = [f"=== typed IR: {_cost_line(k.ir, bindings)}{f' at {where}' if where else ''}", print_kernel(k.ir)]
     if not k.optimize:
@@ -37,4 +44,49 @@ def passes(k: Any, bindings: dict[str, int] | None = None) -> str:
         parts += [print_kernel(s.kernel) for s in stages]
     parts.append("=== fused passes")
     parts += fuse.groups(k.optimized)
+    return "\n".join(parts)
+
+
+def random_arguments(kernel: Any, n: int, m: int, dims: dict[str, int], seed: int = 0) -> dict[str, object]:
+    """Random inputs for every parameter (uniform in [0, 1) for floats, scalars in [0.5, 1.5))."""
+    rng = np.random.default_rng(seed)
+    args: dict[str, object] = {}
+    for p in kernel.ir.params:
+        args[p.name] = _random_array(p, n, m, dims, rng)
+    for sym in kernel.ir.symbols:
+        if sym not in kernel.ir.param_symbols:
+            args[sym] = dims.get(sym, 3)
+    return args
+
+
+def _random_array(p: Param, n: int, m: int, dims: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+    t = p.type
+    shape = [n if ix == "i" else m for ix in t.index]
+    if t.dim is not None:
+        shape.append(t.dim.const if t.dim.is_const else sum(c * dims.get(s, 3) for s, c in t.dim.terms) + t.dim.const)
+    nbytes = math.prod(shape) * t.dtype.numpy.itemsize
+    if nbytes > _MAX_RANDOM_BYTES:
+        raise KernelArgumentError(p.name, f"random data of shape {tuple(shape)} would take {nbytes / 2**30:.1f} GiB",
+                                     hint="use smaller -n / -m")
+    if t.dtype.is_bool:
+        return rng.random(shape) < 0.5
+    if t.dtype.is_int:
+        return rng.integers(0, 10, size=shape).astype(t.dtype.numpy)
+    low = 0.5 if not shape else 0.0
+    return (low + rng.random(shape)).astype(t.dtype.numpy)
+
+
+def plan(k: Any, backend: str | None, code: bool, n: int, m: int, dims: dict[str, int]) -> str:
+    """What a call on random data of these sizes runs: backend, schedule, the variant chosen
+    under a tolerance, and the backend's generated code when it exposes it (`code`)."""
+    args = random_arguments(k, n, m, dims)
+    name, schedule, executable = k.compiled(backend=backend, **args)
+    parts = [f"=== backend {name}, N={n}, M={m}: schedule {schedule}"]
+    for r in k.variant_report:
+        error = "not measured" if r.error is None else f"error {r.error:.2e}"
+        parts.append(f"variant {r.name}: weighted cost {r.cost}, {error}{' (chosen)' if r.chosen else ''}")
+    if code:
+        text = getattr(executable, "code", None)
+        parts.append(f"=== generated code ({name})")
+        parts.append(text if text else f"(the {name} backend does not expose generated code)")
     return "\n".join(parts)

@@ -8,7 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import kernelc as kc
-from kernelc.cli import random_arguments
+from kernelc.explain import random_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = [p.read_text() for p in sorted((ROOT / "examples").glob("*.kc"))]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kernelc as kc
-from kernelc.cli import random_arguments
+from kernelc.explain import random_arguments
 from kernelc.dsl.builtins import ALL_FUNCTION_NAMES
 
 SPEC = (Path(__file__).resolve().parents[1] / "docs" / "LANGUAGE.md").read_text()

@@ -9,9 +9,9 @@ identity-keyed caches of later stages hit) and reports how many duplicates it me
 
 from __future__ import annotations
 
+from kernelc.ir import build
 from kernelc.ir.nodes import Kernel, Node, Output, walk
 from kernelc.ir.ops import LEAF_OPS
-from kernelc.ir.passes.rewrite import rebuild
 from kernelc.ir.verify import verify
 
 
@@ -34,7 +34,8 @@ def merge(kernel: Kernel) -> tuple[Kernel, int]:
             merged += table[node] is not node
             return table[node]
         src = tuple(intern(s) for s in node.src)
-        table[node] = node if node.op in LEAF_OPS else rebuild(node, src)
+        same_objects = all(a is b for a, b in zip(src, node.src))
+        table[node] = node if node.op in LEAF_OPS or same_objects else build.make(node.op, *src, arg=node.arg)
         return table[node]
 
     for root in walk([o.value for o in kernel.outputs]):
