@@ -13,6 +13,8 @@ from kernelc.backends.interface import Executable, Schedule
 from kernelc.dsl import compile_source
 from kernelc.errors import KernelArgumentError, KernelcError, KernelSyntaxError, UnsupportedKernelError
 import kernelc.explain as explain
+from kernelc.backends.autotune import mode as autotune_mode
+from kernelc.backends.autotune import tuner
 from kernelc.ir import nodes, passes
 from kernelc.ir.passes import precision
 from kernelc.ir.printer import print_kernel
@@ -40,7 +42,7 @@ class Kernel:
     """A type-checked kernel, compiled for a backend on its first call with that backend."""
 
     def __init__(self, ir: nodes.Kernel, source: str, tolerance: float | None = None,
-                 filename: str | None = None, optimize: bool | None = None) -> None:
+                 filename: str | None = None, optimize: bool | None = None, autotune: str | None = None) -> None:
         self.ir = ir  # as typed by the front end: calls are validated against it
         self.source = source
         self.tolerance = _check_tolerance(tolerance)
@@ -49,6 +51,9 @@ class Kernel:
         self.trace: list[tuple[str, nodes.Kernel]] = []  # the kernel after each pass
         self.optimized = passes.optimize(ir, self.trace) if self.optimize else ir  # what backends compile
         self._variants: dict[tuple[str, Any], nodes.Kernel] = {}
+        self.autotune = autotune_mode(autotune) if autotune is not None else None  # None: KERNELC_AUTOTUNE
+        self._tunings: dict[str, tuner.Tuning | None] = {}  # by tuning key, this process
+        self._last_tuning: tuner.Tuning | None = None
         self.variant_report: list[precision.VariantResult] = []  # the latest tolerance-driven choice
         self._executables: dict[tuple[str, Schedule, nodes.Kernel], Executable] = {}
         self._lock = threading.Lock()
@@ -116,8 +121,51 @@ class Kernel:
         raise KernelcError("no available backend can run this kernel: " + "; ".join(self.skipped.values()))
 
     def _executable(self, backend: Any, bound: runtime.Bound) -> Executable:
+        tuning = self._tuning(backend, bound)
+        if tuning is not None:
+            ir = self._variant_named(tuning.variant)
+            if ir is not None:
+                knobs = dict(tuning.knobs, dims=bound.sizes.dims)
+                return self._compiled(backend, ir, Schedule(backend.name, tuple(sorted(knobs.items()))))
         ir = self._variant(backend, bound) if self.tolerance is not None and self.optimize else self.optimized
         return self._compiled(backend, ir, self._schedule(backend, ir, bound.sizes))
+
+    def _tuning(self, backend: Any, bound: runtime.Bound) -> tuner.Tuning | None:
+        """The tuning result to use for this call, per KERNELC_AUTOTUNE / autotune=."""
+        mode = autotune_mode(self.autotune)
+        if mode == "off":
+            return None
+        key = tuner.key(self.optimized, backend, bound.sizes, self.tolerance)
+        if key not in self._tunings:
+            found = tuner.stored(self, backend, bound.sizes) if mode != "force" else None
+            if found is None and mode in ("on", "force"):
+                found = tuner.tune(self, backend, bound)
+                tuner.save(self, backend, bound.sizes, found)
+            self._tunings[key] = found
+        self._last_tuning = self._tunings[key] or self._last_tuning
+        return self._tunings[key]
+
+    def tune(self, *args: Any, backend: str | None = None, budget: float = 10.0, progress: Any = None,
+             **kwargs: Any) -> tuner.Tuning:
+        """Tune now for these arguments' shape bucket (whatever KERNELC_AUTOTUNE says), store the
+        result for later calls, and return it."""
+        bound = runtime.bind(self.ir, args, kwargs)
+        raw = dict(zip([p.name for p in self.ir.params], args)) | kwargs
+        chosen = registry.get(registry.default_name() if backend is None else backend, raw)
+        result = tuner.tune(self, chosen, bound, budget, progress)
+        tuner.save(self, chosen, bound.sizes, result)
+        self._tunings[tuner.key(self.optimized, chosen, bound.sizes, self.tolerance)] = result
+        self._last_tuning = result
+        return result
+
+    def tuning_report(self) -> list[tuner.Row]:
+        """The candidates of the latest tuning used or made (empty if none)."""
+        return list(self._last_tuning.rows) if self._last_tuning else []
+
+    def _variant_named(self, name: str) -> nodes.Kernel | None:
+        if name == "exact":
+            return self.optimized
+        return dict(precision.variants(self.optimized)).get(name) if self.tolerance is not None else None
 
     def _schedule(self, backend: Any, ir: nodes.Kernel, sizes: Any) -> Schedule:
         schedule = backend.default_schedule(ir, sizes)
@@ -180,18 +228,21 @@ class Module:
 
 
 def compile(source: str, tolerance: float | None = None, filename: str | None = None,  # noqa: A001
-            optimize: bool | None = None) -> Module:
+            optimize: bool | None = None, autotune: str | None = None) -> Module:
     """Parse and type-check every kernel of `source`. `optimize=False` (or KERNELC_OPTIMIZE=0)
-    compiles the IR as typed, without the optimizer's passes."""
+    compiles the IR as typed, without the optimizer's passes; `autotune` is one of off, cached,
+    on, force (default: KERNELC_AUTOTUNE, else cached; see kernelc/backends/autotune)."""
     tolerance = _check_tolerance(tolerance)
+    if autotune is not None:
+        autotune_mode(autotune)
     kernels = compile_source(source, filename)
-    return Module([Kernel(k, source, tolerance, filename, optimize) for k in kernels], filename)
+    return Module([Kernel(k, source, tolerance, filename, optimize, autotune) for k in kernels], filename)
 
 
 def kernel(source: str, name: str | None = None, tolerance: float | None = None,
-           optimize: bool | None = None) -> Kernel:
+           optimize: bool | None = None, autotune: str | None = None) -> Kernel:
     """The one kernel of `source` (or the one called `name`), type-checked now, compiled lazily."""
-    module = compile(source, tolerance, optimize=optimize)
+    module = compile(source, tolerance, optimize=optimize, autotune=autotune)
     kernels = list(module)
     if name is not None:
         if name not in module._kernels:
@@ -208,7 +259,8 @@ def kernel(source: str, name: str | None = None, tolerance: float | None = None,
     return kernels[0]
 
 
-def load(path: str | os.PathLike, tolerance: float | None = None, optimize: bool | None = None) -> Module:
+def load(path: str | os.PathLike, tolerance: float | None = None, optimize: bool | None = None,
+         autotune: str | None = None) -> Module:
     """Read a .kc file like `compile`; errors name the file."""
     p = Path(path)
     try:
@@ -217,6 +269,6 @@ def load(path: str | os.PathLike, tolerance: float | None = None, optimize: bool
         raise KernelArgumentError("path", f"cannot read {p}: {err.strerror or err}") from None
     except UnicodeDecodeError as err:
         raise KernelSyntaxError(f"{p} is not UTF-8 text: {err.reason}") from None
-    return compile(source, tolerance, filename=str(path), optimize=optimize)
+    return compile(source, tolerance, filename=str(path), optimize=optimize, autotune=autotune)
 
 

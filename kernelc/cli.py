@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("-d", "--dim", action="append", default=[], metavar="SYM=VALUE")
     explain.add_argument("--tolerance", type=float, default=None, help="as kc.kernel(..., tolerance=)")
     explain.add_argument("--no-optimize", action="store_true", help="as kc.kernel(..., optimize=False)")
+    tune = sub.add_parser("tune", help="autotune a kernel for a shape ahead of time and store the choice")
+    tune.add_argument("file")
+    tune.add_argument("--kernel")
+    tune.add_argument("-n", type=int, default=10000)
+    tune.add_argument("-m", type=int, default=None)
+    tune.add_argument("-d", "--dim", action="append", default=[], metavar="SYM=VALUE")
+    tune.add_argument("--backend", default=None)
+    tune.add_argument("--budget", type=float, default=10.0, help="seconds of timing in all (default 10)")
+    tune.add_argument("--tolerance", type=float, default=None, help="also try precision variants within it")
     sub.add_parser("backends", help="list backends and whether they can run here")
     cache = sub.add_parser("cache", help="the on-disk cache of compiled kernels")
     cache.add_argument("action", choices=["info", "clear"])
@@ -101,6 +110,32 @@ def _cmd_explain(args: argparse.Namespace, console: Console) -> int:
     for k in _pick(module, args.kernel):
         text = k.explain(passes=args.passes, backend=args.backend, code=args.code, n=args.n, m=args.m, dims=dims)
         console.print(_escape(text), soft_wrap=True)
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    kernels = _pick(kc.load(args.file, tolerance=args.tolerance), args.kernel)
+    n, m = args.n, args.m if args.m is not None else args.n
+    for k in kernels:
+        inputs = random_arguments(k, n, m, _parse_dims(args.dim))
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task(f"tuning {k.name}", total=None)
+
+            def progress(what: str, done: int, total: int) -> None:
+                bar.update(task, description=f"{k.name}: {_escape(what)[:70]}", completed=done, total=total)
+
+            result = k.tune(backend=args.backend, budget=args.budget, progress=progress, **inputs)
+        table = Table("variant", "schedule", "median ms", "spread", "GFLOP/s", "error", "status",
+                      title=f"{k.name}, N={n}, M={m} ({result.bucket}): tuned in {result.seconds:.1f} s")
+        for row in result.rows:
+            fmt = (lambda v, f: "-" if v is None else format(v, f))
+            table.add_row(row.variant, _escape(row.schedule), fmt(row.median_s and row.median_s * 1e3, ".3g"),
+                          fmt(row.spread, ".0%"), fmt(row.gflops, ".3g"), fmt(row.error, ".1e"),
+                          ("[bold green]chosen[/]" if row.chosen else _escape(row.status)))
+        console.print(table, width=max(console.width, 140))
     return 0
 
 
@@ -205,7 +240,7 @@ def _cmd_cache(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "explain": _cmd_explain, "backends": _cmd_backends,
+_COMMANDS = {"run": _cmd_run, "check": _cmd_check, "explain": _cmd_explain, "tune": _cmd_tune, "backends": _cmd_backends,
              "cache": _cmd_cache}
 
 if __name__ == "__main__":

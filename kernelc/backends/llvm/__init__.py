@@ -75,6 +75,7 @@ class _StageExecutable:
         self.kernel = kernel
         self.dims = dict(schedule.get("dims") or ())
         self.threads = int(schedule.get("threads") or thread_count())
+        self.chunks_per_thread = int(schedule.get("chunks_per_thread") or 8)
         try:
             check_supported(kernel, self.dims)
         except UnsupportedKernel as err:
@@ -153,7 +154,7 @@ class _StageExecutable:
                   rows: int) -> None:
         work = rows * max(n, m, 1)
         threads = max(1, min(self.threads, rows))
-        chunks = 1 if threads == 1 or work < _PARALLEL_WORK else min(rows, threads * 8)
+        chunks = 1 if threads == 1 or work < _PARALLEL_WORK else min(rows, threads * self.chunks_per_thread)
         bounds = [rows * c // chunks for c in range(chunks + 1)]
 
         def run_chunk(c: int) -> None:
@@ -232,12 +233,29 @@ class LLVMBackend:
         return host_arrays_only(args)
 
     def default_schedule(self, kernel: Kernel, sizes: Sizes) -> Schedule:
-        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=_hoist_pays(kernel, sizes))
+        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=_hoist_pays(kernel, sizes),
+                           chunks_per_thread=8)
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
+        """The default first; then hoisting flipped (where it applies), fewer threads, and row
+        chunks of other granularities (load balance against per-chunk overhead)."""
         default = self.default_schedule(kernel, sizes)
-        other = Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=not default.get("hoist"))
-        return [default, other]
+        threads, hoisting = default.get("threads"), default.get("hoist")
+        found = [default]
+        hoist_options = [hoisting, not hoisting] if hoist.candidates(kernel) else [hoisting]
+        for h in hoist_options:
+            for t in sorted({threads, max(1, threads // 2)}, reverse=True):
+                for chunks in (8, 2, 32):
+                    s = Schedule.of(self.name, dims=sizes.dims, threads=t, hoist=h, chunks_per_thread=chunks)
+                    if s not in found and (t > 1 or chunks == 8):
+                        found.append(s)
+        return found
+
+    def target(self) -> str:
+        """The machine code generated depends on: CPU name and features."""
+        from kernelc.backends.llvm.jit import host_description
+
+        return host_description()
 
     def compile(self, kernel: Kernel, schedule: Schedule) -> Executable:
         return LLVMExecutable(kernel, schedule)

@@ -104,15 +104,25 @@ SAMPLED_ROWS = 64
 _UNSAMPLED_PAIRS = 1 << 22  # a kernel whose rows cannot be sampled is checked whole up to this size
 
 
-def _sample(kernel: Kernel, inputs: dict[str, np.ndarray], sizes: Sizes) -> tuple[dict[str, np.ndarray], Sizes] | None:
-    """Inputs restricted to a few rows i, when every output row depends on its own inputs only
-    (outputs indexed by i, no reduction over i); the whole call if small enough; else None."""
+def row_sampleable(kernel: Kernel) -> bool:
+    """Whether each output row depends on its own i-inputs only (outputs indexed by i, no
+    reduction over i), so a subset of rows can be computed alone."""
     by_rows = all(o.type.index[:1] == ("i",) for o in kernel.outputs)
-    if by_rows and not any(r.arg.index == "i" for r in reductions([o.value for o in kernel.outputs])):
+    return by_rows and not any(r.arg.index == "i" for r in reductions([o.value for o in kernel.outputs]))
+
+
+def take_rows(kernel: Kernel, inputs: dict[str, np.ndarray], sizes: Sizes,
+              rows: np.ndarray) -> tuple[dict[str, np.ndarray], Sizes]:
+    taken = {p.name: inputs[p.name][rows] if p.type.index[:1] == ("i",) else inputs[p.name] for p in kernel.params}
+    return taken, Sizes(len(rows), sizes.m, sizes.dims)
+
+
+def sample(kernel: Kernel, inputs: dict[str, np.ndarray], sizes: Sizes) -> tuple[dict[str, np.ndarray], Sizes] | None:
+    """Inputs restricted to a few rows when the kernel allows; the whole call if small enough;
+    else None."""
+    if row_sampleable(kernel):
         rows = np.unique(np.linspace(0, max(sizes.n - 1, 0), min(sizes.n, SAMPLED_ROWS)).astype(np.int64))
-        sampled = {p.name: inputs[p.name][rows] if p.type.index[:1] == ("i",) else inputs[p.name]
-                   for p in kernel.params}
-        return sampled, Sizes(len(rows), sizes.m, sizes.dims)
+        return take_rows(kernel, inputs, sizes, rows)
     return (inputs, sizes) if sizes.n * sizes.m <= _UNSAMPLED_PAIRS else None
 
 
@@ -125,18 +135,18 @@ def choose(exact: Kernel, candidates: list[tuple[str, Kernel]], inputs: dict[str
     exact_cost = weighted_cost(exact, bindings)
     cheaper = sorted(((weighted_cost(k, bindings), name, k) for name, k in candidates), key=lambda t: (t[0], t[1]))
     cheaper = [(c, name, k) for c, name, k in cheaper if c < exact_cost]
-    sample = _sample(exact, inputs, sizes) if cheaper else None
+    sampled = sample(exact, inputs, sizes) if cheaper else None
     report: list[VariantResult] = []
     chosen = exact
-    if sample is not None:
-        want = reference(exact, *sample)
-        for cost, name, k in cheaper:
-            error = float(relative_error(run(k, *sample), want))
+    if sampled is not None:
+        want = reference(exact, *sampled)
+        for price, name, k in cheaper:
+            error = float(relative_error(run(k, *sampled), want))
             take = bool(chosen is exact and error <= tolerance)
             chosen = k if take else chosen
-            report.append(VariantResult(name, cost, error, take))
+            report.append(VariantResult(name, price, error, take))
     else:
-        report += [VariantResult(name, cost, None, False) for cost, name, k in cheaper]
+        report += [VariantResult(name, price, None, False) for price, name, k in cheaper]
     report.append(VariantResult("exact", exact_cost, 0.0, chosen is exact))
     return chosen, report
 

@@ -1,0 +1,136 @@
+"""The autotuner: a wrong candidate is never chosen, the database survives concurrency and
+corruption, and the modes do what they say."""
+
+import multiprocessing
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+
+import kernelc as kc
+from kernelc.backends import runtime
+from kernelc.backends.autotune import store, tuner
+from kernelc.backends.interface import Schedule
+from kernelc.backends.numpy import NumpyBackend
+
+SRC = "kernel g(x: f32[i, D], y: f32[j, D]) -> (f32[i], i64[i]) { d = sqdist(x, y); return sum[j](exp(-d)), argmin[j](d) }"
+
+
+class _Sabotaged:
+    def __init__(self, inner, how):
+        self.inner, self.how = inner, how
+
+    def run(self, call):
+        self.inner.run(call)
+        if self.how == "values":
+            call.outputs[0] *= 1.5
+        elif self.how == "indices":
+            call.outputs[1] += 1
+        elif self.how == "slow":
+            time.sleep(0.02)
+
+
+class Rigged(NumpyBackend):
+    """The NumPy backend whose default is slow and whose fast candidates compute wrong results."""
+
+    name = "rigged"
+
+    def default_schedule(self, kernel, sizes):
+        return Schedule.of(self.name, dims=sizes.dims, how="slow")
+
+    def candidates(self, kernel, sizes):
+        return [self.default_schedule(kernel, sizes)] + [Schedule.of(self.name, dims=sizes.dims, how=h)
+                                                         for h in ("values", "indices", "fine")]
+
+    def compile(self, kernel, schedule):
+        plain = Schedule.of("numpy", dims=schedule.get("dims"))
+        return _Sabotaged(super().compile(kernel, plain), schedule.get("how"))
+
+
+def _bound(k, rng, n=40, m=50):
+    return runtime.bind(k.ir, (rng.random((n, 3), np.float32), rng.random((m, 3), np.float32)), {})
+
+
+def test_a_wrong_candidate_is_never_chosen(rng):
+    k = kc.kernel(SRC)
+    result = tuner.tune(k, Rigged(), _bound(k, rng), budget=1.0)
+    by_how = {row.schedule.split("how=")[1].split()[0]: row for row in result.rows}
+    assert by_how["values"].status.startswith("wrong: relative error")
+    assert by_how["indices"].status.startswith("wrong: indices differ")
+    assert result.knobs["how"] == "fine" and by_how["fine"].chosen  # the fastest correct one
+    assert not by_how["values"].chosen and not by_how["indices"].chosen
+
+
+def test_buckets_are_powers_of_two():
+    from kernelc.plugins import Sizes
+
+    assert tuner.bucket(Sizes(1000, 1, (("D", 3),))) == "N=1024,M=1,D=4"
+    assert tuner.bucket(Sizes(1024, 0, ())) == "N=1024,M=0"
+
+
+def _writer(folder, worker):
+    import os
+
+    os.environ["KERNELC_CACHE_DIR"] = folder
+    for n in range(40):
+        store.save(f"w{worker}-{n}", {"n": n, "worker": worker})
+        assert store.load(f"w{worker}-{n}") == {"n": n, "worker": worker}
+
+
+def test_concurrent_writers_do_not_corrupt_the_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELC_CACHE_DIR", str(tmp_path))
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), w)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    assert store.count() == 160
+    conn = sqlite3.connect(store.path())
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_a_corrupt_database_is_moved_aside_and_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELC_CACHE_DIR", str(tmp_path))
+    store.save("a", {"v": 1})
+    store.path().write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"autotune.sqlite3{suffix}").unlink(missing_ok=True)
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        assert store.load("a") is None
+    store.save("b", {"v": 2})
+    assert store.load("b") == {"v": 2}
+    assert any(p.name.startswith("autotune.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_modes(rng, monkeypatch):
+    x, y = rng.random((300, 3), np.float32), rng.random((400, 3), np.float32)
+    k_on = kc.kernel(SRC, autotune="on")
+    want = kc.kernel(SRC, autotune="off")(x, y, backend="numpy")
+    got = k_on(x, y, backend="llvm")  # tunes now, stores
+    assert any(r.chosen for r in k_on.tuning_report())
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4)
+    monkeypatch.setattr(tuner, "tune", lambda *a, **kw: (_ for _ in ()).throw(AssertionError("tuned again")))
+    k_cached = kc.kernel(SRC)  # default: cached
+    k_cached(x[:280], y, backend="llvm")  # the same bucket: the stored result, no tuning
+    assert k_cached.tuning_report() == k_on.tuning_report()
+    k_off = kc.kernel(SRC, autotune="off")
+    k_off(x, y, backend="llvm")
+    assert k_off.tuning_report() == []
+    k_cached(x[:20], y, backend="llvm")  # another bucket, nothing stored: default schedule, no tuning
+    with pytest.raises(kc.KernelArgumentError, match="autotune"):
+        kc.kernel(SRC, autotune="sometimes")
+    monkeypatch.setenv("KERNELC_AUTOTUNE", "bogus")
+    with pytest.raises(kc.KernelArgumentError, match="KERNELC_AUTOTUNE"):
+        kc.kernel(SRC)(x, y)
+
+
+def test_kernelc_tune_prints_the_candidates(capsys):
+    from kernelc.cli import main
+
+    assert main(["tune", "examples/knn.kc", "-n", "300", "-d", "K=4", "--budget", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen" in out and "tuned in" in out
