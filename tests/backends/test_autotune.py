@@ -134,3 +134,16 @@ def test_kernelc_tune_prints_the_candidates(capsys):
     assert main(["tune", "examples/knn.kc", "-n", "300", "-d", "K=4", "--budget", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "chosen" in out and "tuned in" in out
+
+
+def test_candidates_compile_in_worker_processes(rng):
+    from kernelc.backends import cache, registry
+
+    k = kc.kernel("kernel w(x: f32[i, D], y: f32[j, D], b: f32[j]) -> f32[i] { return sum[j](exp(-sqdist(x, y) * 0.75) * b) }")
+    bound = runtime.bind(k.ir, (rng.random((64, 3), np.float32), rng.random((80, 3), np.float32),
+                                rng.random(80, np.float32)), {})
+    before = cache.info().entries
+    found = tuner.candidates(k, registry.get("llvm"), bound.sizes)
+    tuner.precompile(k, registry.get("llvm"), found, workers=2)
+    assert cache.info().entries > before  # the workers' object code, for this process to load
+    assert any(r.chosen for r in tuner.tune(k, registry.get("llvm"), bound, budget=0.5, workers=0).rows)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -20,6 +23,7 @@ from kernelc.ir.passes import cost, hoist, precision
 from kernelc.ir.printer import print_kernel
 
 TIMING_PAIRS = 1 << 27  # larger calls are timed on a sample of rows of about this many pairs
+MIN_TIMED_ROWS = 256  # enough rows for every thread to get several chunks
 REPEATS = 5
 FINALISTS = 3
 TIE = 0.02  # medians within 2% are a tie: the earlier candidate (the default first) wins
@@ -105,24 +109,34 @@ def _float_bound(kernel: Kernel) -> float:
     return 1e-4 if DType.F32 in dts else 1e-9
 
 
-def _timing_inputs(k: Any, inputs: dict[str, np.ndarray], sizes: Sizes) -> tuple[dict[str, np.ndarray], Sizes]:
-    if sizes.n * sizes.m <= TIMING_PAIRS or not precision.row_sampleable(k.optimized):
+def _timing_inputs(k: Any, backend: Any, first: Candidate, inputs: dict[str, np.ndarray], sizes: Sizes,
+                   seconds_per_call: float) -> tuple[dict[str, np.ndarray], Sizes]:
+    """The call to time: the whole one, or its first rows when that keeps one call of the
+    default candidate within `seconds_per_call` (the rate per pair is what is compared)."""
+    if not precision.row_sampleable(k.optimized):
         return inputs, sizes
-    rows = max(256, TIMING_PAIRS // max(sizes.m, 1))
-    return precision.take_rows(k.optimized, inputs, sizes, np.arange(min(rows, sizes.n)))
+    rows = min(sizes.n, max(MIN_TIMED_ROWS, TIMING_PAIRS // max(sizes.m, 1)))
+    taken = precision.take_rows(k.optimized, inputs, sizes, np.arange(rows))
+    t = min(_time(backend, first, *taken, budget=0.0, repeats=1))
+    if t > seconds_per_call and rows > MIN_TIMED_ROWS:
+        rows = max(MIN_TIMED_ROWS, int(rows * seconds_per_call / t))
+        taken = precision.take_rows(k.optimized, inputs, sizes, np.arange(rows))
+    return taken
 
 
 def tune(k: Any, backend: Any, bound: runtime.Bound, budget: float = 10.0,
-         progress: Callable[[str, int, int], None] | None = None) -> Tuning:
-    """Measure every candidate for this call's shapes and return the choice (not stored)."""
+         progress: Callable[[str, int, int], None] | None = None, workers: int | None = None) -> Tuning:
+    """Measure every candidate for this call's shapes and return the choice (not stored).
+    `workers`: processes compiling candidates ahead into the disk cache (None: automatic)."""
     start = time.perf_counter()
     sizes = bound.sizes
     found = candidates(k, backend, sizes)
+    precompile(k, backend, found, workers)
     numpy = registry.get("numpy")
     sample = precision.sample(k.optimized, bound.inputs, sizes) or (bound.inputs, sizes)
     want = _run(numpy, k.optimized, numpy.default_schedule(k.optimized, sample[1]), *sample)
-    timing = _timing_inputs(k, bound.inputs, sizes)
     per_candidate = budget / max(len(found), 1)
+    timing = _timing_inputs(k, backend, found[0], bound.inputs, sizes, per_candidate / (REPEATS + 4))
     rows: list[Row] = []
     timed: list[tuple[int, list[float]]] = []
     default_out: list[np.ndarray] | None = None
@@ -162,6 +176,33 @@ def tune(k: Any, backend: Any, bound: runtime.Bound, budget: float = 10.0,
         progress("done", len(found), len(found))
     return Tuning(found[winner].variant, knobs_of(found[winner].schedule), rows, time.perf_counter() - start,
                   bucket(sizes))
+
+
+PARALLEL_FROM = 8  # candidates; fewer compile faster here than worker processes start
+
+
+def precompile(k: Any, backend: Any, found: list[Candidate], workers: int | None) -> None:
+    """Compile candidates in worker processes, for backends whose compiled code lands in the
+    disk cache (`compiles_in_processes`): llvmlite serializes compilation within a process.
+    Kernels travel as source text and are compiled again there, never as native code."""
+    if not getattr(backend, "compiles_in_processes", False) or k.source is None:
+        return
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(found)) if len(found) >= PARALLEL_FROM else 0
+    if workers < 2:
+        return
+    jobs = [(k.source, k.name, k.tolerance, k.optimize, c.variant, backend.name, c.schedule) for c in found]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_compile_job, jobs))
+
+
+def _compile_job(job: tuple) -> None:
+    import kernelc as kc
+
+    source, name, tolerance, optimize, variant, backend_name, schedule = job
+    k = kc.kernel(source, name=name, tolerance=tolerance, optimize=optimize, autotune="off")
+    ir = k.optimized if variant == "exact" else dict(precision.variants(k.optimized))[variant]
+    registry.get(backend_name).compile(ir, schedule)
 
 
 def _run(backend: Any, ir: Kernel, schedule: Schedule, inputs: dict[str, np.ndarray], sizes: Sizes) -> list[np.ndarray]:

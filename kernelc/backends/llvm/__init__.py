@@ -219,6 +219,7 @@ class LLVMBackend:
     api_version = API_VERSION
     priority = 50  # "auto" prefers higher
     description = "LLVM IR via llvmlite, JIT-compiled for the host CPU, threads over row blocks"
+    compiles_in_processes = True  # object code goes to the disk cache: the autotuner compiles in workers
 
     def available(self) -> Availability:
         try:
