@@ -38,6 +38,14 @@ def _check_tolerance(tolerance: float | None) -> float | None:
     return float(tolerance)
 
 
+def with_generic_knobs(schedule: Schedule, optimize: bool, approx: bool) -> Schedule:
+    """Knobs every backend may honor (docs/plugins.md): `optimize=False` (no IR-level rewriting
+    of its own) and `approx_math=True` (a tolerance variant: approximate math functions allowed,
+    the result is validated by measurement)."""
+    extra = ({} if optimize else {"optimize": False}) | ({"approx_math": True} if approx else {})
+    return Schedule(schedule.backend, tuple(sorted((dict(schedule.knobs) | extra).items()))) if extra else schedule
+
+
 class Kernel:
     """A type-checked kernel, compiled for a backend on its first call with that backend."""
 
@@ -168,10 +176,8 @@ class Kernel:
         return dict(precision.variants(self.optimized)).get(name) if self.tolerance is not None else None
 
     def _schedule(self, backend: Any, ir: nodes.Kernel, sizes: Any) -> Schedule:
-        schedule = backend.default_schedule(ir, sizes)
-        if not self.optimize:  # a knob every backend may honor: no IR-level optimization of its own
-            schedule = Schedule(schedule.backend, tuple(sorted(dict(schedule.knobs, optimize=False).items())))
-        return schedule
+        return with_generic_knobs(backend.default_schedule(ir, sizes), self.optimize,
+                                  approx=self.tolerance is not None and ir is not self.optimized)
 
     def _compiled(self, backend: Any, ir: nodes.Kernel, schedule: Schedule) -> Executable:
         key = (backend.name, schedule, ir)

@@ -38,7 +38,7 @@ def cache_key(kernel: Kernel, schedule: Schedule) -> str:
     from kernelc.ir.printer import print_kernel
 
     return make_key("llvm", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
-                    print_kernel(kernel), str(dict(schedule.get("dims") or ())))
+                    print_kernel(kernel), str(dict(schedule.get("dims") or ())), str(bool(schedule.get("approx_math"))))
 
 
 class LLVMExecutable:
@@ -85,7 +85,8 @@ class _StageExecutable:
         self.specs = row_functions(kernel, tag, self.dims)
         self.splittable = len(self.specs) == 1 and splittable(kernel, self.specs[0], self.dims)
         symbols = [s.name for s in self.specs] + ([self.specs[0].name + "_partial"] if self.splittable else [])
-        addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag)[0], symbols, key)
+        approx = bool(schedule.get("approx_math"))
+        addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag, approx)[0], symbols, key)
         self.functions = [_ROW_FN(addresses[s.name]) for s in self.specs]
         self.partial = _PARTIAL_FN(addresses[symbols[-1]]) if self.splittable else None
         self.schedule = schedule

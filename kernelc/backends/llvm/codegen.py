@@ -907,11 +907,13 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
                     raise AssertionError("split_passes leaves one pass per row function")
 
 
-def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "") -> tuple[str, list[RowFunction]]:
-    """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions."""
+def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "",
+             approx: bool = False) -> tuple[str, list[RowFunction]]:
+    """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
+    (`approx`: approximate f32 exp for a kernel under a tolerance)."""
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
-    math = ops.Math(module)
+    math = ops.Math(module, approx)
     specs = row_functions(kernel, tag, bindings)
     for spec in specs:
         _FunctionBuilder(module, math, kernel, bindings, spec).build()

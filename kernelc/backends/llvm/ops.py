@@ -34,8 +34,9 @@ def storage_type(dt: DType) -> ir.Type:
 class Math:
     """Intrinsics and libm calls, declared once per module."""
 
-    def __init__(self, module: ir.Module) -> None:
+    def __init__(self, module: ir.Module, approx: bool = False) -> None:
         self.module = module
+        self.approx = approx  # schedule knob approx_math: the kernel runs under a tolerance
 
     def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
         ty = args[0].type
@@ -233,9 +234,38 @@ _EXP = {
 }
 
 
+# 2**g on [-1/2, 1/2] as 1 + g q(g), q of degree 4 fitted for the least maximal relative error
+# (weighted least squares, Lawson reweighting, f32 coefficients): 9.7e-8 before rounding, and
+# exactly 1 at g = 0, so exp(0) = 1 and 2**k is exact.
+_EXP2_APPROX = (1.0, 0.6931470036506653, 0.24022234976291656, 0.05550696328282356, 0.009671935811638832,
+                0.0013276698300614953)
+
+
+def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value) -> ir.Value:
+    """2**t for f32 in about 12 instructions, for kernels under a tolerance: t = k + g with
+    k = round(t), a degree-5 polynomial in g, 2**k put into the exponent bits in one step.
+    Results below 2**-126 are 0 (no subnormals), above 2**128 inf; NaN stays NaN; error
+    about 2 ulp, plus for exp the rounding of x * log2(e) (relative |x| 2**-24)."""
+    c = lambda v: const(F32, v)  # noqa: E731
+    clamped = b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
+    clamped = b.select(b.fcmp_ordered("<", clamped, c(-127.0)), c(-127.0), clamped)
+    k = m.intrinsic(b, "roundeven", clamped)
+    g = b.fsub(clamped, k)
+    p = c(_EXP2_APPROX[-1])
+    for a in reversed(_EXP2_APPROX[:-1]):
+        p = m.intrinsic(b, "fma", p, g, c(a))
+    ki = b.fptosi(k, I32)
+    scaled = b.bitcast(b.add(b.bitcast(p, I32), b.shl(ki, const(I32, 23))), F32)
+    y = b.select(b.fcmp_ordered("<=", clamped, c(-127.0)), c(0.0), scaled)
+    y = b.select(b.fcmp_ordered(">=", clamped, c(128.0)), c(float("inf")), y)
+    return b.select(is_nan(b, t), t, y)
+
+
 def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False) -> ir.Value:
     """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding)."""
     ty = x.type
+    if m.approx and ty == F32:
+        return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634)))
     lo, hi, ln2_hi, ln2_lo, degree, mant, bias, ity = _EXP["f32" if ty == F32 else "f64"]
     c = lambda v: const(ty, v)  # noqa: E731
     if base2:
