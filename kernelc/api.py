@@ -58,7 +58,7 @@ class Kernel:
         self.optimize = _check_optimize(optimize)
         self.trace: list[tuple[str, nodes.Kernel]] = []  # the kernel after each pass
         self.optimized = passes.optimize(ir, self.trace) if self.optimize else ir  # what backends compile
-        self._variants: dict[tuple[str, Any], nodes.Kernel] = {}
+        self._variants: dict[tuple[str, Any], tuple[str, nodes.Kernel]] = {}
         self.autotune = autotune_mode(autotune) if autotune is not None else None  # None: KERNELC_AUTOTUNE
         self._tunings: dict[str, tuner.Tuning | None] = {}  # by tuning key, this process
         self._last_tuning: tuner.Tuning | None = None
@@ -135,8 +135,9 @@ class Kernel:
             if ir is not None:
                 knobs = dict(tuning.knobs, dims=bound.sizes.dims)
                 return self._compiled(backend, ir, Schedule(backend.name, tuple(sorted(knobs.items()))))
-        ir = self._variant(backend, bound) if self.tolerance is not None and self.optimize else self.optimized
-        return self._compiled(backend, ir, self._schedule(backend, ir, bound.sizes))
+        name, ir = self._variant(backend, bound) if self.tolerance is not None and self.optimize \
+            else ("exact", self.optimized)
+        return self._compiled(backend, ir, self._schedule(backend, ir, bound.sizes, approx=name != "exact"))
 
     def _tuning(self, backend: Any, bound: runtime.Bound) -> tuner.Tuning | None:
         """The tuning result to use for this call, per KERNELC_AUTOTUNE / autotune=."""
@@ -175,9 +176,8 @@ class Kernel:
             return self.optimized
         return dict(precision.variants(self.optimized)).get(name) if self.tolerance is not None else None
 
-    def _schedule(self, backend: Any, ir: nodes.Kernel, sizes: Any) -> Schedule:
-        return with_generic_knobs(backend.default_schedule(ir, sizes), self.optimize,
-                                  approx=self.tolerance is not None and ir is not self.optimized)
+    def _schedule(self, backend: Any, ir: nodes.Kernel, sizes: Any, approx: bool = False) -> Schedule:
+        return with_generic_knobs(backend.default_schedule(ir, sizes), self.optimize, approx)
 
     def _compiled(self, backend: Any, ir: nodes.Kernel, schedule: Schedule) -> Executable:
         key = (backend.name, schedule, ir)
@@ -186,21 +186,22 @@ class Kernel:
                 self._executables[key] = backend.compile(ir, schedule)
             return self._executables[key]
 
-    def _variant(self, backend: Any, bound: runtime.Bound) -> nodes.Kernel:
-        """Under a tolerance: the cheapest variant whose error on sampled rows of this call is
-        within it (chosen once per backend and dimensions)."""
+    def _variant(self, backend: Any, bound: runtime.Bound) -> tuple[str, nodes.Kernel]:
+        """Under a tolerance: (name, kernel) of the cheapest variant whose error on sampled rows of
+        this call is within it (chosen once per backend and dimensions)."""
         key = (backend.name, bound.sizes.dims)
         if key not in self._variants:
-            def run(ir: nodes.Kernel, on: Any, inputs: dict[str, Any], sizes: Any) -> list[Any]:
+            def run(on: Any, ir: nodes.Kernel, approx: bool, inputs: dict[str, Any], sizes: Any) -> list[Any]:
                 call = runtime.allocate(ir, runtime.Bound(inputs, sizes, None))
-                self._compiled(on, ir, self._schedule(on, ir, sizes)).run(call)
+                self._compiled(on, ir, self._schedule(on, ir, sizes, approx)).run(call)
                 return call.outputs
 
             chosen, self.variant_report = precision.choose(
                 self.optimized, precision.variants(self.optimized), bound.inputs, bound.sizes, self.tolerance,
-                run=lambda ir, inputs, sizes: run(ir, backend, inputs, sizes),
-                reference=lambda ir, inputs, sizes: run(ir, registry.get("numpy"), inputs, sizes))
-            self._variants[key] = chosen
+                run=lambda name, ir, inputs, sizes: run(backend, ir, name != "exact", inputs, sizes),
+                reference=lambda ir, inputs, sizes: run(registry.get("numpy"), ir, False, inputs, sizes))
+            name = next(r.name for r in self.variant_report if r.chosen)
+            self._variants[key] = (name, chosen)
         return self._variants[key]
 
 

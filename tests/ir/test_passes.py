@@ -173,12 +173,12 @@ def test_the_cheapest_variant_within_tolerance_is_chosen_and_a_wrong_one_never(r
 
     bound = runtime.bind(k.ir, (x, y, 0.7), {})
     chosen_ir, report = precision.choose(k.optimized, [("wrong", wrong)], bound.inputs, bound.sizes, 1e-6,
-                                         run=run, reference=run)
+                                         run=lambda name, *a: run(*a), reference=run)
     assert chosen_ir is k.optimized  # the wrong one costs more anyway; force the comparison:
     cheap_wrong = kc.kernel("kernel g(x: f64[i, D], y: f64[j, D], s: f64) -> f64[i] "
                             "{ return sum[j](exp(-sqdist(x, y))) }").optimized
     chosen_ir, report = precision.choose(k.optimized, [("cheap-but-wrong", cheap_wrong)], bound.inputs,
-                                         bound.sizes, 1e-6, run=run, reference=run)
+                                         bound.sizes, 1e-6, run=lambda name, *a: run(*a), reference=run)
     assert chosen_ir is k.optimized
     assert report[0].name == "cheap-but-wrong" and report[0].error > 1e-6 and not report[0].chosen
 

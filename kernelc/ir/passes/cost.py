@@ -21,11 +21,11 @@ _TRANSCENDENTAL = frozenset({Op.EXP, Op.EXP2, Op.EXPM1, Op.LOG, Op.LOG2, Op.LOG1
                              Op.ACOS, Op.ATAN, Op.SINH, Op.COSH, Op.TANH, Op.SIGMOID, Op.SOFTPLUS})
 
 
-def weight(op: Op) -> int:
-    return 10 if op in _TRANSCENDENTAL else WEIGHTS.get(op, 1)
+def weight(op: Op, approx: bool = False) -> int:
+    return (5 if approx else 10) if op in _TRANSCENDENTAL else WEIGHTS.get(op, 1)
 
 
-def ops_per_pair(kernel: Kernel, bindings: dict[str, int], weighted: bool = False) -> int:
+def ops_per_pair(kernel: Kernel, bindings: dict[str, int], weighted: bool = False, approx: bool = False) -> int:
     groups: dict[str | None, list] = {}
     for out in kernel.outputs:
         groups.setdefault(out.type.index[0] if out.type.index else None, []).append(out.value)
@@ -45,5 +45,5 @@ def ops_per_pair(kernel: Kernel, bindings: dict[str, int], weighted: bool = Fals
                 continue
             width = max(s.dim.evaluate(bindings) for s in node.src) if node.src else 1
             if node.op not in (Op.ELEMENT, Op.SLICE, Op.CONCAT):
-                total += width * (weight(node.op) * (2 if node.dtype is DType.F64 else 1) if weighted else 1)
+                total += width * (weight(node.op, approx) * (2 if node.dtype is DType.F64 else 1) if weighted else 1)
     return total

@@ -49,14 +49,16 @@ def to_f32(kernel: Kernel) -> Kernel:
 
 
 def variants(kernel: Kernel) -> list[tuple[str, Kernel]]:
-    """(name, kernel) of each distinct lower-precision variant of an optimized kernel."""
+    """(name, kernel) of each distinct lower-precision variant of an optimized kernel. Every
+    variant runs with approximate math functions allowed (the `approx_math` schedule knob);
+    "approx-math" is the kernel itself with only that."""
     fast = cse.run(simplify.run(kernel, fast=True))
-    found = [("fast-math", fast)]
+    found = [("approx-math", kernel), ("fast-math", fast)]
     if fuse.has_pair_sqdist(fast):
         found.append(("fast-math+expanded-sqdist", cse.run(simplify.run(fuse.run(fast)))))
     if any(p.type.dtype is DType.F64 for p in kernel.params):
         found += [(f"{name}+f32", cse.run(simplify.run(to_f32(k), fast=True))) for name, k in list(found)]
-    seen = {print_kernel(kernel)}
+    seen: set[str] = set()
     unique = []
     for name, k in found:
         text = print_kernel(k)
@@ -130,10 +132,11 @@ def choose(exact: Kernel, candidates: list[tuple[str, Kernel]], inputs: dict[str
            tolerance: float, run: Callable, reference: Callable) -> tuple[Kernel, list[VariantResult]]:
     """The cheapest candidate whose relative error against `reference` (a float64 evaluation of
     the exact kernel) on sampled rows is within `tolerance`, else `exact`; and the report.
-    `run(kernel, inputs, sizes)` and `reference(...)` return the outputs."""
+    `run(name, kernel, inputs, sizes)` and `reference(kernel, inputs, sizes)` return the outputs."""
     bindings = sizes.bindings
     exact_cost = weighted_cost(exact, bindings)
-    cheaper = sorted(((weighted_cost(k, bindings), name, k) for name, k in candidates), key=lambda t: (t[0], t[1]))
+    cheaper = sorted(((weighted_cost(k, bindings, approx=True), name, k) for name, k in candidates),
+                     key=lambda t: (t[0], t[1]))
     cheaper = [(c, name, k) for c, name, k in cheaper if c < exact_cost]
     sampled = sample(exact, inputs, sizes) if cheaper else None
     report: list[VariantResult] = []
@@ -141,7 +144,7 @@ def choose(exact: Kernel, candidates: list[tuple[str, Kernel]], inputs: dict[str
     if sampled is not None:
         want = reference(exact, *sampled)
         for price, name, k in cheaper:
-            error = float(relative_error(run(k, *sampled), want))
+            error = float(relative_error(run(name, k, *sampled), want))
             take = bool(chosen is exact and error <= tolerance)
             chosen = k if take else chosen
             report.append(VariantResult(name, price, error, take))
@@ -151,6 +154,7 @@ def choose(exact: Kernel, candidates: list[tuple[str, Kernel]], inputs: dict[str
     return chosen, report
 
 
-def weighted_cost(kernel: Kernel, bindings: dict[str, int]) -> int:
-    """Weighted operations per pair once inner-index-only values are hoisted, as backends run it."""
-    return cost.ops_per_pair(hoist.run(kernel)[-1].kernel, bindings, weighted=True)
+def weighted_cost(kernel: Kernel, bindings: dict[str, int], approx: bool = False) -> int:
+    """Weighted operations per pair once inner-index-only values are hoisted, as backends run it
+    (`approx`: with approximate math functions, which cost about half)."""
+    return cost.ops_per_pair(hoist.run(kernel)[-1].kernel, bindings, weighted=True, approx=approx)
