@@ -60,7 +60,8 @@ class Kernel:
         self.optimized = passes.optimize(ir, self.trace) if self.optimize else ir  # what backends compile
         self._variants: dict[tuple[str, Any], tuple[str, nodes.Kernel]] = {}
         self.autotune = autotune_mode(autotune) if autotune is not None else None  # None: KERNELC_AUTOTUNE
-        self._tunings: dict[str, tuner.Tuning | None] = {}  # by tuning key, this process
+        self._tunings: dict[tuple[str, str, str], tuner.Tuning | None] = {}  # (backend, bucket, mode)
+        self._variant_list: list[tuple[str, nodes.Kernel]] | None = None
         self._last_tuning: tuner.Tuning | None = None
         self.variant_report: list[precision.VariantResult] = []  # the latest tolerance-driven choice
         self._executables: dict[tuple[str, Schedule, nodes.Kernel], Executable] = {}
@@ -140,19 +141,20 @@ class Kernel:
         return self._compiled(backend, ir, self._schedule(backend, ir, bound.sizes, approx=name != "exact"))
 
     def _tuning(self, backend: Any, bound: runtime.Bound) -> tuner.Tuning | None:
-        """The tuning result to use for this call, per KERNELC_AUTOTUNE / autotune=."""
+        """The tuning result to use for this call, per KERNELC_AUTOTUNE / autotune= (looked up
+        once per backend and shape bucket in this process)."""
         mode = autotune_mode(self.autotune)
         if mode == "off":
             return None
-        key = tuner.key(self.optimized, backend, bound.sizes, self.tolerance)
-        if key not in self._tunings:
+        memo = (backend.name, tuner.bucket(bound.sizes), mode)
+        if memo not in self._tunings:
             found = tuner.stored(self, backend, bound.sizes) if mode != "force" else None
             if found is None and mode in ("on", "force"):
                 found = tuner.tune(self, backend, bound)
                 tuner.save(self, backend, bound.sizes, found)
-            self._tunings[key] = found
-        self._last_tuning = self._tunings[key] or self._last_tuning
-        return self._tunings[key]
+            self._tunings[memo] = found
+        self._last_tuning = self._tunings[memo] or self._last_tuning
+        return self._tunings[memo]
 
     def tune(self, *args: Any, backend: str | None = None, budget: float = 10.0, progress: Any = None,
              **kwargs: Any) -> tuner.Tuning:
@@ -163,7 +165,8 @@ class Kernel:
         chosen = registry.get(registry.default_name() if backend is None else backend, raw)
         result = tuner.tune(self, chosen, bound, budget, progress)
         tuner.save(self, chosen, bound.sizes, result)
-        self._tunings[tuner.key(self.optimized, chosen, bound.sizes, self.tolerance)] = result
+        for mode in ("cached", "on"):
+            self._tunings[(chosen.name, tuner.bucket(bound.sizes), mode)] = result
         self._last_tuning = result
         return result
 
@@ -171,10 +174,16 @@ class Kernel:
         """The candidates of the latest tuning used or made (empty if none)."""
         return list(self._last_tuning.rows) if self._last_tuning else []
 
+    def variants(self) -> list[tuple[str, nodes.Kernel]]:
+        """The precision variants of the optimized kernel (computed once)."""
+        if self._variant_list is None:
+            self._variant_list = precision.variants(self.optimized)
+        return self._variant_list
+
     def _variant_named(self, name: str) -> nodes.Kernel | None:
         if name == "exact":
             return self.optimized
-        return dict(precision.variants(self.optimized)).get(name) if self.tolerance is not None else None
+        return dict(self.variants()).get(name) if self.tolerance is not None else None
 
     def _schedule(self, backend: Any, ir: nodes.Kernel, sizes: Any, approx: bool = False) -> Schedule:
         return with_generic_knobs(backend.default_schedule(ir, sizes), self.optimize, approx)
@@ -197,7 +206,7 @@ class Kernel:
                 return call.outputs
 
             chosen, self.variant_report = precision.choose(
-                self.optimized, precision.variants(self.optimized), bound.inputs, bound.sizes, self.tolerance,
+                self.optimized, self.variants(), bound.inputs, bound.sizes, self.tolerance,
                 run=lambda name, ir, inputs, sizes: run(backend, ir, name != "exact", inputs, sizes),
                 reference=lambda ir, inputs, sizes: run(registry.get("numpy"), ir, False, inputs, sizes))
             name = next(r.name for r in self.variant_report if r.chosen)

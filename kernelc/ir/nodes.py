@@ -138,6 +138,13 @@ class Kernel:
     symbols: tuple[str, ...]  # every dimension symbol, in order of first appearance
     checks: tuple[DimCheck, ...] = ()
 
+    def __hash__(self) -> int:  # hashed once: kernels key the caches every call consults
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash((self.name, self.params, self.outputs, self.symbols, self.checks))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     @property
     def param_symbols(self) -> frozenset[str]:
         """Symbols that some parameter's shape fixes; the others must be given by keyword."""

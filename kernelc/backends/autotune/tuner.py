@@ -93,7 +93,7 @@ def candidates(k: Any, backend: Any, sizes: Sizes) -> list[Candidate]:
 
     variants = [("exact", k.optimized)]
     if k.tolerance is not None and k.optimize:
-        variants += precision.variants(k.optimized)
+        variants += k.variants()
     found = []
     for name, ir in variants:
         for schedule in backend.candidates(ir, sizes):
@@ -205,7 +205,7 @@ def _compile_job(job: tuple) -> None:
 
     source, name, tolerance, optimize, variant, backend_name, schedule = job
     k = kc.kernel(source, name=name, tolerance=tolerance, optimize=optimize, autotune="off")
-    ir = k.optimized if variant == "exact" else dict(precision.variants(k.optimized))[variant]
+    ir = k.optimized if variant == "exact" else dict(k.variants())[variant]
     registry.get(backend_name).compile(ir, schedule)
 
 

@@ -15,6 +15,8 @@ are not hoisted.
 
 from __future__ import annotations
 
+import functools
+
 from kernelc.ir.build import contains_reduction
 from kernelc.ir.nodes import Index, Kernel, Node, Output, other_index, walk
 from kernelc.ir.ops import LEAF_OPS, Op
@@ -24,8 +26,10 @@ from kernelc.ir.verify import verify
 _FREE = frozenset({Op.ELEMENT, Op.SLICE, Op.CONCAT})  # moving data, not computing
 
 
-def candidates(kernel: Kernel) -> list[Node]:
-    """The maximal inner-index-only subexpressions that some per-pair value uses."""
+@functools.lru_cache(maxsize=512)
+def candidates(kernel: Kernel) -> tuple[Node, ...]:
+    """The maximal inner-index-only subexpressions that some per-pair value uses (memoized:
+    backends ask at every call whether hoisting pays)."""
     groups: dict[Index | None, list[Output]] = {}
     for out in kernel.outputs:
         groups.setdefault(out.type.index[0] if out.type.index else None, []).append(out)
@@ -40,7 +44,7 @@ def candidates(kernel: Kernel) -> list[Node]:
             for s in node.src:
                 if s.deps == {inner} and _worth_storing(s) and s not in found:
                     found.append(s)
-    return found
+    return tuple(found)
 
 
 def _worth_storing(node: Node) -> bool:
@@ -56,7 +60,7 @@ def run(kernel: Kernel) -> list[Stage]:
         return [Stage(kernel)]
     pre = Kernel(f"{kernel.name}__hoisted", kernel.params, tuple(Output(n, value_type(n)) for n in found),
                  kernel.symbols, kernel.checks)
-    main, names = detach(kernel, found, "__hoist")
+    main, names = detach(kernel, list(found), "__hoist")
     return [Stage(verify(pre)), Stage(main, names)]
 
 
