@@ -65,6 +65,8 @@ def _open() -> sqlite3.Connection | None:
 
 
 def load(key: str) -> dict[str, Any] | None:
+    if not path().exists():  # a lookup never creates the database
+        return None
     conn = _open()
     if conn is None:
         return None
