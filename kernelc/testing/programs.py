@@ -252,8 +252,10 @@ def _brute_force(data: Env, e: Expr, name: str, over_i: bool, epilogue: bool) ->
         scale = np.abs(grid).sum(axis=1) if name in ("sum", "mean", "softmax") else np.abs(result)
         if name.startswith("logsumexp"):
             scale = np.abs(result) + 1.0  # an absolute error of rounding in the log
-        if name == "softmax":
-            scale = (np.abs(grid) * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-300)
+        if name == "softmax":  # a weighted mean of the values (weights), shifted by the scores' rounding
+            values = np.where(np.isfinite(weights), np.abs(weights), 0.0).max(axis=1, initial=0.0)
+            scores = np.where(np.isfinite(grid), np.abs(grid), 0.0).max(axis=1, initial=0.0)
+            scale = values * (1 + scores)
         if epilogue:
             other = env["u"] if not over_i else env["w"]
             result, scale = result * 2 + other, 2 * scale + np.abs(other)

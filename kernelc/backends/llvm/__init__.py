@@ -53,8 +53,8 @@ class LLVMExecutable:
 
     @property
     def code(self) -> str:
-        """The optimized LLVM IR of every stage."""
-        return "\n".join(str(executable.optimized_ir) for executable, _ in self.stages)
+        """The optimized LLVM IR of every stage (generated again when it came from a cache)."""
+        return "\n".join(executable.code for executable, _ in self.stages)
 
     def run(self, call: Call) -> None:
         inputs = dict(call.inputs)
@@ -86,11 +86,18 @@ class _StageExecutable:
         self.splittable = len(self.specs) == 1 and splittable(kernel, self.specs[0], self.dims)
         symbols = [s.name for s in self.specs] + ([self.specs[0].name + "_partial"] if self.splittable else [])
         approx = bool(schedule.get("approx_math"))
-        addresses, self.optimized_ir = compile_ir(lambda: generate(kernel, self.dims, tag, approx)[0], symbols, key)
+        self._generate = lambda: generate(kernel, self.dims, tag, approx)[0]
+        addresses, self.optimized_ir = compile_ir(self._generate, symbols, key)
         self.functions = [_ROW_FN(addresses[s.name]) for s in self.specs]
         self.partial = _PARTIAL_FN(addresses[symbols[-1]]) if self.splittable else None
         self.schedule = schedule
         self._finish: _StageExecutable | None = None
+
+    @property
+    def code(self) -> str:
+        from kernelc.backends.llvm.jit import optimized_ir
+
+        return self.optimized_ir or optimized_ir(self._generate())
 
     def run(self, call: Call) -> None:
         if dict(call.sizes.dims) != self.dims:

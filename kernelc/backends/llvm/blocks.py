@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from kernelc.backends.llvm.codegen import _FunctionBuilder
 
 BIG = (1 << 62)
-MAX_BUFFERED_SOFTMAX_DIM = 16
+MAX_BUFFERED_SOFTMAX_DIM = 64
 
 
 def buffered(node: Node, dim: int) -> bool:

@@ -63,6 +63,17 @@ def _engine() -> llvm.ExecutionEngine:
     return llvm.create_mcjit_compiler(backing, tm)
 
 
+def optimized_ir(text: str) -> str:
+    """The module `text` after the same optimization as compile_ir, for showing generated code."""
+    with _lock:
+        tm = target_machine()
+        module = llvm.parse_assembly(text)
+        module.triple = tm.triple
+        module.data_layout = str(tm.target_data)
+        optimize(module)
+        return str(module)
+
+
 def compile_ir(text_fn, symbols: list[str], key: str | None = None) -> tuple[dict[str, int], str]:
     """JIT the module that `text_fn()` builds; the addresses of `symbols`, and the optimized IR
     ("" when the object code came from the disk cache under `key`, skipping codegen entirely)."""
