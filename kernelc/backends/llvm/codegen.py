@@ -647,9 +647,17 @@ class _State:
         self.save(fb, "m", [nm])
 
     def _k_best(self, fb: _FunctionBuilder, v: ir.Value, k: ir.Value) -> None:
-        """Insert (v, k) into the sorted K slots; k grows, so equal values keep index order."""
+        """Insert (v, k) into the sorted K slots; k grows, so equal values keep index order.
+        Most candidates do not beat the last slot: one comparison with it guards the insertion."""
         b = fb.b
         largest = self.red.kind in (ReduceKind.KMAX, ReduceKind.ARGKMAX)
+        last_v, last_i = b.load(self.slots["vals"][-1]), b.load(self.slots["idx"][-1])
+        enters = b.or_(b.icmp_signed("<", last_i, ir.Constant(I64, 0)), _sorts_before(b, v, last_v, largest))
+        with b.if_then(enters, likely=False):
+            self._insert(fb, v, k, largest)
+
+    def _insert(self, fb: _FunctionBuilder, v: ir.Value, k: ir.Value, largest: bool) -> None:
+        b = fb.b
         vals, idx = self.load(fb, "vals"), self.load(fb, "idx")
         before = [b.or_(b.icmp_signed("<", i, ir.Constant(I64, 0)), _sorts_before(b, v, x, largest))
                   for x, i in zip(vals, idx)]
