@@ -143,20 +143,20 @@ def tune(k: Any, backend: Any, bound: runtime.Bound, budget: float = 10.0,
     for n, cand in enumerate(found):
         if progress:
             progress(f"{cand.variant} {cand.schedule}", n, len(found))
-        row = Row(cand.variant, " ".join(f"{k}={v}" for k, v in knobs_of(cand.schedule).items()), "ok")
+        row = Row(cand.variant, " ".join(f"{key}={value}" for key, value in knobs_of(cand.schedule).items()), "ok")
         rows.append(row)
         try:
             got = _run(backend, cand.ir, cand.schedule, *sample)
         except KernelcError as err:
             row.status = f"failed: {err}"
             continue
-        if default_out is None and cand.variant == "exact":
-            default_out = got
         error, problem = _validate(got, want, default_out, cand, k.tolerance, _float_bound(k.optimized))
         row.error = float(error)
         if problem:
             row.status = f"wrong: {problem}"
             continue
+        if default_out is None and cand.variant == "exact":
+            default_out = got  # the first correct exact candidate (the default): indices to agree with
         times = _time(backend, cand, *timing, per_candidate)
         timed.append((n, times))
         _summarize(row, times, cand, timing[1])
