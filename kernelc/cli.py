@@ -135,7 +135,7 @@ def _cmd_tune(args: argparse.Namespace, console: Console) -> int:
             table.add_row(row.variant, _escape(row.schedule), fmt(row.median_s and row.median_s * 1e3, ".3g"),
                           fmt(row.spread, ".0%"), fmt(row.gflops, ".3g"), fmt(row.error, ".1e"),
                           ("[bold green]chosen[/]" if row.chosen else _escape(row.status)))
-        console.print(table, width=max(console.width, 140))
+        Console(highlight=False, width=max(console.width, 150)).print(table)
     return 0
 
 
