@@ -124,23 +124,31 @@ class BufferedState:
 
         fb.loop(ir.Constant(I64, 0), count, "argscan", scan)
         target = b.load(best_key)
-        first = self._accumulator(fb, I64, BIG)
-
-        def find(rel: ir.Value) -> None:
-            v = self._score(fb, rel)
-            hit = b.and_(b.icmp_signed("==", order_key(b, v), target), b.not_(_is_nan(b, v)))
-            b.store(_imin(b, b.load(first), b.select(hit, rel, ir.Constant(I64, BIG))), first)
-
-        fb.loop(ir.Constant(I64, 0), count, "argfind", find)
         nan_at = b.load(first_nan)
-        pos = b.select(b.icmp_signed("<", nan_at, ir.Constant(I64, BIG)), nan_at, b.load(first))
-        value, index = self._score(fb, pos), b.add(start, pos)
-        from kernelc.backends.llvm.codegen import _better
-
+        has_nan = b.icmp_signed("<", nan_at, ir.Constant(I64, BIG))
+        # Finding the block's position is needed only when the block can win: a NaN (unless the
+        # state already holds one), or an extreme strictly better than the state's (ties keep the
+        # earlier index). With data in no particular order that is rare after the first blocks.
         best, idx = b.load(self.best), b.load(self.idx)
-        take = b.or_(b.icmp_signed("<", idx, ir.Constant(I64, 0)), _better(b, value, best, largest))
-        b.store(b.select(take, value, best), self.best)
-        b.store(b.select(take, index, idx), self.idx)
+        better = b.icmp_signed(">" if largest else "<", target, order_key(b, best))
+        empty = b.icmp_signed("<", idx, ir.Constant(I64, 0))
+        can_win = b.or_(empty, b.and_(b.not_(_is_nan(b, best)), b.or_(has_nan, better)))
+        with b.if_then(can_win):
+            first = self._accumulator(fb, I64, BIG)
+
+            def find(rel: ir.Value) -> None:
+                v = self._score(fb, rel)
+                hit = b.and_(b.icmp_signed("==", order_key(b, v), target), b.not_(_is_nan(b, v)))
+                b.store(_imin(b, b.load(first), b.select(hit, rel, ir.Constant(I64, BIG))), first)
+
+            fb.loop(ir.Constant(I64, 0), count, "argfind", find)
+            pos = b.select(has_nan, nan_at, b.load(first))
+            value, index = self._score(fb, pos), b.add(start, pos)
+            from kernelc.backends.llvm.codegen import _better
+
+            take = b.or_(empty, _better(b, value, best, largest))
+            b.store(b.select(take, value, best), self.best)
+            b.store(b.select(take, index, idx), self.idx)
 
     def _end_exp(self, fb: "_FunctionBuilder", count: ir.Value) -> None:
         from kernelc.backends.llvm.codegen import _scale
