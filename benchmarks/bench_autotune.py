@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,16 +21,12 @@ from rich.table import Table
 
 import kernelc as kc
 
-PROBLEMS = {
-    "Gaussian D=3": ("kernel g(x: f32[i, D], y: f32[j, D], b: f32[j]) -> f32[i] "
-                     "{ return sum[j](exp(-sqdist(x, y) * 2.0) * b) }", 3),
-    "Gaussian D=64": ("kernel g(x: f32[i, D], y: f32[j, D], b: f32[j]) -> f32[i] "
-                      "{ return sum[j](exp(-sqdist(x, y) * 2.0) * b) }", 64),
-    "argkmin K=10 D=3": ("kernel k(x: f32[i, D], y: f32[j, D]) -> i64[i, K] { return argkmin[j, K](sqdist(x, y)) }", 3),
-    "logsumexp D=3": ("kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] { return logsumexp[j](-sqdist(x, y)) }", 3),
-}
+sys.path.insert(0, str(Path(__file__).parent))
+import suite  # noqa: E402  the problems and their data
+
+PROBLEMS = {name: suite.PROBLEMS[name] for name in ("gauss D=3", "gauss D=64", "argkmin K=10 D=3", "logsumexp D=3")}
 # The same kernels under a tolerance: precision variants join the candidates.
-TOLERANT = {"Gaussian D=3, tolerance=1e-5": "Gaussian D=3", "logsumexp D=3, tolerance=1e-5": "logsumexp D=3"}
+TOLERANT = {"gauss D=3, tolerance=1e-5": "gauss D=3", "logsumexp D=3, tolerance=1e-5": "logsumexp D=3"}
 TIMED_PAIRS = 1 << 27
 
 
@@ -59,15 +56,12 @@ def main() -> None:
     table = Table("problem", "N = M", "default (pairs/s)", "tuned (pairs/s)", "speed-up", "tuning time", "chosen",
                   title="llvm backend, f32, default schedule vs autotuned (medians of 7 interleaved calls), one run")
     results = []
-    problems = [(name, src, d, None) for name, (src, d) in PROBLEMS.items()]
-    problems += [(name, *PROBLEMS[base], 1e-5) for name, base in TOLERANT.items()]
-    for name, src, d, tolerance in problems:
+    problems = [(name, name, None) for name in PROBLEMS]
+    problems += [(name, base, 1e-5) for name, base in TOLERANT.items()]
+    for name, base, tolerance in problems:
+        src = PROBLEMS[base][0]
         for n in args.sizes:
-            data = {"x": rng.random((n, d), np.float32), "y": rng.random((n, d), np.float32)}
-            if "b:" in src:
-                data["b"] = rng.random(n, np.float32)
-            if "K]" in src:
-                data["K"] = 10
+            data = suite.data(base, n, n, rng)
             default = kc.kernel(src, autotune="off")
             tuned = kc.kernel(src, autotune="cached", tolerance=tolerance)
             t = time.perf_counter()

@@ -20,8 +20,7 @@ import functools
 from kernelc.ir.build import contains_reduction
 from kernelc.ir.nodes import Index, Kernel, Node, Output, other_index, walk
 from kernelc.ir.ops import LEAF_OPS, Op
-from kernelc.ir.passes.split_passes import Stage, detach, value_type
-from kernelc.ir.verify import verify
+from kernelc.ir.passes.split_passes import Stage, two_stages
 
 _FREE = frozenset({Op.ELEMENT, Op.SLICE, Op.CONCAT})  # moving data, not computing
 
@@ -55,13 +54,7 @@ def _worth_storing(node: Node) -> bool:
 
 def run(kernel: Kernel) -> list[Stage]:
     """[the map stage computing the hoisted values, the kernel reading them], or [kernel]."""
-    found = candidates(kernel)
-    if not found:
-        return [Stage(kernel)]
-    pre = Kernel(f"{kernel.name}__hoisted", kernel.params, tuple(Output(n, value_type(n)) for n in found),
-                 kernel.symbols, kernel.checks)
-    main, names = detach(kernel, list(found), "__hoist")
-    return [Stage(verify(pre)), Stage(main, names)]
+    return two_stages(kernel, list(candidates(kernel)), "__hoist")
 
 
 def stored_bytes(kernel: Kernel, sizes_of: dict[str, int], bindings: dict[str, int]) -> int:

@@ -69,12 +69,18 @@ def detach(kernel: Kernel, nodes: list[Node], prefix: str) -> tuple[Kernel, tupl
     return verify(rest), names
 
 
-def split_passes(kernel: Kernel) -> list[Stage]:
-    early = _needs_early(kernel)
-    if not early:
+def two_stages(kernel: Kernel, nodes: list[Node], prefix: str) -> list[Stage]:
+    """[a kernel computing `nodes` as its outputs, `kernel` reading them as parameters named
+    prefix0, prefix1, ...], or [kernel] when there is nothing to move."""
+    if not nodes:
         return [Stage(kernel)]
-    first = Kernel(f"{kernel.name}__pass", kernel.params, tuple(Output(r, value_type(r)) for r in early),
+    first = Kernel(f"{kernel.name}{prefix}", kernel.params, tuple(Output(r, value_type(r)) for r in nodes),
                    kernel.symbols, kernel.checks)
-    second, names = detach(kernel, early, "__pass")
-    assert not _needs_early(second), "the early reductions' arguments hold no reductions"
+    second, names = detach(kernel, nodes, prefix)
     return [Stage(verify(first)), Stage(second, names)]
+
+
+def split_passes(kernel: Kernel) -> list[Stage]:
+    stages = two_stages(kernel, _needs_early(kernel), "__pass")
+    assert not _needs_early(stages[-1].kernel), "the early reductions' arguments hold no reductions"
+    return stages
