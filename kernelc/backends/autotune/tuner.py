@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -195,6 +193,9 @@ def precompile(k: Any, backend: Any, found: list[Candidate], workers: int | None
         workers = min(cores, len(found)) if len(found) >= PARALLEL_FROM and cores >= PARALLEL_CORES else 0
     if workers < 2:
         return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     jobs = [(k.source, k.name, k.tolerance, k.optimize, c.variant, backend.name, c.schedule) for c in found]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         list(pool.map(_compile_job, jobs))
