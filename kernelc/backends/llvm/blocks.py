@@ -154,21 +154,14 @@ class BufferedState:
         from kernelc.backends.llvm.codegen import _scale
 
         b = fb.b
-        kt = _key_type(self.ty)
-        low = -(1 << (kt.width - 1))
-        top = self._accumulator(fb, kt, low)
-        any_nan = self._accumulator(fb, I32, 0)
+        top = fb.alloca(self.ty, ops.const(self.ty, float("-inf")))
 
         def scan(rel: ir.Value) -> None:
-            v = self._score(fb, rel)
-            nan = _is_nan(b, v)
-            key = b.select(nan, ir.Constant(kt, low), order_key(b, v))
-            b.store(_imin(b, b.load(top), key, largest=True), top)
-            b.store(b.or_(b.load(any_nan), b.zext(nan, I32)), any_nan)
+            # llvm.maximum propagates NaN and orders -0 below +0: a reduction LLVM vectorizes
+            b.store(fb.math.intrinsic(b, "maximum", b.load(top), self._score(fb, rel)), top)
 
         fb.loop(ir.Constant(I64, 0), count, "maxscan", scan)
-        has_nan = b.icmp_signed("!=", b.load(any_nan), ir.Constant(I32, 0))
-        block_m = b.select(has_nan, ops.const(self.ty, float("nan")), from_key(b, b.load(top), self.ty))
+        block_m = b.fadd(b.load(top), ops.const(self.ty, 0.0))  # -0 -> +0, as the monoid's max
         sums = [fb.alloca(self.ty, ops.const(self.ty, 0)) for _ in self.t]
         den = fb.alloca(self.ty, ops.const(self.ty, 0))
 
