@@ -1,7 +1,8 @@
 """The CPU benchmark suite: kernelc's llvm backend against the hand-written AVX2 C anchor, NumPy
 (chunked, GEMM for distances), Numba (parallel, fastmath) and pykeops, side by side in one run on
 the same data; then the memory-bound row operators against NumPy next to the machine's copy
-bandwidth; then where kernelc's time goes (instructions per pair of the hot loop).
+bandwidth; then how kernelc's cost grows with D and N x M, and where its time goes
+(instructions per pair of the hot loop).
 
     python benchmarks/suite.py --anchor ../shared/cpu-anchor [--sizes 10000 100000] [--json s.json] [--plot s.png]
 
@@ -407,6 +408,29 @@ def row_operators(args: argparse.Namespace, console: Console) -> list[dict]:
     return results
 
 
+# --- how cost grows ---------------------------------------------------------------------------------------
+
+def scaling(args: argparse.Namespace, console: Console) -> list[dict]:
+    """kernelc's Gaussian sum against D (at N = M = 1e4) and against N = M (at D = 3)."""
+    src = PROBLEMS["gauss D=3"][0]
+    k = kc.kernel(src)
+    rng = np.random.default_rng(0)
+    table = Table("D", "N = M", "pairs/s", "ns per pair", "ns per pair and dimension",
+                  title="kernelc-llvm Gaussian sum: cost against D and against N x M")
+    found = []
+    shapes = [(d, 10_000) for d in (1, 2, 3, 4, 8, 16, 32, 64, 128)] + [(3, n) for n in (1_000, 3_000, 30_000)]
+    for d, n in shapes:
+        a = {"x": rng.random((n, d), np.float32), "y": rng.random((n, d), np.float32),
+             "b": rng.random(n, np.float32), "s": np.float32(max(0.5, d ** 0.5 / 3))}
+        k(**a, backend="llvm")
+        secs = median_time(lambda **kw: k(**kw, backend="llvm"), a, args.repeats)
+        per_pair = secs / (n * n) * 1e9
+        found.append(dict(D=d, N=n, pairs_per_s=n * n / secs, ns_per_pair=per_pair))
+        table.add_row(str(d), f"{n:.0e}", f"{n * n / secs:.3g}", f"{per_pair:.3f}", f"{per_pair / d:.3f}")
+    console.print(table)
+    return found
+
+
 # --- where the time goes -----------------------------------------------------------------------------------
 
 def instructions(console: Console) -> dict[str, dict]:
@@ -450,8 +474,8 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=60.0, help="seconds an implementation may take at one size")
     ap.add_argument("--skip", nargs="*", default=[], help="implementations to leave out")
     ap.add_argument("--anchor", help="the cpu-anchor folder, e.g. ../shared/cpu-anchor")
-    ap.add_argument("--parts", nargs="+", default=["pairwise", "rows", "instructions"],
-                    choices=["pairwise", "rows", "instructions"])
+    ap.add_argument("--parts", nargs="+", default=["pairwise", "rows", "scaling", "instructions"],
+                    choices=["pairwise", "rows", "scaling", "instructions"])
     ap.add_argument("--json")
     ap.add_argument("--plot")
     args = ap.parse_args()
@@ -461,6 +485,8 @@ def main() -> None:
         out["pairwise"] = pairwise(args, console)
     if "rows" in args.parts:
         out["rows"] = row_operators(args, console)
+    if "scaling" in args.parts:
+        out["scaling"] = scaling(args, console)
     if "instructions" in args.parts:
         out["instructions"] = instructions(console)
     if args.json:
