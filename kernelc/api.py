@@ -14,7 +14,7 @@ from kernelc.dsl import compile_source
 from kernelc.errors import KernelArgumentError, KernelcError, KernelSyntaxError, UnsupportedKernelError
 import kernelc.explain as explain
 from kernelc.backends.autotune import mode as autotune_mode
-from kernelc.backends.autotune import tuner
+from kernelc.backends.autotune import measure, tuner
 from kernelc.ir import nodes, passes
 from kernelc.ir.passes import precision
 from kernelc.ir.printer import print_kernel
@@ -63,7 +63,7 @@ class Kernel:
         self._tunings: dict[tuple[str, str, str], tuner.Tuning | None] = {}  # (backend, bucket, mode)
         self._variant_list: list[tuple[str, nodes.Kernel]] | None = None
         self._last_tuning: tuner.Tuning | None = None
-        self.variant_report: list[precision.VariantResult] = []  # the latest tolerance-driven choice
+        self.variant_report: list[measure.VariantResult] = []  # the latest tolerance-driven choice
         self._executables: dict[tuple[str, Schedule, nodes.Kernel], Executable] = {}
         self._lock = threading.Lock()
         self.skipped: dict[str, str] = {}  # backends "auto" passed over, with why
@@ -205,7 +205,7 @@ class Kernel:
                 self._compiled(on, ir, self._schedule(on, ir, sizes, approx)).run(call)
                 return call.outputs
 
-            chosen, self.variant_report = precision.choose(
+            chosen, self.variant_report = measure.choose(
                 self.optimized, self.variants(), bound.inputs, bound.sizes, self.tolerance,
                 run=lambda name, ir, inputs, sizes: run(backend, ir, name != "exact", inputs, sizes),
                 reference=lambda ir, inputs, sizes: run(registry.get("numpy"), ir, False, inputs, sizes))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from typing import Sequence
@@ -17,7 +16,6 @@ from kernelc.api import Kernel
 from kernelc.backends import registry
 from kernelc.explain import random_arguments
 from kernelc.ir.dtypes import DType
-from kernelc.ir.nodes import Param
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ settings.register_profile("dev", max_examples=25, deadline=None, suppress_health
 settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-from kernelc.testing.runners import SMALL_TILES, backend_runner, run_with  # noqa: E402,F401
+from kernelc.testing.runners import backend_runner  # noqa: E402
 
 # The example plugin (examples/plugins/kernelc-c) is tested from its source, uninstalled.
 C_PLUGIN = Path(__file__).parents[1] / "examples" / "plugins" / "kernelc-c"

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, note, settings
 
 import kernelc as kc
 from kernelc.backends import registry, runtime
+from kernelc.backends.autotune import measure
 from kernelc.backends.interface import Schedule
 from kernelc.ir import build
 from kernelc.ir.dtypes import DType
@@ -172,12 +173,12 @@ def test_the_cheapest_variant_within_tolerance_is_chosen_and_a_wrong_one_never(r
         return call.outputs
 
     bound = runtime.bind(k.ir, (x, y, 0.7), {})
-    chosen_ir, report = precision.choose(k.optimized, [("wrong", wrong)], bound.inputs, bound.sizes, 1e-6,
+    chosen_ir, report = measure.choose(k.optimized, [("wrong", wrong)], bound.inputs, bound.sizes, 1e-6,
                                          run=lambda name, *a: run(*a), reference=run)
     assert chosen_ir is k.optimized  # the wrong one costs more anyway; force the comparison:
     cheap_wrong = kc.kernel("kernel g(x: f64[i, D], y: f64[j, D], s: f64) -> f64[i] "
                             "{ return sum[j](exp(-sqdist(x, y))) }").optimized
-    chosen_ir, report = precision.choose(k.optimized, [("cheap-but-wrong", cheap_wrong)], bound.inputs,
+    chosen_ir, report = measure.choose(k.optimized, [("cheap-but-wrong", cheap_wrong)], bound.inputs,
                                          bound.sizes, 1e-6, run=lambda name, *a: run(*a), reference=run)
     assert chosen_ir is k.optimized
     assert report[0].name == "cheap-but-wrong" and report[0].error > 1e-6 and not report[0].chosen

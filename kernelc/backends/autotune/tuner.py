@@ -11,13 +11,13 @@ from typing import Any, Callable
 import numpy as np
 
 from kernelc.backends import registry, runtime
-from kernelc.backends.autotune import store
+from kernelc.backends.autotune import measure, store
 from kernelc.backends.cache import make_key
 from kernelc.backends.interface import Schedule, Sizes
 from kernelc.errors import KernelcError
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel
-from kernelc.ir.passes import cost, hoist, precision
+from kernelc.ir.passes import cost, hoist
 from kernelc.ir.printer import print_kernel
 
 TIMING_PAIRS = 1 << 27  # larger calls are timed on a sample of rows of about this many pairs
@@ -111,14 +111,14 @@ def _timing_inputs(k: Any, backend: Any, first: Candidate, inputs: dict[str, np.
                    seconds_per_call: float) -> tuple[dict[str, np.ndarray], Sizes]:
     """The call to time: the whole one, or its first rows when that keeps one call of the
     default candidate within `seconds_per_call` (the rate per pair is what is compared)."""
-    if not precision.row_sampleable(k.optimized):
+    if not measure.row_sampleable(k.optimized):
         return inputs, sizes
     rows = min(sizes.n, max(MIN_TIMED_ROWS, TIMING_PAIRS // max(sizes.m, 1)))
-    taken = precision.take_rows(k.optimized, inputs, sizes, np.arange(rows))
+    taken = measure.take_rows(k.optimized, inputs, sizes, np.arange(rows))
     t = min(_time(backend, first, *taken, budget=0.0, repeats=1))
     if t > seconds_per_call and rows > MIN_TIMED_ROWS:
         rows = max(MIN_TIMED_ROWS, int(rows * seconds_per_call / t))
-        taken = precision.take_rows(k.optimized, inputs, sizes, np.arange(rows))
+        taken = measure.take_rows(k.optimized, inputs, sizes, np.arange(rows))
     return taken
 
 
@@ -131,7 +131,7 @@ def tune(k: Any, backend: Any, bound: runtime.Bound, budget: float = 10.0,
     found = candidates(k, backend, sizes)
     precompile(k, backend, found, workers)
     numpy = registry.get("numpy")
-    sample = precision.sample(k.optimized, bound.inputs, sizes) or (bound.inputs, sizes)
+    sample = measure.sample(k.optimized, bound.inputs, sizes) or (bound.inputs, sizes)
     want = _run(numpy, k.optimized, numpy.default_schedule(k.optimized, sample[1]), *sample)
     per_candidate = budget / max(len(found), 1)
     timing = _timing_inputs(k, backend, found[0], bound.inputs, sizes, per_candidate / (REPEATS + 4))
@@ -222,7 +222,7 @@ def _validate(got: list[np.ndarray], want: list[np.ndarray], default: list[np.nd
     must equal the default schedule's (schedules never change them); floats must be within the
     dtype's rounding of the float64 evaluation, plus the tolerance for precision variants."""
     floats = [(g, w) for g, w in zip(got, want) if np.asarray(w).dtype.kind == "f"]
-    error = precision.relative_error([g for g, _ in floats], [w for _, w in floats]) if floats else 0.0
+    error = measure.relative_error([g for g, _ in floats], [w for _, w in floats]) if floats else 0.0
     limit = bound + (tolerance if cand.variant != "exact" and tolerance else 0.0)
     if error > limit:
         return error, f"relative error {error:.2e} > {limit:.1e}"
