@@ -1,0 +1,357 @@
+"""From one single-pass kernel and a schedule to the records that templates/kernel.cu.j2 renders.
+
+Outputs are grouped by the index their rows run over (i, j, or none); each group becomes one
+`__global__` function where a CUDA thread owns `rows` output rows (rows r*blockDim apart, so
+that loads coalesce). The other index runs in tiles of `tile` elements: with `stage` the
+tile's inputs indexed by it are copied once into shared memory by the whole block, and every
+thread then reads them from there. Each IR node becomes one variable in the outermost scope
+where its operands exist: per thread (parameters only), per row, per pair.
+
+Float sums (sum, mean, logsumexp, softmax) of f16/bf16/f32 values accumulate each tile in float
+and fold the tile into a double total with the reduction's combine: blocked summation, whose
+error does not grow linearly with the length of the range (LANGUAGE.md §6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernelc.ir.dims import Dim
+from kernelc.ir.dtypes import DType
+from kernelc.ir.build import contains_reduction
+from kernelc.ir.nodes import Kernel, Node, walk
+from kernelc.ir.ops import Op, ReduceKind
+
+CTYPE = {DType.F16: "float", DType.BF16: "float", DType.F32: "float", DType.F64: "double",
+         DType.I32: "kc_i32", DType.I64: "kc_i64", DType.BOOL: "bool"}
+STORAGE = {DType.F16: "__half", DType.BF16: "__nv_bfloat16", DType.F32: "float", DType.F64: "double",
+           DType.I32: "kc_i32", DType.I64: "kc_i64", DType.BOOL: "unsigned char"}
+STACK_LIMIT = 256  # longer vectors live in a per-thread scratch buffer in global memory
+SHARED_BYTES = 32 * 1024  # staged tiles of all inputs together stay below this
+FLOAT_SUMS = (ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX)
+
+
+@dataclass
+class Var:
+    """How code reads a value: a variable (`name` or `name[k]`) or an inline load `load` with the
+    element offset `base + k` filled in."""
+
+    name: str
+    dim: int
+    load: str | None = None
+    base: str = "0"
+    array: bool = False  # a C array even when dim is 1 (reduction states)
+
+    @staticmethod
+    def text(code: str) -> "Var":
+        return Var("", 1, code.replace("{", "{{").replace("}", "}}"))
+
+    def at(self, k: str = "k") -> str:
+        if self.load is not None:
+            return self.load.format(f"{self.base} + {k}" if self.dim > 1 else self.base)
+        if self.dim > 1:
+            return f"{self.name}[{k}]"
+        return f"{self.name}[0]" if self.array else self.name
+
+
+@dataclass
+class Stmt:
+    kind: str  # the macro of kernel.cu.j2 that renders it
+    fields: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:  # so the template reads s.target, s.args, ...
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass
+class Scope:
+    level: int  # 0: once per thread, 1: once per row, 2: once per pair
+    parent: "Scope | None"
+    body: list[Stmt] = field(default_factory=list)
+    vars: dict[Node, Var] = field(default_factory=dict)
+    staged: bool = False  # inner-indexed inputs are read from the shared-memory tile
+
+    def at_level(self, level: int) -> "Scope":
+        scope: Scope | None = self
+        while scope is not None and scope.level != level:
+            scope = scope.parent
+        assert scope is not None, "a value is needed where its operands do not exist"
+        return scope
+
+
+@dataclass
+class Row:
+    """One of a thread's rows: what runs before the tile loop, in it, at each tile's end, after."""
+
+    number: int
+    before: list[Stmt]
+    pairs: list[Stmt]
+    tile_start: list[Stmt]
+    tile_end: list[Stmt]
+    after: list[Stmt]
+
+
+@dataclass
+class Staged:
+    param: int
+    storage: str
+    dim: int
+
+
+@dataclass
+class Function:
+    name: str
+    outer: str  # the index the rows run over ("r" for a single row)
+    inner: str
+    rows_size: str  # C expression of the number of rows
+    inner_size: str
+    top: list[Stmt]
+    rows: list[Row]
+    has_loop: bool
+    staged: list[Staged]
+    scratch: int  # bytes per thread
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The schedule's knobs that shape the generated code."""
+
+    block: int = 128
+    rows: int = 1
+    tile: int = 64
+    stage: bool = True
+
+
+class Generator:
+    def __init__(self, kernel: Kernel, dims: dict[str, int], layout: Layout) -> None:
+        self.kernel, self.dims, self.layout = kernel, dims, layout
+        self.params = {p.name: k for k, p in enumerate(kernel.params)}
+        self.counter = 0
+        self.scratch = 0
+        self.names: dict[str, str] = {}
+        self.inner = "j"
+        self.staged: dict[int, Staged] = {}
+
+    def size(self, dim: Dim) -> int:
+        return dim.evaluate(self.dims)
+
+    def fresh(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def declare(self, scope: Scope, ctype: str, dim: int, array: bool = False) -> str:
+        name = self.fresh()
+        if dim <= STACK_LIMIT:
+            scope.body.append(Stmt("decl", dict(name=name, ctype=ctype, dim=dim, array=array)))
+        else:
+            scope.body.append(Stmt("scratch", dict(name=name, ctype=ctype, offset=self.scratch)))
+            self.scratch += 8 * dim
+        return name
+
+    # --- functions --------------------------------------------------------------------------------
+    def functions(self) -> list[Function]:
+        groups: dict[str | None, list[int]] = {}
+        for k, out in enumerate(self.kernel.outputs):
+            groups.setdefault(out.type.index[0] if out.type.index else None, []).append(k)
+        return [self.function(f"kc_group{g}", outer, ks) for g, (outer, ks) in enumerate(groups.items())]
+
+    def function(self, name: str, outer: str | None, outs: list[int]) -> Function:
+        self.scratch, self.staged = 0, {}
+        reds = [n for n in walk([self.kernel.outputs[k].value for k in outs]) if n.op is Op.REDUCE]
+        self.inner = inner = reds[0].arg.index if reds else ("j" if outer == "i" else "i")
+        top = Scope(0, None)
+        rows = [self.row(r, outer, outs, reds, top) for r in range(self.layout.rows if outer else 1)]
+        staged = sorted(self.staged.values(), key=lambda s: s.param)
+        return Function(name, outer or "r", inner, _size_of(outer) if outer else "1", _size_of(inner), top.body,
+                        rows, bool(reds), staged, self.scratch)
+
+    def row(self, number: int, outer: str | None, outs: list[int], reds: list[Node], top: Scope) -> Row:
+        self.names = {self.inner: self.inner}
+        if outer:
+            self.names[outer] = f"{outer}{number}"
+        row = Scope(1, top)
+        loop = Scope(2, row, staged=self.layout.stage)
+        tile_start: list[Stmt] = []
+        tile_end: list[Stmt] = []
+        states = [self.reduction_init(r, row, tile_start) for r in reds]
+        for r, state in zip(reds, states):
+            self.reduction_update(r, state, loop, tile_end)
+        before, row.body = row.body, []
+        for r, state in zip(reds, states):
+            row.vars[r] = self.reduction_final(r, state, row)
+        for k in outs:
+            out = self.kernel.outputs[k]
+            scope = Scope(2, row) if self.inner in out.type.index else row
+            self.store(k, self.value(out.value, scope), scope)
+            if scope is not row:
+                row.body.append(Stmt("loop", dict(var=self.inner, bound=_size_of(self.inner), body=scope.body)))
+        return Row(number, before, loop.body, tile_start, tile_end, row.body)
+
+    def store(self, k: int, var: Var, scope: Scope) -> None:
+        t = self.kernel.outputs[k].type
+        dim = self.size(t.value_dim)
+        scope.body.append(Stmt("store", dict(
+            out=f"O{k}", offset=self.offset(t.index, dim), dim=dim, value=var, dtype=t.dtype.value)))
+
+    def offset(self, index: tuple[str, ...], dim: int) -> str:
+        """Element offset of component 0 in a C-contiguous array indexed by `index`, then the vector axis."""
+        flat = "0"
+        for ix in index:
+            name = self.names[ix]
+            flat = name if flat == "0" else f"({flat}) * {_size_of(ix)} + {name}"
+        return f"({flat}) * {dim}" if dim > 1 and flat != "0" else flat
+
+    # --- values -------------------------------------------------------------------------------
+    def level(self, node: Node) -> int:
+        if self.inner in node.deps and node.op is not Op.REDUCE:
+            return 2
+        return 1 if node.deps or contains_reduction(node) else 0
+
+    def value(self, node: Node, scope: Scope) -> Var:
+        home = scope.at_level(self.level(node))
+        if node not in home.vars:
+            home.vars[node] = self.compute(node, home)
+        return home.vars[node]
+
+    def compute(self, node: Node, scope: Scope) -> Var:
+        dim, ctype, op = self.size(node.dim), CTYPE[node.dtype], node.op
+        if op is Op.PARAM:
+            return self.load(node, dim, scope)
+        if op is Op.CONST:
+            return self.let(scope, ctype, "", [Var.text(_literal(node.arg, node.dtype))], 1)
+        if op is Op.INDEX:
+            return self.let(scope, ctype, "", [Var.text(f"(kc_i64){self.names[node.arg]}")], 1)
+        if op is Op.DIMSIZE:
+            return self.let(scope, ctype, "", [Var.text(f"{self.size(node.arg)}LL")], 1)
+        src = [self.value(s, scope) for s in node.src]
+        if op is Op.CAST:
+            return self.let(scope, ctype, f"kc_to_{node.arg.value}", src, dim)
+        if op is Op.ELEMENT:
+            return self.let(scope, ctype, "", [Var.text(src[0].at(str(self.size(node.arg))))], 1)
+        if op is Op.SLICE:
+            start = self.size(node.arg[0])
+            return self.let(scope, ctype, "", [Var.text(src[0].at(f"k + {start}" if dim > 1 else str(start)))], dim)
+        if op is Op.CONCAT:
+            name = self.declare(scope, ctype, dim)
+            parts, start = [], 0
+            for s in src:
+                parts.append((s, start))
+                start += s.dim
+            scope.body.append(Stmt("concat", dict(target=name, parts=parts)))
+            return Var(name, dim)
+        if op in (Op.VSUM, Op.VMAX, Op.VMIN, Op.VARGMAX, Op.VARGMIN, Op.VLOGSUMEXP):
+            name = self.fresh()
+            scope.body.append(Stmt("component", dict(target=name, op=op.value, ctype=ctype, a=src[0],
+                                                     source=CTYPE[node.src[0].dtype])))
+            return Var(name, 1)
+        return self.let(scope, ctype, f"kc_{op.value}", src, dim)
+
+    def load(self, node: Node, dim: int, scope: Scope) -> Var:
+        number = self.params[node.arg]
+        t = self.kernel.param(node.arg).type
+        if scope.staged and t.index == (self.inner,) and self.stageable(number, dim):
+            return Var("", dim, f"kc_load(S{number}[{{}}])", f"jj * {dim}" if dim > 1 else "jj")
+        return Var("", dim, f"kc_load(P{number}[{{}}])", self.offset(t.index, dim))
+
+    def stageable(self, number: int, dim: int) -> bool:
+        """Whether input `number` joins the shared-memory tile (all staged inputs stay within
+        SHARED_BYTES for the layout's tile)."""
+        if number in self.staged:
+            return True
+        storage = STORAGE[self.kernel.params[number].type.dtype]
+        used = sum(s.dim * _STORAGE_BYTES[s.storage] for s in self.staged.values())
+        if (used + dim * _STORAGE_BYTES[storage]) * self.layout.tile > SHARED_BYTES:
+            return False
+        self.staged[number] = Staged(number, storage, dim)
+        return True
+
+    def let(self, scope: Scope, ctype: str, fn: str, args: list[Var], dim: int) -> Var:
+        """`fn(args...)` per component k of a new variable."""
+        name = self.fresh() if dim == 1 else self.declare(scope, ctype, dim)
+        scope.body.append(Stmt("let", dict(target=name, ctype=ctype, fn=fn, args=args, dim=dim)))
+        return Var(name, dim)
+
+    # --- reductions ------------------------------------------------------------------------------
+    def reduction_init(self, r: Node, row: Scope, tile_start: list[Stmt]) -> dict[str, Any]:
+        kind: ReduceKind = r.arg.kind
+        src = r.src[0].dtype
+        dim = self.size(r.dim)
+        value = CTYPE[src]
+        if kind in (ReduceKind.SUM, ReduceKind.MEAN) and not src.is_float:
+            value = "kc_i64"
+        blocked = kind in FLOAT_SUMS and src.is_float and src is not DType.F64
+        if kind is ReduceKind.SOFTMAX:
+            blocked = blocked and r.src[1].dtype is not DType.F64
+            value = CTYPE[r.src[1].dtype] if r.src[1].dtype is DType.F64 else value
+        total = "double" if blocked else value
+        # a: sums, extremes, K best values, logsumexp maxima, softmax numerators; b: indices,
+        # logsumexp sums or the softmax maximum; c: the softmax denominator
+        state = dict(red=kind.value, dim=dim, value=value, largest=int(kind in _LARGEST), blocked=blocked,
+                     total=self.state(row, kind, total, dim), tile=None)
+        row.body.append(Stmt("red_init", dict(state, s=state["total"])))
+        if blocked:
+            state["tile"] = self.state(row, kind, value, dim)
+            tile_start.append(Stmt("red_init", dict(state, s=state["tile"])))
+        return state
+
+    def state(self, row: Scope, kind: ReduceKind, ctype: str, dim: int) -> dict[str, Any]:
+        a = self.declare(row, ctype, dim, array=True)
+        b = c = None
+        if kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN) or kind.takes_k:
+            b = self.declare(row, "kc_i64", dim, array=True)
+        if kind is ReduceKind.LOGSUMEXP:
+            b = self.declare(row, ctype, dim, array=True)
+        if kind is ReduceKind.SOFTMAX:
+            b = self.declare(row, ctype, 1, array=True)
+            c = self.declare(row, ctype, 1, array=True)
+        return dict(a=a, b=b, c=c, ctype=ctype)
+
+    def reduction_update(self, r: Node, state: dict[str, Any], loop: Scope, tile_end: list[Stmt]) -> None:
+        args = [self.value(s, loop) for s in r.src]
+        if len(args) == 1:
+            args.append(Var.text(f"({state['value']})1"))  # the weight of an unweighted logsumexp
+        target = state["tile"] or state["total"]
+        loop.body.append(Stmt("red_update", dict(state, s=target, v=args[0], w=args[1],
+                                                 index=self.names[self.inner])))
+        if state["blocked"]:
+            tile_end.append(Stmt("red_fold", dict(state, s=state["total"], t=state["tile"])))
+
+    def reduction_final(self, r: Node, state: dict[str, Any], row: Scope) -> Var:
+        kind, dim, ctype = r.arg.kind, state["dim"], CTYPE[r.dtype]
+        s = state["total"]
+        a, b = Var(s["a"], dim, array=True), s["b"] and Var(s["b"], dim, array=True)
+        if kind is ReduceKind.MEAN:
+            return self.let(row, ctype, "kc_mean", [a, Var.text(_size_of(self.inner))], dim)
+        if kind.gives_index:
+            return self.let(row, ctype, "", [b], dim)
+        if kind is ReduceKind.LOGSUMEXP:
+            return self.let(row, ctype, "kc_lse_final", [a, b], dim)
+        if kind is ReduceKind.SOFTMAX:
+            return self.let(row, ctype, "kc_softmax_final", [a, Var(s["c"], 1, array=True)], dim)
+        return self.let(row, ctype, "", [a], dim)
+
+
+_LARGEST = (ReduceKind.MAX, ReduceKind.ARGMAX, ReduceKind.KMAX, ReduceKind.ARGKMAX)
+_STORAGE_BYTES = {"__half": 2, "__nv_bfloat16": 2, "float": 4, "double": 8, "kc_i32": 4, "kc_i64": 8,
+                  "unsigned char": 1}
+
+
+def _size_of(index: str) -> str:
+    return "N" if index == "i" else "M"
+
+
+def _literal(value: bool | int | float, dtype: DType) -> str:
+    if dtype.is_bool:
+        return "true" if value else "false"
+    if dtype.is_float:
+        value = float(value)
+        if value != value:
+            return "KC_QNAN"
+        if value in (float("inf"), float("-inf")):
+            return "KC_INF" if value > 0 else "(-KC_INF)"
+        return f"({value.hex()})"
+    return "KC_I64_MIN" if value == -(1 << 63) else f"{int(value)}LL"

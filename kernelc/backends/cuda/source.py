@@ -1,0 +1,60 @@
+"""Rendering a kernel to CUDA C++: the layout knobs of a schedule, the jinja2 templates, and the
+launch geometry of each generated function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from kernelc.backends.cuda.codegen import STORAGE, Function, Generator, Layout
+from kernelc.backends.interface import Schedule, Sizes
+from kernelc.ir.nodes import Kernel
+from kernelc.ir.passes.split_passes import Stage, split_passes
+
+TEMPLATES = Path(__file__).parent / "templates"
+_ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+                          keep_trailing_newline=True)
+CODEGEN_VERSION = "1"  # bump when generated code changes without the templates or the IR changing
+
+
+def layout_of(schedule: Schedule) -> Layout:
+    default = Layout()
+    return Layout(block=int(schedule.get("block", default.block)), rows=int(schedule.get("rows", default.rows)),
+                  tile=int(schedule.get("tile", default.tile)), stage=bool(schedule.get("stage", default.stage)))
+
+
+def schedule_of(backend: str, sizes: Sizes, layout: Layout) -> Schedule:
+    return Schedule.of(backend, dims=sizes.dims, block=layout.block, rows=layout.rows, tile=layout.tile,
+                       stage=layout.stage)
+
+
+@dataclass
+class Rendered:
+    """One single-pass stage as CUDA C++: the source and its `__global__` functions."""
+
+    stage: Stage
+    source: str
+    functions: list[Function]
+
+    def grid(self, function: Function, sizes: Sizes, layout: Layout) -> int:
+        """Blocks to launch for `function` (0: nothing to do)."""
+        rows = {"N": sizes.n, "M": sizes.m, "1": 1}[function.rows_size]
+        per_block = layout.block * len(function.rows)
+        return -(-rows // per_block)
+
+
+def render_stage(stage: Stage, dims: dict[str, int], layout: Layout) -> Rendered:
+    kernel = stage.kernel
+    functions = Generator(kernel, dims, layout).functions()
+    source = _ENV.get_template("kernel.cu.j2").render(
+        functions=functions, tile=layout.tile, block_size=layout.block,
+        params=[{"storage": STORAGE[p.type.dtype]} for p in kernel.params],
+        outputs=[{"storage": STORAGE[o.type.dtype]} for o in kernel.outputs])
+    return Rendered(stage, f"/* kernelc {kernel.name}: {layout} */\n{source}", functions)
+
+
+def render(kernel: Kernel, dims: dict[str, int], layout: Layout) -> list[Rendered]:
+    """Every stage of `kernel` (a multi-pass kernel runs as several single-pass ones)."""
+    return [render_stage(stage, dims, layout) for stage in split_passes(kernel)]
