@@ -108,7 +108,7 @@ class Kernel:
         call = runtime.allocate(self.ir, bound)
         executable.run(call)
         outs = call.outputs
-        if bound.library is not None:
+        if bound.library is not None and not bound.on_device:
             outs = [bound.library.from_dlpack(o) for o in outs]
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -117,6 +117,9 @@ class Kernel:
         this kernel (a backend that cannot is remembered in `self.skipped` with its reason)."""
         if not isinstance(name, str) or name != "auto":
             chosen = registry.get(name, raw)
+            if not chosen.accepts(raw):
+                raise KernelArgumentError("backend", f"the backend '{name}' cannot read these arrays (they live on a GPU)",
+                                          hint="pass NumPy arrays, or use backend='cuda'")
             self.last_backend = chosen.name
             return self._executable(chosen, bound)
         for chosen in registry.auto_order(raw):
@@ -150,7 +153,7 @@ class Kernel:
         if memo not in self._tunings:
             found = tuner.stored(self, backend, bound.sizes) if mode != "force" else None
             if found is None and mode in ("on", "force"):
-                found = tuner.tune(self, backend, bound)
+                found = tuner.tune(self, backend, bound.on_host())
                 tuner.save(self, backend, bound.sizes, found)
             self._tunings[memo] = found
         self._last_tuning = self._tunings[memo] or self._last_tuning
@@ -163,7 +166,7 @@ class Kernel:
         bound = runtime.bind(self.ir, args, kwargs)
         raw = dict(zip([p.name for p in self.ir.params], args)) | kwargs
         chosen = registry.get(registry.default_name() if backend is None else backend, raw)
-        result = tuner.tune(self, chosen, bound, budget, progress)
+        result = tuner.tune(self, chosen, bound.on_host(), budget, progress)
         tuner.save(self, chosen, bound.sizes, result)
         for mode in ("cached", "on"):
             self._tunings[(chosen.name, tuner.bucket(bound.sizes), mode)] = result
@@ -206,7 +209,7 @@ class Kernel:
                 return call.outputs
 
             chosen, self.variant_report = measure.choose(
-                self.optimized, self.variants(), bound.inputs, bound.sizes, self.tolerance,
+                self.optimized, self.variants(), bound.on_host().inputs, bound.sizes, self.tolerance,
                 run=lambda name, ir, inputs, sizes: run(backend, ir, name != "exact", inputs, sizes),
                 reference=lambda ir, inputs, sizes: run(registry.get("numpy"), ir, False, inputs, sizes))
             name = next(r.name for r in self.variant_report if r.chosen)

@@ -23,14 +23,20 @@ C_PLUGIN = Path(__file__).parents[1] / "examples" / "plugins" / "kernelc-c"
 sys.path.insert(0, str(C_PLUGIN))
 import kernelc_c  # noqa: E402
 
+from kernelc.backends import registry  # noqa: E402
+from kernelc.backends.cuda import emulate  # noqa: E402
+
 BACKENDS = ["numpy", "numpy-small-tiles", "llvm"] + (["kernelc_c:backend"] if kernelc_c.backend.available() else [])
+# The CUDA backend's source run on CPU threads, and on a GPU where there is one.
+BACKENDS += ["kernelc.backends.cuda.emulate:backend"] if emulate.backend.available() else []
+BACKENDS += ["cuda"] if registry.availability(registry.registry()["cuda"]).ok else []
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda name: name.split(":")[0])
+@pytest.fixture(params=BACKENDS, ids=lambda name: "cuda-emulated" if "emulate" in name else name.split(":")[0])
 def run(request):
     """Run a kernel on every backend (the NumPy one also with tiny tiles, so that partial
-    states are merged; the example C plugin when a C compiler is here): each must satisfy the
-    same assertions."""
+    states are merged; the example C plugin when a C compiler is here; the CUDA backend's code
+    emulated on the CPU, and on the GPU when there is one): each must satisfy the same assertions."""
     return backend_runner(request.param)
 
 

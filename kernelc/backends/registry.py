@@ -21,7 +21,8 @@ from kernelc.errors import BackendUnavailableError, KernelArgumentError, Kernelc
 from kernelc.plugins import ENTRY_POINT_GROUP, api_mismatch
 
 # Built-ins, also declared as entry points: found here too when kernelc runs from a source tree.
-_BUILTINS = {"numpy": "kernelc.backends.numpy:backend", "llvm": "kernelc.backends.llvm:backend"}
+_BUILTINS = {"numpy": "kernelc.backends.numpy:backend", "llvm": "kernelc.backends.llvm:backend",
+             "cuda": "kernelc.backends.cuda:backend"}
 
 
 @dataclass(frozen=True)

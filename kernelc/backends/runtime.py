@@ -29,9 +29,23 @@ _MAX_OUTPUT_BYTES = 1 << 40  # refuse to allocate absurd outputs (1 TiB) before 
 class Bound:
     """A validated call before outputs exist: arrays by name and the sizes."""
 
-    inputs: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray]  # or device arrays (CuPy), checked alike, for backends that take them
     sizes: Sizes
     library: Any  # the array module of the inputs, to give outputs back in (None: NumPy)
+
+    @property
+    def on_device(self) -> bool:
+        return any(_on_device(a) for a in self.inputs.values())
+
+    def on_host(self) -> "Bound":
+        """The same call with device arrays copied to NumPy (to sample rows for tuning)."""
+        if not self.on_device:
+            return self
+        return Bound({k: a.get() if _on_device(a) else a for k, a in self.inputs.items()}, self.sizes, None)
+
+
+def _on_device(array: Any) -> bool:
+    return hasattr(array, "__cuda_array_interface__")
 
 
 def bind(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
@@ -123,7 +137,9 @@ def _np_name(dt: DType) -> str:
 
 
 def _to_numpy(p: Param, raw: Any) -> np.ndarray:
-    if isinstance(raw, np.ndarray):
+    """A NumPy view of `raw`; a GPU array (CuPy) is kept as it is: its dtype and shape are checked
+    like a NumPy array's, and only a backend that accepts it (cuda) reads its memory."""
+    if isinstance(raw, np.ndarray) or _on_device(raw):
         return raw
     try:
         if hasattr(raw, "__array_interface__") or hasattr(raw, "__array__"):
@@ -236,7 +252,8 @@ def allocate(kernel: Kernel, bound: Bound) -> Call:
             raise KernelArgumentError(None, f"the output {out.type} would take {nbytes / 2**30:.0f} GiB (shape {shape})",
                                       hint="reduce over an index instead of returning the full matrix")
         try:
-            outputs.append(np.empty(shape, dtype=out.type.dtype.numpy))
+            empty = bound.library.empty if bound.on_device else np.empty
+            outputs.append(empty(shape, dtype=out.type.dtype.numpy))
         except MemoryError:
             raise KernelArgumentError(None, f"not enough memory for the output {out.type} of shape {shape}") from None
     return Call(bound.inputs, bound.sizes, outputs)

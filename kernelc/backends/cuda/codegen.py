@@ -127,8 +127,8 @@ class Layout:
 
 
 class Generator:
-    def __init__(self, kernel: Kernel, dims: dict[str, int], layout: Layout) -> None:
-        self.kernel, self.dims, self.layout = kernel, dims, layout
+    def __init__(self, kernel: Kernel, dims: dict[str, int], layout: Layout, prefix: str = "kc") -> None:
+        self.kernel, self.dims, self.layout, self.prefix = kernel, dims, layout, prefix
         self.params = {p.name: k for k, p in enumerate(kernel.params)}
         self.counter = 0
         self.scratch = 0
@@ -157,7 +157,7 @@ class Generator:
         groups: dict[str | None, list[int]] = {}
         for k, out in enumerate(self.kernel.outputs):
             groups.setdefault(out.type.index[0] if out.type.index else None, []).append(k)
-        return [self.function(f"kc_group{g}", outer, ks) for g, (outer, ks) in enumerate(groups.items())]
+        return [self.function(f"{self.prefix}_group{g}", outer, ks) for g, (outer, ks) in enumerate(groups.items())]
 
     def function(self, name: str, outer: str | None, outs: list[int]) -> Function:
         self.scratch, self.staged = 0, {}

@@ -45,16 +45,17 @@ class Rendered:
         return -(-rows // per_block)
 
 
-def render_stage(stage: Stage, dims: dict[str, int], layout: Layout) -> Rendered:
+def render_stage(stage: Stage, dims: dict[str, int], layout: Layout, prefix: str = "kc") -> Rendered:
+    """`prefix` names the functions, so that several kernels can share one translation unit."""
     kernel = stage.kernel
-    functions = Generator(kernel, dims, layout).functions()
+    functions = Generator(kernel, dims, layout, prefix).functions()
     source = _ENV.get_template("kernel.cu.j2").render(
-        functions=functions, tile=layout.tile, block_size=layout.block,
+        functions=functions, tile=layout.tile,
         params=[{"storage": STORAGE[p.type.dtype]} for p in kernel.params],
         outputs=[{"storage": STORAGE[o.type.dtype]} for o in kernel.outputs])
     return Rendered(stage, f"/* kernelc {kernel.name}: {layout} */\n{source}", functions)
 
 
-def render(kernel: Kernel, dims: dict[str, int], layout: Layout) -> list[Rendered]:
+def render(kernel: Kernel, dims: dict[str, int], layout: Layout, prefix: str = "kc") -> list[Rendered]:
     """Every stage of `kernel` (a multi-pass kernel runs as several single-pass ones)."""
-    return [render_stage(stage, dims, layout) for stage in split_passes(kernel)]
+    return [render_stage(stage, dims, layout, f"{prefix}{k}") for k, stage in enumerate(split_passes(kernel))]

@@ -2,9 +2,12 @@
    ir/monoids.py in CUDA C++. f16 and bf16 values are computed in float and rounded only where the
    program stores or casts; f32 in float; f64 in double; integers wrap. The same text compiles with
    NVRTC/nvcc for the GPU and with a host C++ compiler through kc_emulate.h. */
+#ifndef KC_CUDA_H
+#define KC_CUDA_H
 #ifndef KC_EMULATE
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#pragma nv_diag_suppress 177 /* a helper "declared but never referenced": each kernel uses a few */
 #endif
 
 typedef long long kc_i64;
@@ -211,3 +214,4 @@ template <class T, int K> KC_D void kc_kbest_insert(T (&v)[K], kc_i64 (&ix)[K], 
     ix[p] = j;
 }
 template <class A> KC_D double kc_mean(A total, kc_i64 count) { return (double)total / (double)count; }
+#endif /* KC_CUDA_H */
