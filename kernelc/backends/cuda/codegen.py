@@ -97,9 +97,18 @@ class Row:
 
 @dataclass
 class Staged:
+    """An input indexed by the inner index, copied into the shared-memory tile: all such inputs
+    of one storage type interleave in one record per element (`width` values, padded to 16
+    bytes so that a thread reads a record with vector loads)."""
+
     param: int
     storage: str
     dim: int
+    offset: int  # within its record
+
+    @property
+    def record(self) -> str:
+        return f"SR_{_SHORT[self.storage]}"
 
 
 @dataclass
@@ -113,6 +122,7 @@ class Function:
     rows: list[Row]
     has_loop: bool
     staged: list[Staged]
+    records: dict[str, tuple[str, int]]  # shared-memory record name -> (storage, padded width)
     scratch: int  # bytes per thread
 
 
@@ -166,8 +176,9 @@ class Generator:
         top = Scope(0, None)
         rows = [self.row(r, outer, outs, reds, top) for r in range(self.layout.rows if outer else 1)]
         staged = sorted(self.staged.values(), key=lambda s: s.param)
+        records = {s.record: (s.storage, self.record_width(s.storage)) for s in staged}
         return Function(name, outer or "r", inner, _size_of(outer) if outer else "1", _size_of(inner), top.body,
-                        rows, bool(reds), staged, self.scratch)
+                        rows, bool(reds), staged, records, self.scratch)
 
     def row(self, number: int, outer: str | None, outs: list[int], reds: list[Node], top: Scope) -> Row:
         self.names = {self.inner: self.inner}
@@ -254,19 +265,29 @@ class Generator:
         number = self.params[node.arg]
         t = self.kernel.param(node.arg).type
         if scope.staged and t.index == (self.inner,) and self.stageable(number, dim):
-            return Var("", dim, f"kc_load(S{number}[{{}}])", f"jj * {dim}" if dim > 1 else "jj")
+            staged = self.staged[number]
+            base = f"jj * W_{staged.record} + {staged.offset}" if staged.offset else f"jj * W_{staged.record}"
+            return Var("", dim, f"kc_load({staged.record}[{{}}])", base)
         return Var("", dim, f"kc_load(P{number}[{{}}])", self.offset(t.index, dim))
 
+    def record_width(self, storage: str, extra: int = 0) -> int:
+        """The padded width of the shared-memory record of `storage` values (with `extra` more)."""
+        width = sum(s.dim for s in self.staged.values() if s.storage == storage) + extra
+        per_16_bytes = max(1, 16 // _STORAGE_BYTES[storage])
+        return width if width <= 1 else -(-width // per_16_bytes) * per_16_bytes
+
     def stageable(self, number: int, dim: int) -> bool:
-        """Whether input `number` joins the shared-memory tile (all staged inputs stay within
+        """Whether input `number` joins the shared-memory tile (all records stay within
         SHARED_BYTES for the layout's tile)."""
         if number in self.staged:
             return True
         storage = STORAGE[self.kernel.params[number].type.dtype]
-        used = sum(s.dim * _STORAGE_BYTES[s.storage] for s in self.staged.values())
-        if (used + dim * _STORAGE_BYTES[storage]) * self.layout.tile > SHARED_BYTES:
+        storages = {s.storage for s in self.staged.values()} | {storage}
+        record_bytes = sum(self.record_width(st, dim if st == storage else 0) * _STORAGE_BYTES[st] for st in storages)
+        if record_bytes * self.layout.tile > SHARED_BYTES:
             return False
-        self.staged[number] = Staged(number, storage, dim)
+        offset = sum(s.dim for s in self.staged.values() if s.storage == storage)
+        self.staged[number] = Staged(number, storage, dim, offset)
         return True
 
     def let(self, scope: Scope, ctype: str, fn: str, args: list[Var], dim: int) -> Var:
@@ -336,6 +357,8 @@ class Generator:
 
 
 _LARGEST = (ReduceKind.MAX, ReduceKind.ARGMAX, ReduceKind.KMAX, ReduceKind.ARGKMAX)
+_SHORT = {"__half": "h", "__nv_bfloat16": "bh", "float": "f", "double": "d", "kc_i32": "i", "kc_i64": "l",
+          "unsigned char": "b"}
 _STORAGE_BYTES = {"__half": 2, "__nv_bfloat16": 2, "float": 4, "double": 8, "kc_i32": 4, "kc_i64": 8,
                   "unsigned char": 1}
 

@@ -69,10 +69,13 @@ class DeviceExecutable:
         cp = cupy()
         self.dims = dict(schedule.get("dims") or ())
         self.layout = layout_of(schedule)
+        # a tolerance variant (the generic approx_math knob) may use the hardware's approximate
+        # exp/log/division and flush subnormals; its error is measured before it is chosen
+        options = nvrtc_options() + (("--use_fast_math",) if schedule.get("approx_math") else ())
         self.stages: list[tuple[Rendered, list[Any]]] = []
         for rendered in render(kernel, self.dims, self.layout):
             try:
-                module = cp.RawModule(code=rendered.source, options=nvrtc_options())
+                module = cp.RawModule(code=rendered.source, options=options)
                 functions = [module.get_function(f.name) for f in rendered.functions]
             except cp.cuda.compiler.CompileException as err:
                 raise CompilationError(f"NVRTC rejected the generated CUDA source of '{kernel.name}': {err}") from None

@@ -25,6 +25,7 @@ extern "C" int kc_emu_launch(unsigned grid_x, unsigned grid_y, unsigned block, v
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
 #define __syncthreads() kc_emu_syncthreads()
 #define warpSize 32
 
