@@ -178,7 +178,12 @@ template <class A, class T> KC_D void kc_lse_combine(A &m, A &s, T m2, T s2) {
     m = mn;
 }
 template <class A, class T, class U> KC_D void kc_lse_update(A &m, A &s, T v, U weight) {
-    T w = (T)weight, mb = w == 0 ? kc_lowest<T>() : v;  /* a zero weight cannot raise the maximum */
+    T w = (T)weight;
+    if (w != 0 && v < m) {  /* the common case: below the running maximum, one exp */
+        s += (A)(kc_exp(v - (T)m) * w);
+        return;
+    }
+    T mb = w == 0 ? kc_lowest<T>() : v;  /* a zero weight cannot raise the maximum */
     T tb = w == 0 ? (v < kc_highest<T>() ? (T)0 : (T)KC_QNAN) : kc_scale(v, mb) * w;
     kc_lse_combine(m, s, mb, tb);
 }
@@ -203,6 +208,7 @@ template <class T> KC_D bool kc_kbest_before(T v, kc_i64 j, T w, kc_i64 at, bool
     return largest ? v > w : v < w;
 }
 template <class T, int K> KC_D void kc_kbest_insert(T (&v)[K], kc_i64 (&ix)[K], T x, kc_i64 j, bool largest) {
+    if (largest ? x < v[K - 1] : x > v[K - 1]) return;  /* the common case: strictly worse than the last */
     if (!kc_kbest_before(x, j, v[K - 1], ix[K - 1], largest)) return;
     int p = K - 1;
     while (p > 0 && kc_kbest_before(x, j, v[p - 1], ix[p - 1], largest)) {
