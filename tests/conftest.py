@@ -28,11 +28,13 @@ from kernelc.backends.cuda import emulate  # noqa: E402
 
 BACKENDS = ["numpy", "numpy-small-tiles", "llvm"] + (["kernelc_c:backend"] if kernelc_c.backend.available() else [])
 # The CUDA backend's source run on CPU threads, and on a GPU where there is one.
-BACKENDS += ["kernelc.backends.cuda.emulate:backend"] if emulate.backend.available() else []
+BACKENDS += ["kernelc.backends.cuda.emulate:backend", "kernelc.backends.cuda.emulate:split_backend"] \
+    if emulate.backend.available() else []
 BACKENDS += ["cuda"] if registry.availability(registry.registry()["cuda"]).ok else []
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda name: "cuda-emulated" if "emulate" in name else name.split(":")[0])
+@pytest.fixture(params=BACKENDS, ids=lambda name: name.split(":")[-1].replace("backend", "cuda-emulated") if "emulate" in name
+                else name.split(":")[0])
 def run(request):
     """Run a kernel on every backend (the NumPy one also with tiny tiles, so that partial
     states are merged; the example C plugin when a C compiler is here; the CUDA backend's code

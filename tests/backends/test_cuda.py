@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 
 import kernelc as kc
 from kernelc.backends import registry, runtime
-from kernelc.backends.cuda import CANDIDATES, DEFAULT, emulate
+from kernelc.backends.cuda import CANDIDATES, DEFAULT, backend, emulate
 from kernelc.backends.cuda.source import TEMPLATES, render
 from kernelc.backends.cuda.toolchain import ARCHITECTURES, compile_check, compiler_name, parse_ptxas
 from kernelc.explain import random_arguments
@@ -76,7 +76,7 @@ def test_every_test_program_compiles_without_spills(test_programs, arch):
 
 
 @needs_cuda_compiler
-@pytest.mark.parametrize("layout", CANDIDATES[1:], ids=str)
+@pytest.mark.parametrize("layout", CANDIDATES[1:] + [emulate.SPLIT_LAYOUT], ids=str)
 def test_every_candidate_layout_compiles(layout):
     kernels = _examples()
     resources = compile_check(_batch(kernels, layout), "sm_80")
@@ -162,3 +162,14 @@ def test_emulator_probe_compiles_for_the_gpu():
 
 def test_cuda_backend_is_registered_with_its_reason():
     assert "cuda" in registry.registry()
+
+
+def test_few_rows_split_the_inner_index_across_blocks():
+    from kernelc.backends.interface import Sizes
+
+    knn = kc.kernel("kernel knn(x: f32[i, D], y: f32[j, D]) -> i64[i, 10] { return argkmin[j, 10](sqdist(x, y)) }")
+    few = backend.default_schedule(knn.optimized, Sizes(1000, 10**6, (("D", 3),)))
+    many = backend.default_schedule(knn.optimized, Sizes(10**5, 10**5, (("D", 3),)))
+    assert few.get("split") > 1 and many.get("split") == 1
+    functions = [f.name for r in render(knn.optimized, {"D": 3}, emulate.SPLIT_LAYOUT) for f in r.functions]
+    assert functions == ["kc0_group0_partial", "kc0_group0_combine"]

@@ -121,6 +121,8 @@ class Function:
     top: list[Stmt]
     rows: list[Row]
     has_loop: bool
+    mode: str  # "whole"; or with j split across blocks "partial" (states out) then "combine"
+    state_bytes: int  # per row and split, in the partial/combine state buffer
     staged: list[Staged]
     records: dict[str, tuple[str, int]]  # shared-memory record name -> (storage, padded width)
     scratch: int  # bytes per thread
@@ -134,6 +136,7 @@ class Layout:
     rows: int = 1
     tile: int = 64
     stage: bool = True
+    split: int = 1  # > 1: the inner index is split across that many blocks, states combined after
 
 
 class Generator:
@@ -167,20 +170,29 @@ class Generator:
         groups: dict[str | None, list[int]] = {}
         for k, out in enumerate(self.kernel.outputs):
             groups.setdefault(out.type.index[0] if out.type.index else None, []).append(k)
-        return [self.function(f"{self.prefix}_group{g}", outer, ks) for g, (outer, ks) in enumerate(groups.items())]
+        functions = []
+        for g, (outer, ks) in enumerate(groups.items()):
+            name = f"{self.prefix}_group{g}"
+            if self.layout.split > 1 and any(n.op is Op.REDUCE for n in walk([self.kernel.outputs[k].value for k in ks])):
+                functions += [self.function(f"{name}_partial", outer, ks, "partial"),
+                              self.function(f"{name}_combine", outer, ks, "combine")]
+            else:
+                functions.append(self.function(name, outer, ks, "whole"))
+        return functions
 
-    def function(self, name: str, outer: str | None, outs: list[int]) -> Function:
-        self.scratch, self.staged = 0, {}
+    def function(self, name: str, outer: str | None, outs: list[int], mode: str) -> Function:
+        self.scratch, self.staged, self.state_bytes = 0, {}, 0
         reds = [n for n in walk([self.kernel.outputs[k].value for k in outs]) if n.op is Op.REDUCE]
         self.inner = inner = reds[0].arg.index if reds else ("j" if outer == "i" else "i")
         top = Scope(0, None)
-        rows = [self.row(r, outer, outs, reds, top) for r in range(self.layout.rows if outer else 1)]
+        rows = [self.row(r, outer, outs, reds, top, mode) for r in range(self.layout.rows if outer else 1)]
+        rows_size = _size_of(outer) if outer else "1"
         staged = sorted(self.staged.values(), key=lambda s: s.param)
         records = {s.record: (s.storage, self.record_width(s.storage)) for s in staged}
-        return Function(name, outer or "r", inner, _size_of(outer) if outer else "1", _size_of(inner), top.body,
-                        rows, bool(reds), staged, records, self.scratch)
+        return Function(name, outer or "r", inner, rows_size, _size_of(inner), top.body, rows,
+                        bool(reds) and mode != "combine", mode, self.state_bytes, staged, records, self.scratch)
 
-    def row(self, number: int, outer: str | None, outs: list[int], reds: list[Node], top: Scope) -> Row:
+    def row(self, number: int, outer: str | None, outs: list[int], reds: list[Node], top: Scope, mode: str) -> Row:
         self.names = {self.inner: self.inner}
         if outer:
             self.names[outer] = f"{outer}{number}"
@@ -189,9 +201,25 @@ class Generator:
         tile_start: list[Stmt] = []
         tile_end: list[Stmt] = []
         states = [self.reduction_init(r, row, tile_start) for r in reds]
-        for r, state in zip(reds, states):
-            self.reduction_update(r, state, loop, tile_end)
+        if mode != "combine":
+            for r, state in zip(reds, states):
+                self.reduction_update(r, state, loop, tile_end)
+        self.state_bytes = 0  # every row's record has the same layout
+        slots = [self.slots(state) for state in states]
+        base = f"st{number}_"
+        if mode == "combine":
+            others = [dict(state, s=self.state(row, r.arg.kind, state["total"]["ctype"], state["dim"])) for r, state
+                      in zip(reds, states)]
+            for other in others:
+                row.body.append(Stmt("red_init", other))
         before, row.body = row.body, []
+        if mode == "partial":
+            row.body += [Stmt("red_save", dict(slots=slot, base=base)) for slot in slots]
+            return Row(number, before, loop.body, tile_start, tile_end, row.body)
+        if mode == "combine":
+            body = [Stmt("red_load", dict(slots=self.slots(other, slot), base=base)) for other, slot in zip(others, slots)]
+            body += [Stmt("red_combine", dict(state, s=state["total"], t=other["s"])) for state, other in zip(states, others)]
+            row.body.append(Stmt("splits", dict(body=body, base=base, row=f"row{number}_", bytes=self.state_bytes)))
         for r, state in zip(reds, states):
             row.vars[r] = self.reduction_final(r, state, row)
         for k in outs:
@@ -331,6 +359,25 @@ class Generator:
             c = self.declare(row, ctype, 1, array=True)
         return dict(a=a, b=b, c=c, ctype=ctype)
 
+    def slots(self, state: dict[str, Any], like: list[tuple[str, str, int, int]] | None = None
+              ) -> list[tuple[str, str, int, int]]:
+        """(variable, type, count, byte offset) of each part of a state in the state buffer's
+        record of a row: 8 bytes per value. `like`: the offsets of another state of the same shape."""
+        s = state.get("s") or state["total"]
+        parts = [(s["a"], s["ctype"], state["dim"])]
+        if s["b"]:
+            index = state["red"] in ("argmax", "argmin", "kmin", "kmax", "argkmin", "argkmax")
+            parts.append((s["b"], "kc_i64" if index else s["ctype"], 1 if state["red"] == "softmax" else state["dim"]))
+        if s["c"]:
+            parts.append((s["c"], s["ctype"], 1))
+        if like is not None:
+            return [(name, ctype, count, offset) for (name, ctype, count), (_, _, _, offset) in zip(parts, like)]
+        found = []
+        for name, ctype, count in parts:
+            found.append((name, ctype, count, self.state_bytes))
+            self.state_bytes += 8 * count
+        return found
+
     def reduction_update(self, r: Node, state: dict[str, Any], loop: Scope, tile_end: list[Stmt]) -> None:
         args = [self.value(s, loop) for s in r.src]
         if len(args) == 1:
@@ -339,7 +386,7 @@ class Generator:
         loop.body.append(Stmt("red_update", dict(state, s=target, v=args[0], w=args[1],
                                                  index=self.names[self.inner])))
         if state["blocked"]:
-            tile_end.append(Stmt("red_fold", dict(state, s=state["total"], t=state["tile"])))
+            tile_end.append(Stmt("red_combine", dict(state, s=state["total"], t=state["tile"])))
 
     def reduction_final(self, r: Node, state: dict[str, Any], row: Scope) -> Var:
         kind, dim, ctype = r.arg.kind, state["dim"], CTYPE[r.dtype]

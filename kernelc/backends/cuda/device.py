@@ -72,11 +72,11 @@ class DeviceExecutable:
         # a tolerance variant (the generic approx_math knob) may use the hardware's approximate
         # exp/log/division and flush subnormals; its error is measured before it is chosen
         options = nvrtc_options() + (("--use_fast_math",) if schedule.get("approx_math") else ())
-        self.stages: list[tuple[Rendered, list[Any]]] = []
+        self.stages: list[tuple[Rendered, dict[str, Any]]] = []
         for rendered in render(kernel, self.dims, self.layout):
             try:
                 module = cp.RawModule(code=rendered.source, options=options)
-                functions = [module.get_function(f.name) for f in rendered.functions]
+                functions = {f.name: module.get_function(f.name) for f in rendered.functions}
             except cp.cuda.compiler.CompileException as err:
                 raise CompilationError(f"NVRTC rejected the generated CUDA source of '{kernel.name}': {err}") from None
             self.stages.append((rendered, functions))
@@ -100,13 +100,15 @@ class DeviceExecutable:
                 outputs = [cp.empty(shape, np.uint16 if o.type.dtype is DType.BF16 else o.type.dtype.numpy)
                            for o, shape in zip(kernel.outputs, output_shapes(kernel, call.sizes))]
             arrays = [inputs[p.name] for p in kernel.params] + outputs
-            for function, launch in zip(rendered.functions, functions):
-                grid = rendered.grid(function, call.sizes, self.layout)
-                if grid == 0:
-                    continue
-                scratch = cp.empty(max(1, grid * self.layout.block * function.scratch), cp.uint8)
-                launch((grid,), (self.layout.block,), (*arrays, np.int64(call.sizes.n), np.int64(call.sizes.m),
-                                                       scratch))
+            states = cp.empty(1, cp.uint8)
+            for launch in rendered.launches(call.sizes, self.layout):
+                f = launch.function
+                scratch = cp.empty(max(1, launch.grid_x * launch.grid_y * self.layout.block * f.scratch), cp.uint8)
+                if f.mode == "partial":
+                    states = cp.empty(max(1, launch.state_bytes), cp.uint8)
+                functions[f.name]((launch.grid_x, launch.grid_y), (self.layout.block,),
+                                  (*arrays, np.int64(call.sizes.n), np.int64(call.sizes.m), scratch, states,
+                                   np.int64(launch.chunk), np.int32(launch.splits)))
             if not last:
                 inputs.update(zip(self.stages[k + 1][0].stage.temporaries, outputs))
             elif not on_device:

@@ -29,10 +29,12 @@ from kernelc.plugins import API_VERSION
 # -fwrapv: integers wrap as on the GPU; -ffp-contract=off: no FMA contraction (the GPU's may differ
 # by an ulp, within the precision rules); -O1 keeps building each test kernel fast.
 FLAGS = ["-std=c++20", "-O1", "-fPIC", "-shared", "-fwrapv", "-ffp-contract=off", "-fno-math-errno"]
-# Small enough that the tests' arrays cross several blocks, rows per thread and tiles.
+# Small enough that the tests' arrays cross several blocks, rows per thread and tiles; the split
+# layout also cuts the inner index across 3 blocks whose partial states are combined.
 TEST_LAYOUT = Layout(block=32, rows=2, tile=8, stage=True)
+SPLIT_LAYOUT = Layout(block=32, rows=1, tile=4, stage=True, split=3)
 _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                          ctypes.c_uint, ctypes.c_uint)
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint)
 
 
 def compiler() -> str | None:
@@ -74,10 +76,10 @@ class EmulatedExecutable:
         self.dims = dict(schedule.get("dims") or ())
         self.layout = layout_of(schedule)
         include = ["-DKC_EMULATE", "-include", str(TEMPLATES / "kc_emulate.h"), "-x", "c++"]
-        self.stages: list[tuple[Rendered, list[Any], ctypes.CDLL]] = []
+        self.stages: list[tuple[Rendered, dict[str, Any], ctypes.CDLL]] = []
         for rendered in render(kernel, self.dims, self.layout):
             library = ctypes.CDLL(str(_build(rendered.source, kernel.name, include)))
-            entries = [_ENTRY((f"{f.name}_emulated", library)) for f in rendered.functions]
+            entries = {f.name: _ENTRY((f"{f.name}_emulated", library)) for f in rendered.functions}
             self.stages.append((rendered, entries, library))
 
     def run(self, call: Call) -> None:
@@ -91,25 +93,26 @@ class EmulatedExecutable:
                                                  for o, shape in zip(kernel.outputs, output_shapes(kernel, call.sizes))]
             arrays = [np.ascontiguousarray(inputs[p.name]) for p in kernel.params] + list(outputs)
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-            for function, entry in zip(rendered.functions, entries):
-                grid = rendered.grid(function, call.sizes, self.layout)
-                if grid == 0:
-                    continue
-                scratch = np.empty(max(1, grid * self.layout.block * function.scratch), np.uint8)
-                if entry(pointers, call.sizes.n, call.sizes.m, scratch.ctypes.data, grid, self.layout.block) != 0:
-                    raise RuntimeError(f"the emulated launch of {function.name} failed")
+            states = np.empty(1, np.uint8)
+            for launch in rendered.launches(call.sizes, self.layout):
+                f = launch.function
+                scratch = np.empty(max(1, launch.grid_x * launch.grid_y * self.layout.block * f.scratch), np.uint8)
+                if f.mode == "partial":
+                    states = np.empty(max(1, launch.state_bytes), np.uint8)
+                if entries[f.name](pointers, call.sizes.n, call.sizes.m, scratch.ctypes.data, states.ctypes.data,
+                                   launch.chunk, launch.splits, launch.grid_x, launch.grid_y, self.layout.block) != 0:
+                    raise RuntimeError(f"the emulated launch of {f.name} failed")
             if not last:
                 inputs.update(zip(self.stages[k + 1][0].stage.temporaries, outputs))
 
 
 class EmulatedCudaBackend:
-    name = "cuda-emulated"
     api_version = API_VERSION
     priority = -10
     description = "the CUDA backend's generated source run on CPU threads (tests only)"
 
-    def __init__(self, layout: Layout = TEST_LAYOUT) -> None:
-        self.layout = layout
+    def __init__(self, layout: Layout = TEST_LAYOUT, name: str = "cuda-emulated") -> None:
+        self.layout, self.name = layout, name
 
     def available(self) -> Availability:
         if compiler() is None:
@@ -130,3 +133,4 @@ class EmulatedCudaBackend:
 
 
 backend = EmulatedCudaBackend()
+split_backend = EmulatedCudaBackend(SPLIT_LAYOUT, "cuda-emulated-split")

@@ -22,12 +22,13 @@ CODEGEN_VERSION = "1"  # bump when generated code changes without the templates 
 def layout_of(schedule: Schedule) -> Layout:
     default = Layout()
     return Layout(block=int(schedule.get("block", default.block)), rows=int(schedule.get("rows", default.rows)),
-                  tile=int(schedule.get("tile", default.tile)), stage=bool(schedule.get("stage", default.stage)))
+                  tile=int(schedule.get("tile", default.tile)), stage=bool(schedule.get("stage", default.stage)),
+                  split=int(schedule.get("split", default.split)))
 
 
 def schedule_of(backend: str, sizes: Sizes, layout: Layout) -> Schedule:
     return Schedule.of(backend, dims=sizes.dims, block=layout.block, rows=layout.rows, tile=layout.tile,
-                       stage=layout.stage)
+                       stage=layout.stage, split=layout.split)
 
 
 @dataclass
@@ -38,11 +39,34 @@ class Rendered:
     source: str
     functions: list[Function]
 
-    def grid(self, function: Function, sizes: Sizes, layout: Layout) -> int:
-        """Blocks to launch for `function` (0: nothing to do)."""
-        rows = {"N": sizes.n, "M": sizes.m, "1": 1}[function.rows_size]
-        per_block = layout.block * len(function.rows)
-        return -(-rows // per_block)
+    def launches(self, sizes: Sizes, layout: Layout) -> list["Launch"]:
+        """Every function's launch, in order (none for a function with no rows)."""
+        size = {"N": sizes.n, "M": sizes.m, "1": 1}
+        found = []
+        for function in self.functions:
+            rows = size[function.rows_size]
+            grid = -(-rows // (layout.block * len(function.rows)))
+            if grid == 0:
+                continue
+            splits = layout.split if function.mode != "whole" else 1
+            chunk = -(-size[function.inner_size] // splits)
+            chunk = -(-chunk // layout.tile) * layout.tile  # whole tiles per block
+            found.append(Launch(function, grid, splits if function.mode == "partial" else 1, chunk, splits,
+                                splits * rows * function.state_bytes))
+        return found
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: a grid of grid_x x grid_y blocks; `state_bytes` of partial states pass
+    from a "partial" function to the "combine" one after it."""
+
+    function: Function
+    grid_x: int
+    grid_y: int
+    chunk: int
+    splits: int
+    state_bytes: int
 
 
 def render_stage(stage: Stage, dims: dict[str, int], layout: Layout, prefix: str = "kc") -> Rendered:
