@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from kernelc import dask as kernelc_dask
 from kernelc.backends import registry, runtime
 from kernelc.backends.interface import Executable, Schedule
 from kernelc.dsl import compile_source
@@ -102,6 +103,8 @@ class Kernel:
         return self.last_backend or "", schedule, executable
 
     def __call__(self, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
+        if kernelc_dask.any_dask(args, kwargs):  # a Dask graph of block tasks instead (kernelc/dask.py)
+            return kernelc_dask.call(self, args, kwargs, backend)
         bound = runtime.bind(self.ir, args, kwargs)
         raw = dict(zip([p.name for p in self.ir.params], args)) | kwargs
         executable = self._select(registry.default_name() if backend is None else backend, raw, bound)

@@ -49,7 +49,7 @@ def _on_device(array: Any) -> bool:
 
 
 def bind(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bound:
-    values = _match_parameters(kernel, args, kwargs)
+    values = match_parameters(kernel, args, kwargs)
     dim_kwargs = {k: v for k, v in kwargs.items() if k in kernel.symbols and k not in values}
     sizes: dict[str, tuple[int, str]] = {}  # "N", "M" and symbols -> (value, who fixed it)
     inputs: dict[str, np.ndarray] = {}
@@ -57,7 +57,7 @@ def bind(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bo
     for p in kernel.params:
         raw = values[p.name]
         library = library or _library_of(raw)
-        arr = _as_array(p, raw)
+        arr = as_array(p, raw)
         _check_shape(p, arr, sizes)
         inputs[p.name] = arr
     for name, value in dim_kwargs.items():
@@ -79,7 +79,7 @@ def bind(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Bo
     return Bound(inputs, Sizes(n, m, dims), library)
 
 
-def _match_parameters(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def match_parameters(kernel: Kernel, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     names = [p.name for p in kernel.params]
     if len(args) > len(names):
         raise KernelArgumentError(None, f"{kernel.name}() takes {len(names)} argument(s) but {len(args)} were given",
@@ -110,7 +110,7 @@ def _library_of(raw: Any) -> Any:
     return lib if lib is not None and hasattr(lib, "from_dlpack") and hasattr(raw, "__dlpack__") else None
 
 
-def _as_array(p: Param, raw: Any) -> np.ndarray:
+def as_array(p: Param, raw: Any) -> np.ndarray:
     want = p.type.dtype
     if isinstance(raw, (bool, int, float, np.bool_, np.integer, np.floating)) and not isinstance(raw, np.ndarray):
         return _from_number(p, raw)
