@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from kernelc.backends import registry, runtime
 from kernelc.errors import KernelArgumentError
 from kernelc.ir.nodes import Param
 from kernelc.ir.passes import cost, fuse, hoist
@@ -80,6 +81,8 @@ def plan(k: Any, backend: str | None, code: bool, n: int, m: int, dims: dict[str
     """What a call on random data of these sizes runs: backend, schedule, the variant chosen
     under a tolerance, and the backend's generated code when it exposes it (`code`)."""
     args = random_arguments(k, n, m, dims)
+    if backend == "cuda" and not registry.availability(registry.registry()["cuda"]).ok:
+        return cuda_source(k, args, code)
     name, schedule, executable = k.compiled(backend=backend, **args)
     parts = [f"=== backend {name}, N={n}, M={m}: schedule {schedule}"]
     for r in k.variant_report:
@@ -89,4 +92,28 @@ def plan(k: Any, backend: str | None, code: bool, n: int, m: int, dims: dict[str
         text = getattr(executable, "code", None)
         parts.append(f"=== generated code ({name})")
         parts.append(text if text else f"(the {name} backend does not expose generated code)")
+    return "\n".join(parts)
+
+
+def cuda_source(k: Any, args: dict[str, object], code: bool) -> str:
+    """Where the CUDA backend cannot run: its schedule and generated source for this call, and
+    the registers and spills ptxas reports when nvcc or NVRTC is here."""
+    from kernelc.backends.cuda import backend as cuda
+    from kernelc.backends.cuda.source import layout_of, render
+    from kernelc.backends.cuda.toolchain import ARCHITECTURES, compile_check, compiler_name
+
+    sizes = runtime.bind(k.ir, (), args).sizes
+    schedule = cuda.default_schedule(k.optimized, sizes)
+    reason = registry.availability(cuda).reason
+    parts = [f"=== backend cuda (cannot run here: {reason}), N={sizes.n}, M={sizes.m}: schedule {schedule}"]
+    if code:
+        rendered = render(k.optimized, dict(sizes.dims), layout_of(schedule))
+        parts.append("=== generated code (cuda)")
+        parts += [r.source for r in rendered]
+        if compiler_name() is not None:
+            for arch in ARCHITECTURES:
+                for r in rendered:
+                    for f in compile_check(r.source, arch):
+                        parts.append(f"ptxas {arch} {f.function}: {f.registers} registers, {f.stack} bytes stack, "
+                                     f"{f.spill_stores} bytes spill stores, {f.spill_loads} bytes spill loads")
     return "\n".join(parts)

@@ -173,3 +173,13 @@ def test_few_rows_split_the_inner_index_across_blocks():
     assert few.get("split") > 1 and many.get("split") == 1
     functions = [f.name for r in render(knn.optimized, {"D": 3}, emulate.SPLIT_LAYOUT) for f in r.functions]
     assert functions == ["kc0_group0_partial", "kc0_group0_combine"]
+
+
+def test_explain_shows_the_cuda_source_where_it_cannot_run():
+    if registry.availability(registry.registry()["cuda"]).ok:
+        pytest.skip("a GPU is here: explain compiles and runs for real")
+    knn = kc.load(EXAMPLES / "knn.kc").knn
+    text = knn.explain(backend="cuda", code=True, n=200, m=5000, dims={"D": 3, "K": 5})
+    assert "cannot run here" in text and "__global__ void kc0_group0_partial" in text
+    if compiler_name() is not None:
+        assert "ptxas sm_90 kc0_group0_combine" in text
