@@ -31,6 +31,18 @@ def storage_type(dt: DType) -> ir.Type:
             DType.F64: F64}[dt]
 
 
+def _host_has_scalef() -> bool:
+    """Whether LLVM lowers a vector ldexp to AVX-512's vscalef on this host (elsewhere it would
+    become a libm call per lane)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    return bool(features.get("avx512f")) and bool(features.get("avx512vl"))
+
+
+_HAS_SCALEF = _host_has_scalef()
+
+
 class Math:
     """Intrinsics and libm calls, declared once per module."""
 
@@ -53,6 +65,14 @@ class Math:
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=sym)
         return b.call(fn, list(args))
+
+    def ldexp(self, b: ir.IRBuilder, x: ir.Value, k: ir.Value) -> ir.Value:
+        """x * 2**k, correctly rounded (overflow to inf, gradual underflow)."""
+        suffix = "f32" if x.type == F32 else "f64"
+        name = f"llvm.ldexp.{suffix}.i{k.type.width}"
+        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(x.type, [x.type, k.type]),
+                                                          name=name)
+        return b.call(fn, [x, k])
 
     def fptosi_sat(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
         suffix = "f32" if x.type == F32 else "f64"
@@ -243,18 +263,22 @@ _EXP2_APPROX = (1.0, 0.6931470036506653, 0.24022234976291656, 0.0555069632828235
 
 def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value) -> ir.Value:
     """2**t for f32 in about 12 instructions, for kernels under a tolerance: t = k + g with
-    k = round(t), a degree-5 polynomial in g, 2**k put into the exponent bits in one step.
-    Results below 2**-126 are 0 (no subnormals), above 2**128 inf; NaN stays NaN; error
-    about 2 ulp, plus for exp the rounding of x * log2(e) (relative |x| 2**-24)."""
+    k = round(t), a degree-5 polynomial in g, 2**k put into the exponent bits in one step (or
+    by vscalefps with AVX-512, which also gives subnormals). Without AVX-512, results below
+    2**-126 are 0; above 2**128 inf; NaN stays NaN; error about 2 ulp, plus for exp the
+    rounding of x * log2(e) (relative |x| 2**-24)."""
     c = lambda v: const(F32, v)  # noqa: E731
     clamped = b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
-    clamped = b.select(b.fcmp_ordered("<", clamped, c(-127.0)), c(-127.0), clamped)
+    low = -151.0 if _HAS_SCALEF else -127.0  # ldexp rounds 2**-151 to 0 and gives subnormals above it
+    clamped = b.select(b.fcmp_ordered("<", clamped, c(low)), c(low), clamped)
     k = m.intrinsic(b, "roundeven", clamped)
     g = b.fsub(clamped, k)
     p = c(_EXP2_APPROX[-1])
     for a in reversed(_EXP2_APPROX[:-1]):
         p = m.intrinsic(b, "fma", p, g, c(a))
     ki = b.fptosi(k, I32)
+    if _HAS_SCALEF:  # vscalefps: 2**k with overflow and underflow in one instruction
+        return b.select(is_nan(b, t), t, m.ldexp(b, p, ki))
     scaled = b.bitcast(b.add(b.bitcast(p, I32), b.shl(ki, const(I32, 23))), F32)
     y = b.select(b.fcmp_ordered("<=", clamped, c(-127.0)), c(0.0), scaled)
     y = b.select(b.fcmp_ordered(">=", clamped, c(128.0)), c(float("inf")), y)
@@ -287,6 +311,8 @@ def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False) -> ir.V
     for a in reversed(coeffs[:-1]):
         p = m.intrinsic(b, "fma", p, r, c(a))
     ki = b.fptosi(k, ity)
+    if _HAS_SCALEF:  # one vscalefps/vscalefpd per vector instead of two exponent-bit steps
+        return b.select(is_nan(b, x), x, m.ldexp(b, p, ki if ity == I32 else b.trunc(ki, I32)))
     k1 = b.ashr(ki, const(ity, 1))
     k2 = b.sub(ki, k1)
     two_k1 = b.bitcast(b.shl(b.add(k1, const(ity, bias)), const(ity, mant)), ty)
