@@ -33,8 +33,11 @@ BACKENDS += ["kernelc.backends.cuda.emulate:backend", "kernelc.backends.cuda.emu
 BACKENDS += ["cuda"] if registry.availability(registry.registry()["cuda"]).ok else []
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda name: name.split(":")[-1].replace("backend", "cuda-emulated") if "emulate" in name
-                else name.split(":")[0])
+_IDS = {"kernelc.backends.cuda.emulate:backend": "cuda-emulated",
+        "kernelc.backends.cuda.emulate:split_backend": "cuda-emulated-split"}
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda name: _IDS.get(name, name.split(":")[0]))
 def run(request):
     """Run a kernel on every backend (the NumPy one also with tiny tiles, so that partial
     states are merged; the example C plugin when a C compiler is here; the CUDA backend's code
