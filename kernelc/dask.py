@@ -22,10 +22,11 @@ import numpy as np
 
 from kernelc.backends import runtime
 from kernelc.errors import KernelArgumentError, UnsupportedKernelError
-from kernelc.ir import nodes
+from kernelc.ir import build, nodes
+from kernelc.ir.dtypes import DType
 from kernelc.ir.ops import Op
 from kernelc.ir.passes import partial
-from kernelc.ir.passes.split_passes import split_passes
+from kernelc.ir.passes.split_passes import split_passes, substitute
 from kernelc.ir.verify import verify
 
 
@@ -57,10 +58,28 @@ class _Group:
     finish: Any  # api.Kernel of the epilogue
 
 
+OFFSET = "__offset_"  # + index name: where a block starts, for kernels that read `i` or `j`
+
+
+def _global_indices(kernel: nodes.Kernel) -> nodes.Kernel:
+    """`kernel` with `i` and `j` read as block-start parameters plus the block's own index, so
+    that a kernel run on a block sees the whole array's indices (masks like `j <= i`)."""
+    found = sorted({n.arg for n in nodes.walk([o.value for o in kernel.outputs]) if n.op is Op.INDEX})
+    if not found:
+        return kernel
+    params = tuple(nodes.Param(OFFSET + ix, nodes.TensorType(DType.I64, (), None)) for ix in found)
+    mapping = {build.index(ix): build.make(Op.ADD, build.index(ix), build.param(p.name, p.type))
+               for ix, p in zip(found, params)}
+    roots = substitute([o.value for o in kernel.outputs], mapping)
+    outputs = tuple(nodes.Output(v, o.type) for v, o in zip(roots, kernel.outputs))
+    return verify(nodes.Kernel(kernel.name, kernel.params + params, outputs, kernel.symbols, kernel.checks))
+
+
 def _per_row(kernel: nodes.Kernel, outer: str) -> nodes.Kernel:
     """`kernel` (reading nothing of the inner index) with only its parameters indexed by the rows
     or by nothing: a row block's task gets those; they also fix the block's row count."""
-    keep = tuple(p for p in kernel.params if p.type.index in ((), (outer,)))
+    keep = tuple(p for p in kernel.params if p.type.index in ((), (outer,)) and not p.name.startswith(OFFSET)
+                 or p.name == OFFSET + outer)
     return verify(nodes.Kernel(kernel.name, keep, kernel.outputs, kernel.symbols, kernel.checks))
 
 
@@ -71,7 +90,8 @@ def _group(spec: Spec) -> _Group:
 
     whole = api.kernel(spec.source, spec.name, tolerance=spec.tolerance, optimize=spec.optimize)
     ir = whole.ir
-    sub = nodes.Kernel(ir.name, ir.params, tuple(ir.outputs[k] for k in spec.outputs), ir.symbols, ir.checks)
+    sub = _global_indices(nodes.Kernel(ir.name, ir.params, tuple(ir.outputs[k] for k in spec.outputs), ir.symbols,
+                                       ir.checks))
 
     def wrap(k: nodes.Kernel) -> Any:
         return api.Kernel(k, spec.source, spec.tolerance, optimize=spec.optimize)
@@ -191,14 +211,17 @@ def call(kernel: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], backend:
         reds = [n for n in nodes.walk([ir.outputs[k].value for k in ks]) if n.op is Op.REDUCE]
         inner = reds[0].arg.index if reds else ("j" if outer == "i" else "i")
         per_block = []
+        starts = {ix: np.concatenate([[0], np.cumsum(chunks[ix])]).astype(np.int64) for ix in ("i", "j")}
         for b in range(len(chunks[outer])):
             own = {p.name: block(p.name, {outer: b}) for p in ir.params if p.type.index == (outer,)}
+            own[OFFSET + outer] = starts[outer][b]
             if not reds:
                 per_block.append(dask.delayed(mapped, pure=True)(spec, own | scalars, dims))
                 continue
             states, offset = [], 0
             for c, count in enumerate(chunks[inner]):
                 inputs = {p.name: block(p.name, {outer: b, inner: c}) for p in ir.params if p.type.index} | scalars
+                inputs |= {OFFSET + outer: starts[outer][b], OFFSET + inner: starts[inner][c]}
                 states.append(dask.delayed(partial_states, pure=True)(spec, inputs, offset, count, dims))
                 offset += count
             while len(states) > 1:  # a tree of merges, each of two neighbours in order

@@ -158,3 +158,18 @@ def test_a_worker_killed_mid_computation_still_gives_the_result(client):
     np.testing.assert_allclose(got, kernel(x, y, b), rtol=1e-12)
     client.wait_for_workers(2, timeout=60)
     assert set(client.scheduler_info()["workers"]) != before, "the killed worker was replaced"
+
+
+def test_kernels_reading_i_and_j_see_global_indices(client):
+    causal = kc.kernel("""
+kernel causal(q: f32[i, D], k: f32[j, D], v: f32[j, E]) -> (f32[i, E], i64[i], f32[i]) {
+    s = where(j <= i, dot(q, k), -inf)
+    return softmax[j](s, v), argmax[j](s), f32(i) + max[j](f32(j) * (j <= i))
+}""")
+    rng = np.random.default_rng(4)
+    q, k, v = rng.random((37, 4), np.float32), rng.random((37, 4), np.float32), rng.random((37, 2), np.float32)
+    got = causal(_chunked(q, (10, 0, 27)), _chunked(k, (5, 20, 12)), _chunked(v, (25, 12)))
+    want = causal(q, k, v)
+    np.testing.assert_allclose(got[0].compute(), want[0], rtol=2e-5, atol=1e-6)
+    np.testing.assert_array_equal(got[1].compute(), want[1])
+    np.testing.assert_array_equal(got[2].compute(), want[2])

@@ -487,7 +487,7 @@ class _FunctionBuilder:
         if op is Op.VSUM:
             total = vals[0]
             for v in vals[1:]:
-                total = b.add(total, v) if isinstance(v.type, ir.IntType) else b.fadd(total, v)
+                total = b.add(total, v) if isinstance(v.type, ir.IntType) else b.fadd(total, v, flags=self.math.contract)
             return total
         if op in (Op.VMAX, Op.VMIN):
             best = vals[0]
@@ -587,7 +587,8 @@ class _State:
             vals = fb.broadcast(args[0], dim)
             if "partial" in self.slots:
                 partial = self.load(fb, "partial")
-                self.save(fb, "partial", [b.fadd(a, v, flags=("reassoc",)) for a, v in zip(partial, vals)])
+                self.save(fb, "partial", [b.fadd(a, v, flags=("reassoc",) + fb.math.contract)
+                                          for a, v in zip(partial, vals)])
                 return
             acc = self.load(fb, "acc")
             if isinstance(acc[0].type, ir.IntType):

@@ -49,6 +49,8 @@ class Math:
     def __init__(self, module: ir.Module, approx: bool = False) -> None:
         self.module = module
         self.approx = approx  # schedule knob approx_math: the kernel runs under a tolerance
+        # under a tolerance, a multiply and an add may fuse into one FMA (one rounding fewer)
+        self.contract: tuple[str, ...] = ("contract",) if approx else ()
 
     def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
         ty = args[0].type
@@ -110,7 +112,7 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
     if op is Op.NEG:
         return b.sub(zero, x) if is_int else b.fneg(x)
     if op is Op.SQUARE:
-        return b.mul(x, x) if is_int else b.fmul(x, x)
+        return b.mul(x, x) if is_int else b.fmul(x, x, flags=m.contract)
     if op is Op.ABS:
         return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x) if is_int else m.intrinsic(b, "fabs", x)
     if op is Op.SIGN:
@@ -177,7 +179,7 @@ def _binary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value, y: ir.Value) -> ir.Va
         raise UnsupportedKernel(f"the llvm backend has no implementation of integer {op}")
     floats = {Op.ADD: b.fadd, Op.SUB: b.fsub, Op.MUL: b.fmul, Op.DIV: b.fdiv}
     if op in floats:
-        return floats[op](x, y)
+        return floats[op](x, y, flags=m.contract)
     if op is Op.POW:
         return m.intrinsic(b, "pow", x, y)
     if op is Op.ATAN2:
