@@ -52,3 +52,26 @@ def test_blocks_merge_like_one_pass(run, cuts):
             np.testing.assert_array_equal(g, v)
         else:
             np.testing.assert_allclose(g, v, rtol=1e-10, atol=1e-12, equal_nan=True)
+
+
+def test_narrow_float_states_keep_their_order(run):
+    """bf16 K-best and arg-extreme states merge as floats (NaN last), not as integers."""
+    import ml_dtypes
+
+    kernel = kc.kernel("kernel n(x: bf16[i], y: bf16[j]) -> (bf16[i, 3], i64[i, 3], i64[i]) "
+                       "{ d = x * y \n return kmax[j, 3](d), argkmin[j, 3](d), argmax[j](d) }")
+    x = np.array([1.0, -2.0, 0.5], dtype=ml_dtypes.bfloat16)
+    y = np.array([3.0, np.nan, -1.0, 2.0, 0.25, -3.0, np.nan], dtype=ml_dtypes.bfloat16)
+    plan = partial.plan(kernel.ir)
+    part, finish = Kernel(plan.partial, ""), Kernel(plan.finish, "")
+    states = None
+    for start, stop in [(0, 2), (2, 2), (2, 5), (5, 7)]:
+        outs = run(part, x, y[start:stop])
+        block = [partial.block_state(r, [outs[k] for k in ks], start, stop - start)
+                 for r, ks in zip(plan.reductions, plan.parts)]
+        states = block if states is None else [partial.combine(r, a, b) for r, a, b in zip(plan.reductions, states, block)]
+    got = run(finish, x, y[:0], *[partial.finalize(r, s) for r, s in zip(plan.reductions, states)])
+    want = run(kernel, x, y)
+    np.testing.assert_array_equal(got[0].astype(np.float32), want[0].astype(np.float32))
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])

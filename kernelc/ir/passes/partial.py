@@ -129,10 +129,11 @@ def block_state(r: Node, outputs: list[np.ndarray], offset: int, count: int) -> 
         return (parts[0].astype(np.float64 if parts[0].dtype.kind == "f" else np.int64),)
     if kind is ReduceKind.MEAN:
         return parts[0].astype(np.float64), np.full((parts[0].shape[0], 1), float(count))
+    values = parts[0].astype(np.float64) if r.src[0].dtype.is_float else parts[0]  # bf16/f16 exactly, as NumPy floats
     if kind in (ReduceKind.MAX, ReduceKind.MIN):
-        return (parts[0],)
+        return (values,)
     if kind in _PAIRED or kind in _VALUES_AND_INDICES:
-        return parts[0], _global(parts[1], offset)
+        return values, _global(parts[1], offset)
     lse = parts[0].astype(np.float64)
     if kind is ReduceKind.LOGSUMEXP and len(r.src) == 1:
         return lse, _weighed(lse)
