@@ -259,8 +259,8 @@ def test_few_rows_split_the_inner_index_over_threads(monkeypatch):
 
 
 def test_approximate_exp_for_tolerance_variants():
-    """approx_math (a kernel under a tolerance): a few ulp plus the rounding of x log2(e);
-    results far below the normal range are 0; inf, -inf and NaN kept."""
+    """approx_math (a kernel under a tolerance): a few ulp plus the rounding of x log2(e); no
+    subnormal results; inf, -inf and NaN kept."""
     from kernelc.backends import registry
     from kernelc.backends.interface import Schedule
     from kernelc.testing.runners import run_on
