@@ -10,7 +10,7 @@ kernelc is internal and may change. See docs/plugins.md.
 
 from __future__ import annotations
 
-API_VERSION: tuple[int, int] = (1, 1)  # 1.1: this module re-exports the IR, stages, cache and threads
+API_VERSION: tuple[int, int] = (1, 2)  # 1.1: re-exports the IR, stages, cache, threads; 1.2: clike records
 ENTRY_POINT_GROUP = "kernelc.backends"
 
 
@@ -58,11 +58,12 @@ from kernelc.ir.dtypes import DType  # noqa: E402
 from kernelc.ir.nodes import Kernel, Node, Output, Param, Reduction, TensorType, reductions, walk  # noqa: E402
 from kernelc.ir.ops import Op, ReduceKind  # noqa: E402
 from kernelc.ir.passes.split_passes import Stage, split_passes  # noqa: E402
+from kernelc.plugins import clike  # noqa: E402  records for C-family code generators (1.2)
 
 __all__ = [
     "API_VERSION", "ENTRY_POINT_GROUP", "api_mismatch", "parse_api_version",
     "Availability", "Backend", "Call", "Executable", "Schedule", "Sizes", "host_arrays_only",
     "Kernel", "Node", "Output", "Param", "Reduction", "TensorType", "Dim", "DType", "Op", "ReduceKind",
     "walk", "reductions", "contains_reduction", "Stage", "split_passes", "output_shapes",
-    "cache", "thread_count", "UnsupportedKernelError", "CompilationError",
+    "cache", "thread_count", "UnsupportedKernelError", "CompilationError", "clike",
 ]

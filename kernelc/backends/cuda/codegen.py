@@ -14,10 +14,12 @@ error does not grow linearly with the length of the range (LANGUAGE.md §6).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kernelc.ir.dims import Dim
+from kernelc.plugins import clike
+from kernelc.plugins.clike import Stmt, Var
 from kernelc.ir.dtypes import DType
 from kernelc.ir.build import contains_reduction
 from kernelc.ir.nodes import Kernel, Node, walk
@@ -33,54 +35,8 @@ FLOAT_SUMS = (ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.LOGSUMEXP, ReduceKind.
 
 
 @dataclass
-class Var:
-    """How code reads a value: a variable (`name` or `name[k]`) or an inline load `load` with the
-    element offset `base + k` filled in."""
-
-    name: str
-    dim: int
-    load: str | None = None
-    base: str = "0"
-    array: bool = False  # a C array even when dim is 1 (reduction states)
-
-    @staticmethod
-    def text(code: str) -> "Var":
-        return Var("", 1, code.replace("{", "{{").replace("}", "}}"))
-
-    def at(self, k: str = "k") -> str:
-        if self.load is not None:
-            return self.load.format(f"{self.base} + {k}" if self.dim > 1 else self.base)
-        if self.dim > 1:
-            return f"{self.name}[{k}]"
-        return f"{self.name}[0]" if self.array else self.name
-
-
-@dataclass
-class Stmt:
-    kind: str  # the macro of kernel.cu.j2 that renders it
-    fields: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:  # so the template reads s.target, s.args, ...
-        try:
-            return self.fields[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass
-class Scope:
-    level: int  # 0: once per thread, 1: once per row, 2: once per pair
-    parent: "Scope | None"
-    body: list[Stmt] = field(default_factory=list)
-    vars: dict[Node, Var] = field(default_factory=dict)
+class Scope(clike.Scope):
     staged: bool = False  # inner-indexed inputs are read from the shared-memory tile
-
-    def at_level(self, level: int) -> "Scope":
-        scope: Scope | None = self
-        while scope is not None and scope.level != level:
-            scope = scope.parent
-        assert scope is not None, "a value is needed where its operands do not exist"
-        return scope
 
 
 @dataclass

@@ -103,7 +103,7 @@ class DeviceExecutable:
             states = cp.empty(1, cp.uint8)
             for launch in rendered.launches(call.sizes, self.layout):
                 f = launch.function
-                scratch = cp.empty(max(1, launch.grid_x * launch.grid_y * self.layout.block * f.scratch), cp.uint8)
+                scratch = cp.empty(max(1, launch.scratch_bytes), cp.uint8)
                 if f.mode == "partial":
                     states = cp.empty(max(1, launch.state_bytes), cp.uint8)
                 functions[f.name]((launch.grid_x, launch.grid_y), (self.layout.block,),

@@ -96,7 +96,7 @@ class EmulatedExecutable:
             states = np.empty(1, np.uint8)
             for launch in rendered.launches(call.sizes, self.layout):
                 f = launch.function
-                scratch = np.empty(max(1, launch.grid_x * launch.grid_y * self.layout.block * f.scratch), np.uint8)
+                scratch = np.empty(max(1, launch.scratch_bytes), np.uint8)
                 if f.mode == "partial":
                     states = np.empty(max(1, launch.state_bytes), np.uint8)
                 if entries[f.name](pointers, call.sizes.n, call.sizes.m, scratch.ctypes.data, states.ctypes.data,

@@ -51,15 +51,17 @@ class Rendered:
             splits = layout.split if function.mode != "whole" else 1
             chunk = -(-size[function.inner_size] // splits)
             chunk = -(-chunk // layout.tile) * layout.tile  # whole tiles per block
-            found.append(Launch(function, grid, splits if function.mode == "partial" else 1, chunk, splits,
-                                splits * rows * function.state_bytes))
+            grid_y = splits if function.mode == "partial" else 1
+            found.append(Launch(function, grid, grid_y, chunk, splits, splits * rows * function.state_bytes,
+                                grid * grid_y * layout.block * function.scratch))
         return found
 
 
 @dataclass(frozen=True)
 class Launch:
     """One kernel launch: a grid of grid_x x grid_y blocks; `state_bytes` of partial states pass
-    from a "partial" function to the "combine" one after it."""
+    from a "partial" function to the "combine" one after it; `scratch_bytes` hold the long
+    vectors of every thread."""
 
     function: Function
     grid_x: int
@@ -67,6 +69,7 @@ class Launch:
     chunk: int
     splits: int
     state_bytes: int
+    scratch_bytes: int
 
 
 def render_stage(stage: Stage, dims: dict[str, int], layout: Layout, prefix: str = "kc") -> Rendered:

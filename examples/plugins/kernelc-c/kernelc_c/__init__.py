@@ -108,7 +108,7 @@ class CExecutable:
 
 class CBackend:
     name = "c"
-    api_version = (1, 1)
+    api_version = (1, 2)
     priority = 20  # after llvm (50), before numpy (0)
     description = "C from jinja2 templates, built by the system C compiler (OpenMP), cached"
 

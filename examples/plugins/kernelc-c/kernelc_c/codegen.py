@@ -10,10 +10,10 @@ Every float is computed in double, so results follow the NumPy oracle to a few u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from kernelc.plugins import DType, Kernel, Node, Op, ReduceKind, contains_reduction, walk
+from kernelc.plugins import DType, Kernel, Node, Op, ReduceKind, clike, contains_reduction, walk
 
 CTYPE = {DType.F16: "double", DType.BF16: "double", DType.F32: "double", DType.F64: "double",
          DType.I32: "int32_t", DType.I64: "int64_t", DType.BOOL: "_Bool"}
@@ -34,53 +34,7 @@ def highest(dt: DType) -> str:
     return "INFINITY" if dt.is_float else HIGHEST[dt]
 
 
-@dataclass
-class Var:
-    """How C code reads a value: a variable (`name` or `name[k]`) or an inline array load."""
-
-    name: str
-    dim: int
-    load: str | None = None  # e.g. "kc_load_bf16(P2[{}])" with the element offset to fill in
-    base: str = "0"
-    array: bool = False  # a C array even when dim is 1 (reduction states)
-
-    @staticmethod
-    def text(c: str) -> "Var":
-        return Var("", 1, c.replace("{", "{{").replace("}", "}}"))
-
-    def at(self, k: str = "k") -> str:
-        if self.load is not None:
-            return self.load.format(f"{self.base} + {k}" if self.dim > 1 else self.base)
-        if self.dim > 1:
-            return f"{self.name}[{k}]"
-        return f"{self.name}[0]" if self.array else self.name
-
-
-@dataclass
-class Stmt:
-    kind: str  # the macro of kernel.c.j2 that renders it
-    fields: dict[str, Any]
-
-    def __getattr__(self, name: str) -> Any:  # so the template reads s.target, s.args, ...
-        try:
-            return self.fields[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-@dataclass
-class Scope:
-    level: int  # 0: once per thread, 1: once per row, 2: once per pair
-    parent: "Scope | None"
-    body: list[Stmt] = field(default_factory=list)
-    vars: dict[Node, Var] = field(default_factory=dict)
-
-    def at_level(self, level: int) -> "Scope":
-        scope: Scope | None = self
-        while scope is not None and scope.level != level:
-            scope = scope.parent
-        assert scope is not None, "a value is needed where its operands do not exist"
-        return scope
+Var, Stmt, Scope = clike.Var, clike.Stmt, clike.Scope  # the plugin API's records for C-family generators
 
 
 @dataclass
