@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kernelc.ir.build import contains_reduction
 from kernelc.ir.nodes import Node
+from kernelc.ir.ops import Op
 
 
 @dataclass
@@ -69,3 +71,64 @@ class Scope:
             scope = scope.parent
         assert scope is not None, "a value is needed where its operands do not exist"
         return scope
+
+
+class Generator:
+    """The shared part of a C-family code generator: fresh names, declarations (vectors longer
+    than `stack_limit` components go to a per-thread scratch buffer), the loop level of each
+    node's value, one computation per node and scope, and `let` statements. A subclass says how
+    a node is computed (`compute`) and how functions and reductions are laid out."""
+
+    stack_limit = 256
+
+    def __init__(self, kernel: Any, dims: dict[str, int]) -> None:
+        self.kernel, self.dims = kernel, dims
+        self.params = {p.name: k for k, p in enumerate(kernel.params)}
+        self.counter = 0
+        self.scratch = 0  # bytes of scratch per thread in the current function
+        self.inner = "j"  # the index of the current function's inner loop
+
+    def size(self, dim: Any) -> int:
+        return dim.evaluate(self.dims)
+
+    def fresh(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def output_groups(self) -> dict[str | None, list[int]]:
+        """Output numbers by the index their rows run over (None: unindexed outputs)."""
+        groups: dict[str | None, list[int]] = {}
+        for k, out in enumerate(self.kernel.outputs):
+            groups.setdefault(out.type.index[0] if out.type.index else None, []).append(k)
+        return groups
+
+    def declare(self, scope: Scope, ctype: str, dim: int, array: bool = False) -> str:
+        name = self.fresh()
+        if dim <= self.stack_limit:
+            scope.body.append(Stmt("decl", dict(name=name, ctype=ctype, dim=dim, array=array)))
+        else:
+            scope.body.append(Stmt("scratch", dict(name=name, ctype=ctype, offset=self.scratch)))
+            self.scratch += 8 * dim
+        return name
+
+    def level(self, node: Node) -> int:
+        """0: computed once per thread, 1: per row, 2: per pair."""
+        if self.inner in node.deps and node.op is not Op.REDUCE:
+            return 2
+        return 1 if node.deps or contains_reduction(node) else 0
+
+    def value(self, node: Node, scope: Scope) -> Var:
+        """How `node` reads in `scope`, computed once in the outermost scope where it can be."""
+        home = scope.at_level(self.level(node))
+        if node not in home.vars:
+            home.vars[node] = self.compute(node, home)
+        return home.vars[node]
+
+    def compute(self, node: Node, scope: Scope) -> Var:
+        raise NotImplementedError
+
+    def let(self, scope: Scope, ctype: str, fn: str, args: list[Var], dim: int) -> Var:
+        """`fn(args...)` per component k of a new variable."""
+        name = self.fresh() if dim == 1 else self.declare(scope, ctype, dim)
+        scope.body.append(Stmt("let", dict(target=name, ctype=ctype, fn=fn, args=args, dim=dim)))
+        return Var(name, dim)

@@ -17,11 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernelc.ir.dims import Dim
 from kernelc.plugins import clike
 from kernelc.plugins.clike import Stmt, Var
 from kernelc.ir.dtypes import DType
-from kernelc.ir.build import contains_reduction
 from kernelc.ir.nodes import Kernel, Node, walk
 from kernelc.ir.ops import Op, ReduceKind
 
@@ -95,39 +93,19 @@ class Layout:
     split: int = 1  # > 1: the inner index is split across that many blocks, states combined after
 
 
-class Generator:
+class Generator(clike.Generator):
+    stack_limit = STACK_LIMIT
+
     def __init__(self, kernel: Kernel, dims: dict[str, int], layout: Layout, prefix: str = "kc") -> None:
-        self.kernel, self.dims, self.layout, self.prefix = kernel, dims, layout, prefix
-        self.params = {p.name: k for k, p in enumerate(kernel.params)}
-        self.counter = 0
-        self.scratch = 0
-        self.names: dict[str, str] = {}
-        self.inner = "j"
+        super().__init__(kernel, dims)
+        self.layout, self.prefix = layout, prefix
+        self.names: dict[str, str] = {}  # index -> the C variable holding it in the current row
         self.staged: dict[int, Staged] = {}
-
-    def size(self, dim: Dim) -> int:
-        return dim.evaluate(self.dims)
-
-    def fresh(self) -> str:
-        self.counter += 1
-        return f"t{self.counter}"
-
-    def declare(self, scope: Scope, ctype: str, dim: int, array: bool = False) -> str:
-        name = self.fresh()
-        if dim <= STACK_LIMIT:
-            scope.body.append(Stmt("decl", dict(name=name, ctype=ctype, dim=dim, array=array)))
-        else:
-            scope.body.append(Stmt("scratch", dict(name=name, ctype=ctype, offset=self.scratch)))
-            self.scratch += 8 * dim
-        return name
 
     # --- functions --------------------------------------------------------------------------------
     def functions(self) -> list[Function]:
-        groups: dict[str | None, list[int]] = {}
-        for k, out in enumerate(self.kernel.outputs):
-            groups.setdefault(out.type.index[0] if out.type.index else None, []).append(k)
         functions = []
-        for g, (outer, ks) in enumerate(groups.items()):
+        for g, (outer, ks) in enumerate(self.output_groups().items()):
             name = f"{self.prefix}_group{g}"
             if self.layout.split > 1 and any(n.op is Op.REDUCE for n in walk([self.kernel.outputs[k].value for k in ks])):
                 functions += [self.function(f"{name}_partial", outer, ks, "partial"),
@@ -201,17 +179,6 @@ class Generator:
         return f"({flat}) * {dim}" if dim > 1 and flat != "0" else flat
 
     # --- values -------------------------------------------------------------------------------
-    def level(self, node: Node) -> int:
-        if self.inner in node.deps and node.op is not Op.REDUCE:
-            return 2
-        return 1 if node.deps or contains_reduction(node) else 0
-
-    def value(self, node: Node, scope: Scope) -> Var:
-        home = scope.at_level(self.level(node))
-        if node not in home.vars:
-            home.vars[node] = self.compute(node, home)
-        return home.vars[node]
-
     def compute(self, node: Node, scope: Scope) -> Var:
         dim, ctype, op = self.size(node.dim), CTYPE[node.dtype], node.op
         if op is Op.PARAM:
@@ -273,12 +240,6 @@ class Generator:
         offset = sum(s.dim for s in self.staged.values() if s.storage == storage)
         self.staged[number] = Staged(number, storage, dim, offset)
         return True
-
-    def let(self, scope: Scope, ctype: str, fn: str, args: list[Var], dim: int) -> Var:
-        """`fn(args...)` per component k of a new variable."""
-        name = self.fresh() if dim == 1 else self.declare(scope, ctype, dim)
-        scope.body.append(Stmt("let", dict(target=name, ctype=ctype, fn=fn, args=args, dim=dim)))
-        return Var(name, dim)
 
     # --- reductions ------------------------------------------------------------------------------
     def reduction_init(self, r: Node, row: Scope, tile_start: list[Stmt]) -> dict[str, Any]:

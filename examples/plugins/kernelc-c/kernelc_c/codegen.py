@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernelc.plugins import DType, Kernel, Node, Op, ReduceKind, clike, contains_reduction, walk
+from kernelc.plugins import DType, Node, Op, ReduceKind, clike, walk
 
 CTYPE = {DType.F16: "double", DType.BF16: "double", DType.F32: "double", DType.F64: "double",
          DType.I32: "int32_t", DType.I64: "int64_t", DType.BOOL: "_Bool"}
@@ -47,35 +47,12 @@ class Function:
     scratch: int  # bytes per thread
 
 
-class Generator:
-    def __init__(self, kernel: Kernel, dims: dict[str, int]) -> None:
-        self.kernel, self.dims = kernel, dims
-        self.params = {p.name: k for k, p in enumerate(kernel.params)}
-        self.counter = 0
-        self.scratch = 0
-
-    def size(self, dim: Any) -> int:
-        return dim.evaluate(self.dims)
-
-    def fresh(self) -> str:
-        self.counter += 1
-        return f"t{self.counter}"
-
-    def declare(self, scope: Scope, ctype: str, dim: int, array: bool = False) -> str:
-        name = self.fresh()
-        if dim <= STACK_LIMIT:
-            scope.body.append(Stmt("decl", dict(name=name, ctype=ctype, dim=dim, array=array)))
-        else:
-            scope.body.append(Stmt("scratch", dict(name=name, ctype=ctype, offset=self.scratch)))
-            self.scratch += 8 * dim
-        return name
+class Generator(clike.Generator):
+    stack_limit = STACK_LIMIT
 
     # --- functions --------------------------------------------------------------------------------
     def functions(self) -> list[Function]:
-        groups: dict[str | None, list[int]] = {}
-        for k, out in enumerate(self.kernel.outputs):
-            groups.setdefault(out.type.index[0] if out.type.index else None, []).append(k)
-        return [self.function(f"kc_group{g}", outer, ks) for g, (outer, ks) in enumerate(groups.items())]
+        return [self.function(f"kc_group{g}", outer, ks) for g, (outer, ks) in enumerate(self.output_groups().items())]
 
     def function(self, name: str, outer: str | None, outs: list[int]) -> Function:
         self.scratch = 0
@@ -110,17 +87,6 @@ class Generator:
             out=f"O{k}", offset=_offset(t.index, dim), dim=dim, value=var, dtype=t.dtype.value)))
 
     # --- values -------------------------------------------------------------------------------
-    def level(self, node: Node) -> int:
-        if self.inner in node.deps and node.op is not Op.REDUCE:
-            return 2
-        return 1 if node.deps or contains_reduction(node) else 0
-
-    def value(self, node: Node, scope: Scope) -> Var:
-        home = scope.at_level(self.level(node))
-        if node not in home.vars:
-            home.vars[node] = self.compute(node, home)
-        return home.vars[node]
-
     def compute(self, node: Node, scope: Scope) -> Var:
         dim, ctype, op = self.size(node.dim), CTYPE[node.dtype], node.op
         if op is Op.PARAM:
@@ -157,12 +123,6 @@ class Generator:
             return Var(name, 1)
         fn = f"kc_{op.value}" + (_suffix(node.src[0].dtype) if op in TYPED else "")
         return self.let(scope, ctype, fn, src, dim)
-
-    def let(self, scope: Scope, ctype: str, fn: str, args: list[Var], dim: int) -> Var:
-        """`fn(args...)` per component k of a new variable."""
-        name = self.fresh() if dim == 1 else self.declare(scope, ctype, dim)
-        scope.body.append(Stmt("let", dict(target=name, ctype=ctype, fn=fn, args=args, dim=dim)))
-        return Var(name, dim)
 
     # --- reductions ------------------------------------------------------------------------------
     def reduction_init(self, r: Node, row: Scope) -> dict[str, Any]:
