@@ -147,3 +147,14 @@ def test_candidates_compile_in_worker_processes(rng):
     tuner.precompile(k, registry.get("llvm"), found, workers=2)
     assert cache.info().entries > before  # the workers' object code, for this process to load
     assert any(r.chosen for r in tuner.tune(k, registry.get("llvm"), bound, budget=0.5, workers=0).rows)
+
+
+def test_exactly_one_variant_is_chosen_when_approx_math_is_the_exact_ir():
+    """"approx-math" is the exact kernel run with approximate math: choosing it must not look like
+    choosing nothing (the next acceptable variant used to be taken as well)."""
+    k = kc.kernel("kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] { return logsumexp[j](-sqdist(x, y)) }",
+                  tolerance=1e-5)
+    x = np.random.default_rng(0).random((300, 3)).astype(np.float32)
+    k(x, x, backend="llvm")
+    chosen = [r.name for r in k.variant_report if r.chosen]
+    assert chosen == ["approx-math"], k.variant_report

@@ -82,15 +82,15 @@ def choose(exact: Kernel, candidates: list[tuple[str, Kernel]], inputs: dict[str
     cheaper = [(c, name, k) for c, name, k in cheaper if c < exact_cost]
     sampled = sample(exact, inputs, sizes) if cheaper else None
     report: list[VariantResult] = []
-    chosen = exact
+    chosen, chosen_name = exact, "exact"  # by name: "approx-math" is the exact kernel with approximate math
     if sampled is not None:
         want = reference(exact, *sampled)
         for price, name, k in cheaper:
             error = float(relative_error(run(name, k, *sampled), want))
-            take = bool(chosen is exact and error <= tolerance)
-            chosen = k if take else chosen
+            take = bool(chosen_name == "exact" and error <= tolerance)
+            chosen, chosen_name = (k, name) if take else (chosen, chosen_name)
             report.append(VariantResult(name, price, error, take))
     else:
         report += [VariantResult(name, price, None, False) for price, name, k in cheaper]
-    report.append(VariantResult("exact", exact_cost, 0.0, chosen is exact))
+    report.append(VariantResult("exact", exact_cost, 0.0, chosen_name == "exact"))
     return chosen, report

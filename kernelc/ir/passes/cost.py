@@ -2,7 +2,8 @@
 
 Counted per row group, as a backend runs it: every non-leaf node that varies with the group's
 inner index (elementwise ops count once per vector component, component reductions once per
-component), plus one state update per reduction over the inner index (per component).
+component), plus one state update per reduction over the inner index (per component; weighted, logsumexp and
+softmax also count the exp of their online update).
 Parameter reads are not operations.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, other_index, walk
-from kernelc.ir.ops import LEAF_OPS, Op
+from kernelc.ir.ops import LEAF_OPS, Op, ReduceKind
 
 
 # Relative costs for ranking variants (a division or a square root costs several multiplies,
@@ -42,6 +43,9 @@ def ops_per_pair(kernel: Kernel, bindings: dict[str, int], weighted: bool = Fals
             if node.op is Op.REDUCE:
                 if node.arg.index == inner:
                     total += node.dim.evaluate(bindings)
+                    if weighted and node.arg.kind in (ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX):
+                        # the online update's exp of the score: the reduction's own transcendental
+                        total += weight(Op.EXP, approx) * (2 if node.src[0].dtype is DType.F64 else 1)
                 continue
             width = max(s.dim.evaluate(bindings) for s in node.src) if node.src else 1
             if node.op not in (Op.ELEMENT, Op.SLICE, Op.CONCAT):
