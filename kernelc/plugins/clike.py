@@ -127,6 +127,25 @@ class Generator:
     def compute(self, node: Node, scope: Scope) -> Var:
         raise NotImplementedError
 
+    def vector_part(self, node: Node, scope: Scope, ctype: str, src: list[Var]) -> Var | None:
+        """Component, static slice and concatenation, the same in every C-family language (None
+        for any other op)."""
+        dim = self.size(node.dim)
+        if node.op is Op.ELEMENT:
+            return self.let(scope, ctype, "", [Var.text(src[0].at(str(self.size(node.arg))))], 1)
+        if node.op is Op.SLICE:
+            start = self.size(node.arg[0])
+            return self.let(scope, ctype, "", [Var.text(src[0].at(f"k + {start}" if dim > 1 else str(start)))], dim)
+        if node.op is Op.CONCAT:
+            name = self.declare(scope, ctype, dim)
+            parts, start = [], 0
+            for s in src:
+                parts.append((s, start))
+                start += s.dim
+            scope.body.append(Stmt("concat", dict(target=name, parts=parts)))
+            return Var(name, dim)
+        return None
+
     def let(self, scope: Scope, ctype: str, fn: str, args: list[Var], dim: int) -> Var:
         """`fn(args...)` per component k of a new variable."""
         name = self.fresh() if dim == 1 else self.declare(scope, ctype, dim)

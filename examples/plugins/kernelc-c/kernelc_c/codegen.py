@@ -102,19 +102,8 @@ class Generator(clike.Generator):
         src = [self.value(s, scope) for s in node.src]
         if op is Op.CAST:
             return self.let(scope, ctype, _cast(node.src[0].dtype, node.arg), src, dim)
-        if op is Op.ELEMENT:
-            return self.let(scope, ctype, "", [Var.text(src[0].at(str(self.size(node.arg))))], 1)
-        if op is Op.SLICE:
-            start = self.size(node.arg[0])
-            return self.let(scope, ctype, "", [Var.text(src[0].at(f"k + {start}" if dim > 1 else str(start)))], dim)
-        if op is Op.CONCAT:
-            name = self.declare(scope, ctype, dim)
-            parts, start = [], 0
-            for s in src:
-                parts.append((s, start))
-                start += s.dim
-            scope.body.append(Stmt("concat", dict(target=name, parts=parts)))
-            return Var(name, dim)
+        if op in (Op.ELEMENT, Op.SLICE, Op.CONCAT):
+            return self.vector_part(node, scope, ctype, src)
         if op in (Op.VSUM, Op.VMAX, Op.VMIN, Op.VARGMAX, Op.VARGMIN, Op.VLOGSUMEXP):
             name = self.fresh()
             scope.body.append(Stmt("component", dict(
