@@ -438,7 +438,7 @@ def instructions(console: Console) -> dict[str, dict]:
     vector instructions; pairs per iteration from its induction step over the y arrays)."""
     import llvmlite.binding as llvm
 
-    from kernelc.backends.llvm.jit import target_machine
+    from kernelc.backends.llvm.jit import target_machine, vector_widths
     from kernelc.explain import random_arguments
 
     found = {}
@@ -449,7 +449,8 @@ def instructions(console: Console) -> dict[str, dict]:
         k = kc.kernel(src, autotune="off")
         _, _, executable = k.compiled(backend="llvm", **random_arguments(k, 512, 512, {"D": d, "E": d}))
         modules = [t for t in re.split(r"(?=; ModuleID)", executable.code) if t.strip()]  # one per stage
-        asm = "\n".join(target_machine().emit_assembly(llvm.parse_assembly(t)) for t in modules)
+        tm = target_machine(vector_widths()[0])  # as the default schedule compiles it
+        asm = "\n".join(tm.emit_assembly(llvm.parse_assembly(t)) for t in modules)
         blocks = re.split(r"\n(?=\.LBB\d+_\d+:)", asm)
         hot = max(blocks, key=lambda b: len(re.findall(r"\b[xyz]mm", b)))
         body = [ln.strip() for ln in hot.splitlines()[1:] if ln.strip() and not ln.strip().startswith((".", "#"))]

@@ -276,3 +276,39 @@ def test_approximate_exp_for_tolerance_variants():
             assert (rel <= 3e-7 + scale[normal] * 2.0 ** -24).all(), rel.max()
             np.testing.assert_array_equal(got[-6:-1], [np.inf, 0.0, np.nan, 0.0, np.inf])
             assert got[-1] == 1.0
+
+
+BLOCKED = [  # reductions that share the inner pass of a register block, and outputs around them
+    "kernel a(x: f32[i, D], y: f32[j, D], b: f32[j]) -> (f32[i], i64[i], f32[i])"
+    " { d = sqdist(x, y); return sum[j](exp(-d) * b), argmin[j](d), logsumexp[j](-d) }",
+    "kernel s(x: f32[i, D], y: f32[j, D], v: f32[j, 2]) -> (f32[i, 2], f32[i, 3], i64[i, 3])"
+    " { d = sqdist(x, y); return softmax[j](-d, v), kmin[j, 3](d), argkmax[j, 3](d) }",
+    "kernel m(x: f64[i, D], y: f64[j, D]) -> (f64[i], f64[i], f64[i, j])"
+    " { d = dot(x, y); return max[j](d), mean[j](d), d - i + j }",
+    "kernel c(x: f32[i, D], y: f32[j, D], r: f32) -> (i64[i], i64[i]) { d = sqdist(x, y);"
+    " return sum[j](d < r * r), argmax[j](where(j <= i, d, -inf)) }",
+]
+
+
+@pytest.mark.parametrize("source", BLOCKED)
+def test_every_candidate_schedule_agrees(source):
+    """Rows per register block (1, 2, 4, 8; row counts that leave remainders), vector widths,
+    hoisting, threads and chunks: each candidate schedule matches the NumPy reference."""
+    from kernelc.backends import registry, runtime
+    from kernelc.explain import random_arguments
+    from kernelc.testing.runners import run_on
+
+    k = kc.kernel(source)
+    llvm = registry.get("llvm")
+    for n in (1, 7, 37):
+        args = random_arguments(k, n, 300, {"D": 3}, seed=n)
+        want = k(**args, backend="numpy")
+        schedules = llvm.candidates(k.ir, runtime.bind(k.ir, (), args).sizes)
+        assert {s.get("rows") for s in schedules} >= {1, 2, 4, 8}
+        for schedule in schedules:
+            got = run_on(llvm, k, schedule=schedule, **args)
+            for g, w in zip(got, want):
+                if g.dtype.kind == "i":
+                    np.testing.assert_array_equal(g, w, err_msg=str(schedule))
+                else:
+                    np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6, err_msg=str(schedule))

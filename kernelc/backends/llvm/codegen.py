@@ -54,6 +54,14 @@ class _Scope:
     values: dict[Node, Vec] = field(default_factory=dict)
 
 
+@dataclass
+class _Row:
+    """One row of a register block: its index and the values computed once for it."""
+
+    index: ir.Value
+    scope: _Scope = field(default_factory=_Scope)
+
+
 def _level(node: Node, inner: str | None) -> int:
     """0: computed once per call; 1: once per row; 2: per pair (inside the inner loop)."""
     if inner is not None and inner in node.deps:
@@ -65,8 +73,9 @@ def _level(node: Node, inner: str | None) -> int:
 
 class _FunctionBuilder:
     def __init__(self, module: ir.Module, math: ops.Math, kernel: Kernel, bindings: dict[str, int],
-                 spec: RowFunction, partial: bool = False) -> None:
+                 spec: RowFunction, partial: bool = False, rows: int = 1) -> None:
         self.kernel, self.bindings, self.spec, self.math = kernel, bindings, spec, math
+        self.rows = rows
         self.outer = spec.outer
         self.inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
         pp = I8.as_pointer().as_pointer()
@@ -83,6 +92,8 @@ class _FunctionBuilder:
         self.entry = self.fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         self.scopes = [_Scope(), _Scope(), _Scope()]
+        # per pair, the values that depend on the inner index only: shared by a block's rows
+        self.column = _Scope()
         self.row: ir.Value = ir.Constant(I64, 0)
         self.col: ir.Value = ir.Constant(I64, 0)
         self.block_start: ir.Value = ir.Constant(I64, 0)
@@ -142,19 +153,38 @@ class _FunctionBuilder:
                 raise UnsupportedKernel("a reduction over the same index as its output's rows (two passes)")
         self.pre_emit(roots + [s for r in reds for s in r.src], 0)
 
-        def row_body(o: ir.Value) -> None:
-            self.row = o
-            self.scopes[1] = _Scope()
+        def rows_body(indices: list[ir.Value]) -> None:
+            rows = [_Row(o) for o in indices]
             if reds:
-                self.reduce(reds)
-            for k, out in zip(self.spec.outputs, outputs):
-                self.store_output(k, out)
+                self.reduce(reds, rows)
+            for row in rows:
+                self.enter(row)
+                for k, out in zip(self.spec.outputs, outputs):
+                    self.store_output(k, out)
 
         if self.outer is None:
-            row_body(ir.Constant(I64, 0))
+            rows_body([ir.Constant(I64, 0)])
         else:
-            self.loop(self.r0, self.r1, "row", row_body)
+            self.row_loop(self.r0, self.r1, self.rows if reds and blockable(self.kernel, self.spec, self.bindings)
+                          else 1, rows_body)
         self.b.ret_void()
+
+    def row_loop(self, start: ir.Value, stop: ir.Value, block: int, body) -> None:
+        """body(rows) over [start, stop) in register blocks of `block` rows (their reductions share
+        one pass over the inner index, so each inner-index value is loaded once per block), then
+        one row at a time for the remainder."""
+        if block > 1:
+            count = self.b.sub(stop, start)
+            whole = self.b.add(start, self.b.sub(count, self.b.srem(count, ir.Constant(I64, block))))
+            self.loop(start, whole, "rows", lambda o: body([self.b.add(o, ir.Constant(I64, r)) if r else o
+                                                            for r in range(block)]), step=block)
+            start = whole
+        self.loop(start, stop, "row", lambda o: body([o]))
+
+    def enter(self, row: _Row) -> None:
+        """Make `row` the current one: its index and its once-per-row values."""
+        self.row = row.index
+        self.scopes[1] = row.scope
 
     def build_partial(self) -> None:
         """The variant that reduces over columns [c0, c1) only and stores each row's reduction
@@ -163,21 +193,21 @@ class _FunctionBuilder:
         reds = partial_reductions(self.kernel, self.spec)
         self.pre_emit([s for r in reds for s in r.src], 0)
 
-        def row_body(o: ir.Value) -> None:
-            self.row = o
-            self.scopes[1] = _Scope()
-            states = self.reduce(reds, self.c0, self.c1)
-            slot = 0
-            for st in states:
-                for values in st.fields(self):
-                    base = self.b.bitcast(self.b.load(self.b.gep(self.partial, [ir.Constant(I64, slot)])),
-                                          values[0].type.as_pointer())
-                    row_base = self.b.mul(self.b.sub(o, self.r0), ir.Constant(I64, len(values)))
-                    for c, v in enumerate(values):
-                        self.b.store(v, self.b.gep(base, [self.b.add(row_base, ir.Constant(I64, c))]))
-                    slot += 1
+        def rows_body(indices: list[ir.Value]) -> None:
+            rows = [_Row(o) for o in indices]
+            for row, states in zip(rows, self.reduce(reds, rows, self.c0, self.c1)):
+                self.enter(row)
+                slot = 0
+                for st in states:
+                    for values in st.fields(self):
+                        base = self.b.bitcast(self.b.load(self.b.gep(self.partial, [ir.Constant(I64, slot)])),
+                                              values[0].type.as_pointer())
+                        row_base = self.b.mul(self.b.sub(row.index, self.r0), ir.Constant(I64, len(values)))
+                        for c, v in enumerate(values):
+                            self.b.store(v, self.b.gep(base, [self.b.add(row_base, ir.Constant(I64, c))]))
+                        slot += 1
 
-        self.loop(self.r0, self.r1, "row", row_body)
+        self.row_loop(self.r0, self.r1, 1, rows_body)  # few rows run this: blocks would not fill
         self.b.ret_void()
 
     def pre_emit(self, roots: list[Node], level: int) -> None:
@@ -189,37 +219,49 @@ class _FunctionBuilder:
 
     # --- reductions -------------------------------------------------------------------------------
 
-    def reduce(self, reds: list[Node], start: ir.Value | None = None, stop: ir.Value | None = None) -> list:
-        """One pass over [start, stop) of the inner index (all of it by default); the finalized
-        values go to the row scope, and the states are returned (the partial function stores them)."""
-        self.pre_emit([s for r in reds for s in r.src], 1)
-        states = [self._new_state(r) for r in reds]
+    def reduce(self, reds: list[Node], rows: list[_Row], start: ir.Value | None = None,
+               stop: ir.Value | None = None) -> list[list]:
+        """One pass over [start, stop) of the inner index (all of it by default) for every row of
+        the block; each row's finalized values go to its scope, and its states are returned (the
+        partial function stores them)."""
+        states = []
+        for row in rows:
+            self.enter(row)
+            self.pre_emit([s for r in reds for s in r.src], 1)
+            states.append([self._new_state(r) for r in reds])
         start = ir.Constant(I64, 0) if start is None else start
         stop = self.inner_extent if stop is None else stop
 
         def col_body(k: ir.Value) -> None:
             self.col = k
-            self.scopes[2] = _Scope()
-            for st, r in zip(states, reds):
-                if isinstance(st, _LongState):
-                    st.accumulate(self, r, k)
-                else:
-                    st.accumulate(self, [self.emit(s) for s in r.src], k)
-            self.scopes[2] = _Scope()
+            self.column = _Scope()
+            for row, row_states in zip(rows, states):
+                self.enter(row)
+                self.scopes[2] = _Scope()
+                for st, r in zip(row_states, reds):
+                    if isinstance(st, _LongState):
+                        st.accumulate(self, r, k)
+                    else:
+                        st.accumulate(self, [self.emit(s) for s in r.src], k)
+            self.scopes[2], self.column = _Scope(), _Scope()
 
         def block_body(first: ir.Value) -> None:
             end = self.b.add(first, ir.Constant(I64, SUM_BLOCK))
             end = self.b.select(self.b.icmp_signed("<", end, stop), end, stop)
             self.block_start = first
             self.loop(first, end, "col", col_body)
-            for st in states:
-                st.end_block(self, first, end)
+            for row, row_states in zip(rows, states):
+                self.enter(row)
+                for st in row_states:
+                    st.end_block(self, first, end)
 
         self.loop(start, stop, "block", block_body, step=SUM_BLOCK)
         if self.partial is None:
-            for st, r in zip(states, reds):
-                if not isinstance(st, _LongState):  # long results are read per component (emit_at)
-                    self.scopes[1].values[r] = st.finalize(self)
+            for row, row_states in zip(rows, states):
+                self.enter(row)
+                for st, r in zip(row_states, reds):
+                    if not isinstance(st, _LongState):  # long results are read per component (emit_at)
+                        self.scopes[1].values[r] = st.finalize(self)
         return states
 
     def _new_state(self, r: Node):
@@ -239,10 +281,10 @@ class _FunctionBuilder:
 
             def col_body(c: ir.Value) -> None:
                 self.col = c
-                self.scopes[2] = _Scope()
+                self.scopes[2], self.column = _Scope(), _Scope()
                 base = self.b.mul(self.b.add(self.b.mul(self.row, self.inner_extent), c), ir.Constant(I64, dim))
                 self._store(k, out, base, dim)
-                self.scopes[2] = _Scope()
+                self.scopes[2], self.column = _Scope(), _Scope()
 
             self.loop(ir.Constant(I64, 0), self.inner_extent, "ocol", col_body)
             return
@@ -285,8 +327,13 @@ class _FunctionBuilder:
                 return scope.values[node]
         if node.op is Op.REDUCE:
             raise AssertionError("reductions are finalized before use")
+        scope = self.scopes[level]
+        if level == 2 and self.outer not in node.deps and not build.contains_reduction(node):
+            scope = self.column  # the same for every row of a register block
+            if node in scope.values:
+                return scope.values[node]
         vals = self._compute(node)
-        self.scopes[level].values[node] = vals
+        scope.values[node] = vals
         return vals
 
     def _compute(self, node: Node) -> Vec:
@@ -917,15 +964,16 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
 
 
 def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "",
-             approx: bool = False) -> tuple[str, list[RowFunction]]:
+             approx: bool = False, rows: int = 1) -> tuple[str, list[RowFunction]]:
     """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
-    (`approx`: approximate f32 exp for a kernel under a tolerance)."""
+    (`approx`: approximate f32 exp for a kernel under a tolerance; `rows`: rows per register
+    block, where `blockable`)."""
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module, approx)
     specs = row_functions(kernel, tag, bindings)
     for spec in specs:
-        _FunctionBuilder(module, math, kernel, bindings, spec).build()
+        _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows).build()
         if splittable(kernel, spec, bindings):
             _FunctionBuilder(module, math, kernel, bindings, spec, partial=True).build_partial()
     return str(module), specs
@@ -941,3 +989,12 @@ def splittable(kernel: Kernel, spec: RowFunction, bindings: dict[str, int]) -> b
     reds = partial_reductions(kernel, spec)
     return (len(row_functions(kernel, bindings=bindings)) == 1 and spec.outer is not None and bool(reds)
             and all(not r.src[0].dtype.is_bool and r.dim.evaluate(bindings) <= MAX_UNROLLED_DIM for r in reds))
+
+
+def blockable(kernel: Kernel, spec: RowFunction, bindings: dict[str, int]) -> bool:
+    """Whether several rows of this function can share one pass over the inner index: rows and
+    reductions whose states stay in registers (no long vectors in scratch arrays)."""
+    reds = partial_reductions(kernel, spec)
+    return spec.outer is not None and bool(reds) and all(r.dim.evaluate(bindings) <= MAX_UNROLLED_DIM
+                                                         and r.src[0].dim.evaluate(bindings) <= MAX_UNROLLED_DIM
+                                                         for r in reds)

@@ -19,16 +19,26 @@ _loaded: dict[str, dict[str, int]] = {}  # cache key -> symbol addresses already
 LIBM_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "expm1", "log1p", "erf", "atan2")
 
 
-@lru_cache(maxsize=1)
-def target_machine() -> llvm.TargetMachine:
+@lru_cache(maxsize=None)
+def target_machine(vector_bits: int = 0) -> llvm.TargetMachine:
+    """The host CPU; `vector_bits` 512 lets the vectorizers use AVX-512's full width (LLVM's
+    tuning for recent Intel CPUs otherwise prefers 256-bit vectors), 0 keeps LLVM's choice."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     target = llvm.Target.from_default_triple()
     features = llvm.get_host_cpu_features().flatten()
+    if vector_bits == 512:
+        features += ",-prefer-256-bit"
     tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=features, opt=3, reloc="default",
                                        codemodel="jitdefault")
     _bind_libm()
     return tm
+
+
+def vector_widths() -> tuple[int, ...]:
+    """The vector widths (bits) a schedule may ask for on this host: 512 only with AVX-512."""
+    target_machine()
+    return (512, 256) if llvm.get_host_cpu_features().get("avx512f") else (256,)
 
 
 def host_description() -> str:
@@ -46,12 +56,12 @@ def _bind_libm() -> None:
             llvm.add_symbol(f"kc_{sym}", addr)
 
 
-def optimize(module: llvm.ModuleRef) -> None:
+def optimize(module: llvm.ModuleRef, vector_bits: int = 0) -> None:
     pto = llvm.create_pipeline_tuning_options(speed_level=3)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
     pto.loop_unrolling = True
-    pb = llvm.create_pass_builder(target_machine(), pto)
+    pb = llvm.create_pass_builder(target_machine(vector_bits), pto)
     pm = pb.getModulePassManager()
     pm.run(module, pb)
 
@@ -63,18 +73,19 @@ def _engine() -> llvm.ExecutionEngine:
     return llvm.create_mcjit_compiler(backing, tm)
 
 
-def optimized_ir(text: str) -> str:
+def optimized_ir(text: str, vector_bits: int = 0) -> str:
     """The module `text` after the same optimization as compile_ir, for showing generated code."""
     with _lock:
-        tm = target_machine()
+        tm = target_machine(vector_bits)
         module = llvm.parse_assembly(text)
         module.triple = tm.triple
         module.data_layout = str(tm.target_data)
-        optimize(module)
+        optimize(module, vector_bits)
         return str(module)
 
 
-def compile_ir(text_fn, symbols: list[str], key: str | None = None) -> tuple[dict[str, int], str]:
+def compile_ir(text_fn, symbols: list[str], key: str | None = None,
+               vector_bits: int = 0) -> tuple[dict[str, int], str]:
     """JIT the module that `text_fn()` builds; the addresses of `symbols`, and the optimized IR
     ("" when the object code came from the disk cache under `key`, skipping codegen entirely)."""
     from kernelc.backends import cache
@@ -82,7 +93,7 @@ def compile_ir(text_fn, symbols: list[str], key: str | None = None) -> tuple[dic
     with _lock:
         if key in _loaded:  # the same code is already in this process
             return _loaded[key], ""
-        tm = target_machine()
+        tm = target_machine(vector_bits)
         engine = _engine()
         obj = cache.load(key, "o") if key else None
         optimized = ""
@@ -91,7 +102,7 @@ def compile_ir(text_fn, symbols: list[str], key: str | None = None) -> tuple[dic
             module.verify()
             module.triple = tm.triple
             module.data_layout = str(tm.target_data)
-            optimize(module)
+            optimize(module, vector_bits)
             optimized = str(module)
             obj = tm.emit_object(module)
             if key:
