@@ -360,6 +360,12 @@ class _FunctionBuilder:
         src = [self.emit(s) for s in node.src]
         if op is Op.CAST:
             return [ops.cast(b, self.math, v, node.src[0].dtype, node.arg) for v in src[0]]  # type: ignore[arg-type]
+        if op is Op.DIV and self.math.approx and node.dtype.is_float \
+                and _level(node.src[1], self.inner) < _level(node, self.inner):
+            # under a tolerance, dividing by a value computed outside this loop multiplies by its
+            # reciprocal (one division per row instead of one per pair; <= 1 ulp more error)
+            src = [src[0], [b.fdiv(ops.const(v.type, 1), v) for v in src[1]]]
+            op = Op.MUL
         if op in ELEMENTWISE_OPS:
             width = max(len(s) for s in src)
             lanes = [self.broadcast(s, width) for s in src]

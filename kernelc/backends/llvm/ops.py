@@ -7,6 +7,7 @@ max, saturating float-to-int casts, round half to even).
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 
 from kernelc.ir.dtypes import DType
@@ -51,6 +52,9 @@ class Math:
         self.approx = approx  # schedule knob approx_math: the kernel runs under a tolerance
         # under a tolerance, a multiply and an add may fuse into one FMA (one rounding fewer)
         self.contract: tuple[str, ...] = ("contract",) if approx else ()
+        # ... and products may regroup (x * a) * b as x * (a * b), so that factors computed
+        # outside a loop fold into one (sums keep their order: regrouping them can cancel)
+        self.product: tuple[str, ...] = ("contract", "reassoc", "nsz") if approx else ()
 
     def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
         ty = args[0].type
@@ -179,7 +183,7 @@ def _binary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value, y: ir.Value) -> ir.Va
         raise UnsupportedKernel(f"the llvm backend has no implementation of integer {op}")
     floats = {Op.ADD: b.fadd, Op.SUB: b.fsub, Op.MUL: b.fmul, Op.DIV: b.fdiv}
     if op in floats:
-        return floats[op](x, y, flags=m.contract)
+        return floats[op](x, y, flags=m.product if op is Op.MUL else m.contract)
     if op is Op.POW:
         return m.intrinsic(b, "pow", x, y)
     if op is Op.ATAN2:
@@ -264,31 +268,33 @@ _EXP2_APPROX = (1.0, 0.6931470036506653, 0.24022234976291656, 0.0555069632828235
 
 
 def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value) -> ir.Value:
-    """2**t for f32 in about 12 instructions, for kernels under a tolerance: t = k + g with
-    k = round(t), a degree-5 polynomial in g, 2**k put into the exponent bits in one step.
-    Results below 2**-126 are 0: no subnormals, which cost a microcode assist each on many CPUs
-    (a Gaussian KDE with 1.6% of its terms in that range ran 16x slower); above 2**128 inf; NaN
-    stays NaN; error about 2 ulp, plus for exp the rounding of x * log2(e) (relative |x| 2**-24)."""
+    """2**t for f32 in 13 instructions, for kernels under a tolerance: t = k + g with k = round(t)
+    (the 1.5 * 2**23 rounding trick, which keeps NaN a float), 2 q(g) by a degree-5 polynomial
+    with doubled coefficients, times 2**(k - 1) built in the exponent bits. Clamping t to
+    [-126.5, 128] makes 2**(k - 1) exactly 0 for k = -126 and 2**127 for k = 128, so results below
+    2**-125.5 are 0 and above 2**128 inf with no compare or select, and no result is subnormal
+    (subnormals cost a microcode assist each on many CPUs: a Gaussian KDE with 1.6% of its
+    terms in that range ran 16x slower). NaN stays NaN; error about 2 ulp, plus for exp the
+    rounding of x * log2(e) (relative |x| 2**-24)."""
     c = lambda v: const(F32, v)  # noqa: E731
     clamped = b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
-    clamped = b.select(b.fcmp_ordered("<", clamped, c(-127.0)), c(-127.0), clamped)
-    k = m.intrinsic(b, "roundeven", clamped)
-    g = b.fsub(clamped, k)
-    p = c(_EXP2_APPROX[-1])
+    clamped = b.select(b.fcmp_ordered("<", clamped, c(-126.5)), c(-126.5), clamped)
+    magic = 1.5 * 2 ** 23  # adding it rounds to an integer (half to even), kept in the low bits
+    shifted = b.fadd(clamped, c(magic))
+    g = b.fsub(clamped, b.fsub(shifted, c(magic)))  # both exact: |g| <= 1/2
+    p = c(2 * _EXP2_APPROX[-1])
     for a in reversed(_EXP2_APPROX[:-1]):
-        p = m.intrinsic(b, "fma", p, g, c(a))
-    ki = b.fptosi(k, I32)
-    scaled = b.bitcast(b.add(b.bitcast(p, I32), b.shl(ki, const(I32, 23))), F32)
-    y = b.select(b.fcmp_ordered("<=", clamped, c(-127.0)), c(0.0), scaled)
-    y = b.select(b.fcmp_ordered(">=", clamped, c(128.0)), c(float("inf")), y)
-    return b.select(is_nan(b, t), t, y)
+        p = m.intrinsic(b, "fma", p, g, c(2 * a))
+    magic_bits = int(np.float32(magic).view(np.int32))
+    biased = b.add(b.bitcast(shifted, I32), const(I32, 126 - magic_bits))  # k - 1 + 127
+    return b.fmul(p, b.bitcast(b.shl(biased, const(I32, 23)), F32))
 
 
 def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False) -> ir.Value:
     """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding)."""
     ty = x.type
     if m.approx and ty == F32:
-        return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634)))
+        return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634), flags=m.product))
     lo, hi, ln2_hi, ln2_lo, degree, mant, bias, ity = _EXP["f32" if ty == F32 else "f64"]
     c = lambda v: const(ty, v)  # noqa: E731
     if base2:
