@@ -86,11 +86,17 @@ class BufferedState:
             self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
             self.t = [slot(self.ty, ops.const(self.ty, 0)) for _ in range(fb.dim(node))]
             self.den = slot(self.ty, ops.const(self.ty, 0))
+            # the block's largest score, found while the scores are stored (no second pass)
+            self.top = slot(self.ty, ops.const(self.ty, float("-inf")))
 
     def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
         b = fb.b
         rel = b.sub(k, fb.block_start)
-        b.store(args[0][0], b.gep(self.scores, [rel]))
+        s = args[0][0]
+        b.store(s, b.gep(self.scores, [rel]))
+        if self.kind not in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
+            # llvm.maximum propagates NaN and orders -0 below +0: a reduction LLVM vectorizes
+            b.store(fb.math.intrinsic(b, "maximum", b.load(self.top), s), self.top)
         if self.values:
             for buf, v in zip(self.values, fb.broadcast(args[1], len(self.values))):
                 b.store(v, b.gep(buf, [rel]))
@@ -154,19 +160,16 @@ class BufferedState:
         from kernelc.backends.llvm.codegen import _scale
 
         b = fb.b
-        top = fb.alloca(self.ty, ops.const(self.ty, float("-inf")))
-
-        def scan(rel: ir.Value) -> None:
-            # llvm.maximum propagates NaN and orders -0 below +0: a reduction LLVM vectorizes
-            b.store(fb.math.intrinsic(b, "maximum", b.load(top), self._score(fb, rel)), top)
-
-        fb.loop(ir.Constant(I64, 0), count, "maxscan", scan)
-        block_m = b.fadd(b.load(top), ops.const(self.ty, 0.0))  # -0 -> +0, as the monoid's max
+        block_m = b.fadd(b.load(self.top), ops.const(self.ty, 0.0))  # -0 -> +0, as the monoid's max
+        b.store(ops.const(self.ty, float("-inf")), self.top)
         sums = [fb.alloca(self.ty, ops.const(self.ty, 0)) for _ in self.t]
         den = fb.alloca(self.ty, ops.const(self.ty, 0))
 
-        def add(rel: ir.Value) -> None:
-            w = _scale(fb, self._score(fb, rel), block_m)
+        def add(rel: ir.Value, finite: bool) -> None:
+            s = self._score(fb, rel)
+            # with a finite block maximum every s - m is in [-inf, 0] and no NaN: a plain exp;
+            # otherwise (-inf, inf or NaN) the monoid's rules for the extremes
+            w = ops.poly_exp(b, fb.math, b.fsub(s, block_m), nonpositive=True) if finite else _scale(fb, s, block_m)
             if self.kind is ReduceKind.LOGSUMEXP:
                 b.store(b.fadd(b.load(sums[0]), w, flags=("reassoc",)), sums[0])
                 return
@@ -174,7 +177,12 @@ class BufferedState:
                 b.store(b.fadd(b.load(acc), b.fmul(w, b.load(b.gep(buf, [rel]))), flags=("reassoc",)), acc)
             b.store(b.fadd(b.load(den), w, flags=("reassoc",)), den)
 
-        fb.loop(ir.Constant(I64, 0), count, "expsum", add)
+        is_finite = b.fcmp_ordered("<", fb.math.intrinsic(b, "fabs", block_m), ops.const(self.ty, float("inf")))
+        with b.if_else(is_finite, likely=True) as (finite, extreme):
+            with finite:
+                fb.loop(ir.Constant(I64, 0), count, "expsum", lambda rel: add(rel, True))
+            with extreme:
+                fb.loop(ir.Constant(I64, 0), count, "expsum_extreme", lambda rel: add(rel, False))
         m = b.load(self.m)
         new_m = ops.select_max(b, m, block_m, largest=True)
         keep, fold = _scale(fb, m, new_m), _scale(fb, block_m, new_m)

@@ -267,7 +267,7 @@ _EXP2_APPROX = (1.0, 0.6931470036506653, 0.24022234976291656, 0.0555069632828235
                 0.0013276698300614953)
 
 
-def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value) -> ir.Value:
+def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value, nonpositive: bool = False) -> ir.Value:
     """2**t for f32 in 13 instructions, for kernels under a tolerance: t = k + g with k = round(t)
     (the 1.5 * 2**23 rounding trick, which keeps NaN a float), 2 q(g) by a degree-5 polynomial
     with doubled coefficients, times 2**(k - 1) built in the exponent bits. Clamping t to
@@ -277,7 +277,7 @@ def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value) -> ir.Value:
     terms in that range ran 16x slower). NaN stays NaN; error about 2 ulp, plus for exp the
     rounding of x * log2(e) (relative |x| 2**-24)."""
     c = lambda v: const(F32, v)  # noqa: E731
-    clamped = b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
+    clamped = t if nonpositive else b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
     clamped = b.select(b.fcmp_ordered("<", clamped, c(-126.5)), c(-126.5), clamped)
     magic = 1.5 * 2 ** 23  # adding it rounds to an integer (half to even), kept in the low bits
     shifted = b.fadd(clamped, c(magic))
@@ -290,17 +290,20 @@ def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value) -> ir.Value:
     return b.fmul(p, b.bitcast(b.shl(biased, const(I32, 23)), F32))
 
 
-def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False) -> ir.Value:
-    """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding)."""
+def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False, nonpositive: bool = False) -> ir.Value:
+    """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding);
+    `nonpositive`: the caller knows x <= 0 and not NaN (no upper clamp, no NaN select)."""
     ty = x.type
     if m.approx and ty == F32:
-        return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634), flags=m.product))
+        return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634), flags=m.product),
+                           nonpositive)
     lo, hi, ln2_hi, ln2_lo, degree, mant, bias, ity = _EXP["f32" if ty == F32 else "f64"]
     c = lambda v: const(ty, v)  # noqa: E731
     if base2:
         lo, hi = lo * 1.4426950408889634, hi * 1.4426950408889634
     clamped = b.select(b.fcmp_ordered("<", x, c(lo)), c(lo), x)
-    clamped = b.select(b.fcmp_ordered(">", clamped, c(hi)), c(hi), clamped)
+    if not nonpositive:
+        clamped = b.select(b.fcmp_ordered(">", clamped, c(hi)), c(hi), clamped)
     if base2:
         k = m.intrinsic(b, "roundeven", clamped)
         f = b.fsub(clamped, k)  # exact: |f| <= 1/2
@@ -317,13 +320,14 @@ def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False) -> ir.V
         p = m.intrinsic(b, "fma", p, r, c(a))
     ki = b.fptosi(k, ity)
     if _HAS_SCALEF:  # one vscalefps/vscalefpd per vector instead of two exponent-bit steps
-        return b.select(is_nan(b, x), x, m.ldexp(b, p, ki if ity == I32 else b.trunc(ki, I32)))
+        y = m.ldexp(b, p, ki if ity == I32 else b.trunc(ki, I32))
+        return y if nonpositive else b.select(is_nan(b, x), x, y)
     k1 = b.ashr(ki, const(ity, 1))
     k2 = b.sub(ki, k1)
     two_k1 = b.bitcast(b.shl(b.add(k1, const(ity, bias)), const(ity, mant)), ty)
     two_k2 = b.bitcast(b.shl(b.add(k2, const(ity, bias)), const(ity, mant)), ty)
     y = b.fmul(b.fmul(p, two_k1), two_k2)
-    return b.select(is_nan(b, x), x, y)
+    return y if nonpositive else b.select(is_nan(b, x), x, y)
 
 
 def int_pow(b: ir.IRBuilder, base: ir.Value, exp: ir.Value) -> ir.Value:
