@@ -1,12 +1,14 @@
-"""Block-buffered reductions: argmin/argmax, logsumexp and softmax in two vectorizable passes.
+"""Block-buffered reductions: argmin/argmax, logsumexp and softmax in vectorizable passes.
 
 The online forms of these reductions carry a dependency from one j to the next (the running
 maximum rescales the running sum; the running minimum decides the index), which stops LLVM's
-loop vectorizer. Instead, the pair loop only stores each block's arguments into a small stack
-buffer; at the end of the block, plain reductions over the buffer (integer min/max of
-order-preserving keys, sums of exp) vectorize, and the block's partial state is merged into the
-running one with the monoid's `combine` rule (kernelc.ir.monoids), so ties, NaN and empty
-ranges follow LANGUAGE.md §6 exactly as in the online form.
+loop vectorizer. Instead, the pair loop stores each block's arguments into a small stack buffer
+and keeps the block's extreme (a NaN-propagating min/max reduction, which vectorizes); at the end
+of the block, logsumexp/softmax sum exp(s - max) over the buffer, and argmin/argmax look for the
+extreme's first position only when the block can beat the running state (rare after the first
+blocks). The block's partial state is merged into the running one with the monoid's `combine`
+rule (kernelc.ir.monoids), so ties, NaN and empty ranges follow LANGUAGE.md §6 exactly as in the
+online form.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
-from kernelc.backends.llvm.ops import F32, I1, I32, I64, compute_type
+from kernelc.backends.llvm.ops import I1, I64, compute_type
 from kernelc.ir.nodes import Node, Reduction
 from kernelc.ir.ops import ReduceKind
 
@@ -34,27 +36,6 @@ def buffered(node: Node, dim: int) -> bool:
     if kind is ReduceKind.LOGSUMEXP:
         return len(node.src) == 1
     return kind is ReduceKind.SOFTMAX and dim <= MAX_BUFFERED_SOFTMAX_DIM
-
-
-def _key_type(ty: ir.Type) -> ir.IntType:
-    if isinstance(ty, ir.IntType):
-        return I32 if ty.width < 32 else ty
-    return I32 if ty == F32 else I64
-
-
-def order_key(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    """An integer whose signed order is the order of the (non-NaN) float values; -0.0 == +0.0."""
-    if isinstance(v.type, ir.IntType):
-        return b.zext(v, I32) if v.type.width < 32 else v
-    kt = _key_type(v.type)
-    bits = b.bitcast(b.fadd(v, ops.const(v.type, 0.0)), kt)
-    return b.xor(bits, b.and_(b.ashr(bits, ir.Constant(kt, kt.width - 1)), ir.Constant(kt, (1 << (kt.width - 1)) - 1)))
-
-
-def from_key(b: ir.IRBuilder, key: ir.Value, ty: ir.Type) -> ir.Value:
-    kt = key.type
-    bits = b.xor(key, b.and_(b.ashr(key, ir.Constant(kt, kt.width - 1)), ir.Constant(kt, (1 << (kt.width - 1)) - 1)))
-    return b.bitcast(bits, ty)
 
 
 def _is_nan(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
@@ -82,6 +63,9 @@ class BufferedState:
         if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
             self.best = slot(self.ty, _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX))
             self.idx = slot(I64, ir.Constant(I64, -1))
+            # the block's extreme (NaN if it holds one), found while the scores are stored
+            self.worst = _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX)
+            self.top = slot(self.ty, self.worst)
         else:
             self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
             self.t = [slot(self.ty, ops.const(self.ty, 0)) for _ in range(fb.dim(node))]
@@ -94,9 +78,14 @@ class BufferedState:
         rel = b.sub(k, fb.block_start)
         s = args[0][0]
         b.store(s, b.gep(self.scores, [rel]))
-        if self.kind not in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
-            # llvm.maximum propagates NaN and orders -0 below +0: a reduction LLVM vectorizes
-            b.store(fb.math.intrinsic(b, "maximum", b.load(self.top), s), self.top)
+        largest = self.kind is not ReduceKind.ARGMIN
+        if isinstance(self.ty, ir.IntType):
+            b.store(_imin(b, b.load(self.top), s, largest), self.top)
+        else:
+            # llvm.maximum/minimum propagate NaN: reductions LLVM vectorizes; nsz: either zero
+            # may come out for -0 vs +0 (both are found by ==, and a block max adds 0.0)
+            b.store(fb.math.intrinsic(b, "maximum" if largest else "minimum", b.load(self.top), s, flags=("nsz",)),
+                    self.top)
         if self.values:
             for buf, v in zip(self.values, fb.broadcast(args[1], len(self.values))):
                 b.store(v, b.gep(buf, [rel]))
@@ -115,43 +104,36 @@ class BufferedState:
             self._end_exp(fb, count)
 
     def _end_arg(self, fb: "_FunctionBuilder", start: ir.Value, count: ir.Value) -> None:
+        from kernelc.backends.llvm.codegen import _better
+
         b, largest = fb.b, self.kind is ReduceKind.ARGMAX
-        kt = _key_type(self.ty)
-        worst = (-(1 << (kt.width - 1))) if largest else (1 << (kt.width - 1)) - 1
-        best_key = self._accumulator(fb, kt, worst)
-        first_nan = self._accumulator(fb, I64, BIG)
-
-        def scan(rel: ir.Value) -> None:
-            v = self._score(fb, rel)
-            nan = _is_nan(b, v)
-            key = b.select(nan, ir.Constant(kt, worst), order_key(b, v))
-            b.store(_imin(b, b.load(best_key), key, largest), best_key)
-            b.store(_imin(b, b.load(first_nan), b.select(nan, rel, ir.Constant(I64, BIG))), first_nan)
-
-        fb.loop(ir.Constant(I64, 0), count, "argscan", scan)
-        target = b.load(best_key)
-        nan_at = b.load(first_nan)
-        has_nan = b.icmp_signed("<", nan_at, ir.Constant(I64, BIG))
+        target = b.load(self.top)  # the block's extreme, or NaN
+        b.store(self.worst, self.top)
+        has_nan = _is_nan(b, target)
         # Finding the block's position is needed only when the block can win: a NaN (unless the
         # state already holds one), or an extreme strictly better than the state's (ties keep the
         # earlier index). With data in no particular order that is rare after the first blocks.
         best, idx = b.load(self.best), b.load(self.idx)
-        better = b.icmp_signed(">" if largest else "<", target, order_key(b, best))
         empty = b.icmp_signed("<", idx, ir.Constant(I64, 0))
-        can_win = b.or_(empty, b.and_(b.not_(_is_nan(b, best)), b.or_(has_nan, better)))
-        with b.if_then(can_win):
+        if isinstance(self.ty, ir.IntType):
+            can_win = b.or_(empty, b.icmp_signed(">" if largest else "<", target, best))
+        else:
+            better = b.fcmp_ordered(">" if largest else "<", target, best)
+            can_win = b.or_(empty, b.and_(b.not_(_is_nan(b, best)), b.or_(has_nan, better)))
+        with b.if_then(can_win, likely=False):
             first = self._accumulator(fb, I64, BIG)
 
             def find(rel: ir.Value) -> None:
                 v = self._score(fb, rel)
-                hit = b.and_(b.icmp_signed("==", order_key(b, v), target), b.not_(_is_nan(b, v)))
+                if isinstance(self.ty, ir.IntType):
+                    hit = b.icmp_signed("==", v, target)
+                else:  # the first NaN, else the first value equal to the extreme (-0 == +0)
+                    hit = b.select(has_nan, _is_nan(b, v), b.fcmp_ordered("==", v, target))
                 b.store(_imin(b, b.load(first), b.select(hit, rel, ir.Constant(I64, BIG))), first)
 
             fb.loop(ir.Constant(I64, 0), count, "argfind", find)
-            pos = b.select(has_nan, nan_at, b.load(first))
+            pos = b.load(first)
             value, index = self._score(fb, pos), b.add(start, pos)
-            from kernelc.backends.llvm.codegen import _better
-
             take = b.or_(empty, _better(b, value, best, largest))
             b.store(b.select(take, value, best), self.best)
             b.store(b.select(take, index, idx), self.idx)

@@ -56,13 +56,13 @@ class Math:
         # outside a loop fold into one (sums keep their order: regrouping them can cancel)
         self.product: tuple[str, ...] = ("contract", "reassoc", "nsz") if approx else ()
 
-    def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+    def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value, flags: tuple[str, ...] = ()) -> ir.Value:
         ty = args[0].type
         suffix = "f32" if ty == F32 else "f64"
         fn = self.module.globals.get(f"llvm.{name}.{suffix}")
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=f"llvm.{name}.{suffix}")
-        return b.call(fn, list(args))
+        return b.call(fn, list(args), fastmath=flags)
 
     def libm(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
         ty = args[0].type
