@@ -27,9 +27,12 @@ from kernelc.ir.nodes import Kernel, Node, Reduction, other_index, walk
 from kernelc.ir.ops import COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, Op, ReduceKind
 
 MAX_UNROLLED_DIM = 256
+WIDE_DIM = 16  # pair-level component sums of vectors this long are built one component at a time
+SUM_CHAINS = 4
 # f32 sums run in f32 within blocks of this many terms (vectorizable, 8-16 lanes), and the
 # block sums are added in f64: the error does not grow with M (LANGUAGE.md §6).
 SUM_BLOCK = 256
+SOA_BLOCK = SUM_BLOCK  # columns per block of structure-of-arrays parameters (RowFunction.soa)
 _LONG_REDUCTIONS = (ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.MAX, ReduceKind.MIN)
 Vec = list[ir.Value]
 
@@ -39,8 +42,11 @@ class RowFunction:
     name: str
     outer: str | None  # "i", "j" or None (one row)
     outputs: tuple[int, ...]  # indices into kernel.outputs
-    # Vector parameters read along the inner loop, passed structure-of-arrays ((D, M) instead
-    # of (M, D)) so that the vectorized inner loop reads each component contiguously.
+    # Vector parameters read along the inner loop, passed structure-of-arrays in blocks of
+    # SOA_BLOCK columns (`soa_blocks`: shape (ceil(M / SOA_BLOCK), D, SOA_BLOCK), zero-padded), so
+    # that the vectorized inner loop reads each component contiguously and a block of columns
+    # is one contiguous stretch of memory (D separate arrays were D streams at once: 64 defeat
+    # the hardware prefetchers) addressed from one base register.
     soa: tuple[str, ...] = ()
     # Scratch arrays (in 8-byte elements) for the states of reductions of long vectors, passed
     # after the outputs; each concurrent call of the function gets its own.
@@ -60,6 +66,7 @@ class _Row:
 
     index: ir.Value
     scope: _Scope = field(default_factory=_Scope)
+    pair: _Scope = field(default_factory=_Scope)  # its values at the current column
 
 
 def _level(node: Node, inner: str | None) -> int:
@@ -73,9 +80,9 @@ def _level(node: Node, inner: str | None) -> int:
 
 class _FunctionBuilder:
     def __init__(self, module: ir.Module, math: ops.Math, kernel: Kernel, bindings: dict[str, int],
-                 spec: RowFunction, partial: bool = False, rows: int = 1) -> None:
+                 spec: RowFunction, partial: bool = False, rows: int = 1, interleave: int = 0) -> None:
         self.kernel, self.bindings, self.spec, self.math = kernel, bindings, spec, math
-        self.rows = rows
+        self.rows, self.interleave = rows, interleave
         self.outer = spec.outer
         self.inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
         pp = I8.as_pointer().as_pointer()
@@ -97,6 +104,7 @@ class _FunctionBuilder:
         self.row: ir.Value = ir.Constant(I64, 0)
         self.col: ir.Value = ir.Constant(I64, 0)
         self.block_start: ir.Value = ir.Constant(I64, 0)
+        self.in_block = False  # in the pair loop of a block that starts at a multiple of SUM_BLOCK
         self.scratch_slot = 0  # long reductions take scratch arrays in order of appearance
         self.long_states: dict[Node, "_LongState"] = {}
         self.pointers: dict[str, ir.Value] = {}
@@ -117,8 +125,10 @@ class _FunctionBuilder:
 
     # --- loops ------------------------------------------------------------------------------------
 
-    def loop(self, start: ir.Value, stop: ir.Value, name: str, body, step: int = 1) -> None:
-        """for (k = start; k < stop; k += step) body(k), with the builder left after the loop."""
+    def loop(self, start: ir.Value, stop: ir.Value, name: str, body, step: int = 1,
+             interleave: int = 0) -> None:
+        """for (k = start; k < stop; k += step) body(k), with the builder left after the loop;
+        `interleave` (if not 0) tells the loop vectorizer how many vectors to run side by side."""
         b = self.b
         pre = b.block
         head = self.fn.append_basic_block(f"{name}.head")
@@ -132,7 +142,9 @@ class _FunctionBuilder:
         b.position_at_end(work)
         body(k)
         k.add_incoming(b.add(k, ir.Constant(I64, step)), b.block)
-        b.branch(head)
+        back = b.branch(head)
+        if interleave:
+            back.set_metadata("llvm.loop", _loop_id(self.fn.module, ("llvm.loop.interleave.count", interleave)))
         b.position_at_end(done)
 
     def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
@@ -184,7 +196,7 @@ class _FunctionBuilder:
     def enter(self, row: _Row) -> None:
         """Make `row` the current one: its index and its once-per-row values."""
         self.row = row.index
-        self.scopes[1] = row.scope
+        self.scopes[1], self.scopes[2] = row.scope, row.pair
 
     def build_partial(self) -> None:
         """The variant that reduces over columns [c0, c1) only and stores each row's reduction
@@ -207,7 +219,7 @@ class _FunctionBuilder:
                             self.b.store(v, self.b.gep(base, [self.b.add(row_base, ir.Constant(I64, c))]))
                         slot += 1
 
-        self.row_loop(self.r0, self.r1, 1, rows_body)  # few rows run this: blocks would not fill
+        self.row_loop(self.r0, self.r1, self.rows if blockable(self.kernel, self.spec, self.bindings) else 1, rows_body)
         self.b.ret_void()
 
     def pre_emit(self, roots: list[Node], level: int) -> None:
@@ -232,24 +244,32 @@ class _FunctionBuilder:
         start = ir.Constant(I64, 0) if start is None else start
         stop = self.inner_extent if stop is None else stop
 
+        wide = [n for n in walk([s for r in reds for s in r.src]) if self.is_wide_sum(n)]
+
         def col_body(k: ir.Value) -> None:
             self.col = k
             self.column = _Scope()
+            for row in rows:
+                row.pair = _Scope()
+            for node in wide:
+                self.wide_sum(node, rows)
             for row, row_states in zip(rows, states):
                 self.enter(row)
-                self.scopes[2] = _Scope()
                 for st, r in zip(row_states, reds):
                     if isinstance(st, _LongState):
                         st.accumulate(self, r, k)
                     else:
                         st.accumulate(self, [self.emit(s) for s in r.src], k)
             self.scopes[2], self.column = _Scope(), _Scope()
+            for row in rows:
+                row.pair = _Scope()
 
         def block_body(first: ir.Value) -> None:
             end = self.b.add(first, ir.Constant(I64, SUM_BLOCK))
             end = self.b.select(self.b.icmp_signed("<", end, stop), end, stop)
-            self.block_start = first
-            self.loop(first, end, "col", col_body)
+            self.block_start, self.in_block = first, True
+            self.loop(first, end, "col", col_body, interleave=self.interleave)
+            self.in_block = False
             for row, row_states in zip(rows, states):
                 self.enter(row)
                 for st in row_states:
@@ -357,6 +377,9 @@ class _FunctionBuilder:
             return [self.emit_at(node.src[0], ir.Constant(I64, start + c)) for c in range(self.dim(node))]
         if self.is_long(node):
             raise AssertionError("long vectors are only read through emit_at")
+        if self.is_wide_sum(node):
+            self.wide_sum(node, [_Row(self.row, self.scopes[1], self.scopes[2])])
+            return self.scopes[2].values[node]
         src = [self.emit(s) for s in node.src]
         if op is Op.CAST:
             return [ops.cast(b, self.math, v, node.src[0].dtype, node.arg) for v in src[0]]  # type: ignore[arg-type]
@@ -507,24 +530,80 @@ class _FunctionBuilder:
         self.loop(ir.Constant(I64, 0), ir.Constant(I64, n), "vext_c", body)
         return b.load(best) if op in (Op.VMAX, Op.VMIN) else b.load(idx)
 
-    def load_param(self, node: Node) -> Vec:
+    def load_param(self, node: Node, components: range | None = None) -> Vec:
+        """The parameter's value at the current row and column (only `components`, if given)."""
         p = self.kernel.param(node.arg)  # type: ignore[arg-type]
         dim = self.dim(node)
-        index = p.type.index
-        pos = {"i": self.row if self.outer == "i" else self.col, "j": self.row if self.outer == "j" else self.col}
-        if not index:
-            row = ir.Constant(I64, 0)
-        elif len(index) == 1:
-            row = pos[index[0]]
-        else:
-            row = self.b.add(self.b.mul(pos["i"], self.m), pos["j"])
+        row = self._param_row(p)
         if p.name in self.spec.soa:
-            offsets = [self.b.add(self.b.mul(ir.Constant(I64, c), self.inner_extent), row) for c in range(dim)]
+            offset = self._soa_offset(row, dim)
         else:
             base = self.b.mul(row, ir.Constant(I64, dim))
-            offsets = [self.b.add(base, ir.Constant(I64, c)) for c in range(dim)]
-        return [self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [off])), p.type.dtype)
-                for off in offsets]
+            offset = lambda c: self.b.add(base, ir.Constant(I64, c))  # noqa: E731
+        return [self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [offset(c)])), p.type.dtype)
+                for c in (components if components is not None else range(dim))]
+
+    def _soa_offset(self, k: ir.Value, dim: int):
+        """Component c at column k of a blocked structure-of-arrays parameter (see RowFunction)."""
+        b, B = self.b, SOA_BLOCK
+        if self.in_block:  # k - block_start < B: the loop vectorizer sees unit stride in k
+            base = b.add(b.mul(self.block_start, ir.Constant(I64, dim - 1)), k)
+        else:
+            base = b.add(b.mul(b.ashr(k, ir.Constant(I64, B.bit_length() - 1)), ir.Constant(I64, (dim - 1) * B)), k)
+        return lambda c: b.add(base, ir.Constant(I64, c * B))
+
+    # --- wide vectors per pair: one component at a time ------------------------------------------
+
+    def is_wide_sum(self, node: Node) -> bool:
+        return node.op is Op.VSUM and _level(node, self.inner) == 2 and self.dim(node.src[0]) >= WIDE_DIM \
+            and not build.contains_reduction(node)
+
+    def wide_sum(self, node: Node, rows: list[_Row]) -> None:
+        """The component sum `node` (sqdist, dot at D = 64) of every row of a register block,
+        into each row's pair scope, computed component-major and the rows in lockstep: component
+        c of y is loaded once and used by every row right away, and each value lives for a few
+        instructions; computed whole, the D components of y stay live across the block's rows
+        and spill (LLVM's scheduler keeps the order it is given)."""
+        src, dim = node.src[0], self.dim(node.src[0])
+        sums = [_Chains(self.b, self.math) for _ in rows]
+        for c in range(dim):
+            for row, chains in zip(rows, sums):
+                self.enter(row)
+                chains.add(self.component(src, c))
+        for row, chains in zip(rows, sums):
+            row.pair.values[node] = [chains.total()]
+
+    def component(self, node: Node, c: int) -> ir.Value:
+        """Component c of a vector computed per pair, computed from component c of its operands
+        only (see wide_sum)."""
+        if _level(node, self.inner) < 2 or build.contains_reduction(node):
+            vals = self.emit(node)
+            return vals[c] if len(vals) > 1 else vals[0]
+        key = (node, c)
+        scope = self.scopes[2] if self.outer in node.deps else self.column
+        if key in scope.values:
+            return scope.values[key][0]  # type: ignore[index]
+        op = node.op
+        if node.dim is None or self.dim(node) == 1:
+            value = self.emit(node)[0]
+        elif op is Op.PARAM:
+            value = self.load_param(node, range(c, c + 1))[0]
+        elif op is Op.CAST:
+            value = ops.cast(self.b, self.math, self.component(node.src[0], c), node.src[0].dtype, node.arg)  # type: ignore
+        elif op in ELEMENTWISE_OPS and op is not Op.DIV:
+            value = ops.elementwise(self.b, self.math, op, [self.component(s, c) for s in node.src])
+        elif op is Op.SLICE:
+            value = self.component(node.src[0], node.arg[0].evaluate(self.bindings) + c)  # type: ignore[index]
+        elif op is Op.CONCAT:
+            for part in node.src:
+                if c < self.dim(part):
+                    value = self.component(part, c)
+                    break
+                c -= self.dim(part)
+        else:
+            value = self.emit(node)[c]
+        scope.values[key] = [value]  # type: ignore[index]
+        return value
 
     def from_storage(self, raw: ir.Value, dt: DType) -> ir.Value:
         if dt is DType.F16:
@@ -538,10 +617,10 @@ class _FunctionBuilder:
     def component_reduce(self, op: Op, vals: Vec) -> ir.Value:
         b = self.b
         if op is Op.VSUM:
-            total = vals[0]
-            for v in vals[1:]:
-                total = b.add(total, v) if isinstance(v.type, ir.IntType) else b.fadd(total, v, flags=self.math.contract)
-            return total
+            sums = _Chains(b, self.math, len(vals))
+            for v in vals:
+                sums.add(v)
+            return sums.total()
         if op in (Op.VMAX, Op.VMIN):
             best = vals[0]
             for v in vals[1:]:
@@ -560,6 +639,47 @@ class _FunctionBuilder:
         for v in vals:
             total = b.fadd(total, _scale(self, v, m))
         return b.fadd(m, self.math.intrinsic(b, "log", total))
+
+
+class _Chains:
+    """A component sum in SUM_CHAINS interleaved partial sums, added pairwise at the end (for
+    sums of 2 * SUM_CHAINS terms or more; `count` if known, else assumed long): a single chain
+    of D dependent adds would make each pair wait D add latencies."""
+
+    def __init__(self, b: ir.IRBuilder, math: ops.Math, count: int | None = None) -> None:
+        self.b, self.math = b, math
+        self.width = SUM_CHAINS if count is None or count >= 2 * SUM_CHAINS else 1
+        self.partial: list[ir.Value] = []
+        self.seen = 0
+
+    def _add(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.add(x, y) if isinstance(x.type, ir.IntType) else self.b.fadd(x, y, flags=self.math.contract)
+
+    def add(self, v: ir.Value) -> None:
+        k = self.seen % self.width
+        if len(self.partial) <= k:
+            self.partial.append(v)
+        else:
+            self.partial[k] = self._add(self.partial[k], v)
+        self.seen += 1
+
+    def total(self) -> ir.Value:
+        partial = self.partial
+        while len(partial) > 1:
+            partial = [self._add(partial[k], partial[k + 1]) if k + 1 < len(partial) else partial[k]
+                       for k in range(0, len(partial), 2)]
+        return partial[0]
+
+
+def _loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
+    """A loop's metadata (its first operand is itself, which makes it unique) with properties."""
+    from llvmlite.ir.values import MDValue
+
+    props = [module.add_metadata([ir.MetaDataString(module, name), ir.Constant(ir.IntType(32), value)])
+             for name, value in properties]
+    loop = MDValue(module, [None] + props, name=str(len(module.metadata)))
+    loop.operands = (loop,) + loop.operands[1:]
+    return loop
 
 
 def _better(b: ir.IRBuilder, v: ir.Value, best: ir.Value, largest: bool) -> ir.Value:
@@ -969,20 +1089,35 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
                     raise AssertionError("split_passes leaves one pass per row function")
 
 
-def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "",
-             approx: bool = False, rows: int = 1) -> tuple[str, list[RowFunction]]:
+def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bool = False, rows: int = 1,
+             interleave: int = 0) -> tuple[str, list[RowFunction]]:
     """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
     (`approx`: approximate f32 exp for a kernel under a tolerance; `rows`: rows per register
-    block, where `blockable`)."""
+    block, where `blockable`; `interleave`: vectors side by side in the pair loop, 0: LLVM's
+    choice)."""
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module, approx)
     specs = row_functions(kernel, tag, bindings)
     for spec in specs:
-        _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows).build()
+        _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave).build()
         if splittable(kernel, spec, bindings):
-            _FunctionBuilder(module, math, kernel, bindings, spec, partial=True).build_partial()
+            _FunctionBuilder(module, math, kernel, bindings, spec, partial=True, rows=rows,
+                             interleave=interleave).build_partial()
     return str(module), specs
+
+
+def soa_blocks(array: np.ndarray) -> np.ndarray:
+    """A parameter (M, D) in the blocked structure-of-arrays layout: (ceil(M / SOA_BLOCK), D,
+    SOA_BLOCK), zero-padded."""
+    m, d = array.shape
+    blocks = -(-m // SOA_BLOCK)
+    out = np.zeros((blocks, d, SOA_BLOCK), array.dtype)
+    full = m // SOA_BLOCK
+    out[:full] = array[:full * SOA_BLOCK].reshape(full, SOA_BLOCK, d).transpose(0, 2, 1)
+    if full < blocks:
+        out[full, :, :m - full * SOA_BLOCK] = array[full * SOA_BLOCK:].T
+    return out
 
 
 def partial_reductions(kernel: Kernel, spec: RowFunction) -> list[Node]:
