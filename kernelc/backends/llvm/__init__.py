@@ -26,7 +26,7 @@ from kernelc.plugins import API_VERSION
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "16"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "17"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -72,8 +72,6 @@ class LLVMExecutable:
 
 class _StageExecutable:
     def __init__(self, kernel: Kernel, schedule: Schedule) -> None:
-        from kernelc.backends.llvm.jit import compile_ir
-
         self.kernel = kernel
         self.dims = dict(schedule.get("dims") or ())
         self.threads = int(schedule.get("threads") or thread_count())
@@ -86,17 +84,24 @@ class _StageExecutable:
         tag = "_" + key[:20]  # symbols unique per compiled variant within the process
         self.specs = row_functions(kernel, tag, self.dims)
         self.splittable = len(self.specs) == 1 and splittable(kernel, self.specs[0], self.dims)
-        symbols = [s.name for s in self.specs] + ([self.specs[0].name + "_partial"] if self.splittable else [])
+        symbols = [s.name for s in self.specs]
         approx = bool(schedule.get("approx_math"))
         rows = int(schedule.get("rows") or 1)
         self.vector_bits = int(schedule.get("vector_bits") or 0)
         self.rows = rows
         self.tile = int(schedule.get("tile") or 0)  # inner columns per tile (_run_tiled), 0: none
         interleave = int(schedule.get("interleave") or 0)
-        self._generate = lambda: generate(kernel, self.dims, tag, approx, rows, interleave)[0]
-        addresses, self.optimized_ir = compile_ir(self._generate, symbols, key, self.vector_bits)
-        self.functions = [_ROW_FN(addresses[s.name]) for s in self.specs]
-        self.partial = _PARTIAL_FN(addresses[symbols[-1]]) if self.splittable else None
+        self._generate = lambda partial=False: generate(kernel, self.dims, tag, approx, rows, interleave, partial)[0]
+        self._key, self._symbols = key, symbols
+        self._functions: list[Any] | None = None
+        self._partial: Any = None
+        self.optimized_ir = ""
+        # compiled now (the autotuner compiles in worker processes, for the disk cache): the
+        # functions this schedule runs, the row functions or, with tiles, the partial function
+        if self.tile and self.splittable:
+            self.partial()
+        else:
+            self.functions()
         self.schedule = schedule
         self._finish: _StageExecutable | None = None
 
@@ -112,18 +117,18 @@ class _StageExecutable:
         n, m = call.sizes.n, call.sizes.m
         for out in call.outputs:
             assert out.flags.c_contiguous, "the runtime allocates contiguous outputs"
-        for spec, fn in zip(self.specs, self.functions):
+        for k, spec in enumerate(self.specs):
             arrays = [soa_blocks(call.inputs[p.name]) if p.name in spec.soa else np.ascontiguousarray(call.inputs[p.name])
                       for p in self.kernel.params] + list(call.outputs)
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             rows = 1 if spec.outer is None else (n if spec.outer == "i" else m)
             inner = m if spec.outer == "i" else n
-            if self.partial is not None and rows < self.threads and rows * inner >= _SPLIT_WORK:
+            if self.splittable and rows < self.threads and rows * inner >= _SPLIT_WORK:
                 self._run_split(call, pointers, rows, inner)
-            elif self.partial is not None and self.tile and inner > self.tile and rows >= self.threads:
+            elif self.splittable and self.tile and inner > self.tile and rows >= self.threads:
                 self._run_tiled(call, pointers, rows, inner)
             else:
-                self._run_rows(fn, arrays, spec.scratch, n, m, rows)
+                self._run_rows(self.functions()[k], arrays, spec.scratch, n, m, rows)
             del arrays  # kept alive until the native code returned
 
     def _run_split(self, call: Call, pointers: Any, rows: int, inner: int) -> None:
@@ -166,6 +171,26 @@ class _StageExecutable:
                   for k in range(len(states[0]))]
         self._finish_from(call, merged)
 
+    def functions(self) -> list[Any]:
+        """The row functions, compiled at their first use (with tiles, only for small calls)."""
+        from kernelc.backends.llvm.jit import compile_ir
+
+        if self._functions is None:
+            addresses, self.optimized_ir = compile_ir(self._generate, self._symbols, self._key, self.vector_bits)
+            self._functions = [_ROW_FN(addresses[name]) for name in self._symbols]
+        return self._functions
+
+    def partial(self) -> Any:
+        """The partial function (states of rows [r0, r1) over columns [c0, c1)), compiled in a
+        module of its own at its first use: most calls never need it."""
+        from kernelc.backends.llvm.jit import compile_ir
+
+        if self._partial is None:
+            name = self.specs[0].name + "_partial"
+            addresses, _ = compile_ir(lambda: self._generate(True), [name], self._key + "-partial", self.vector_bits)
+            self._partial = _PARTIAL_FN(addresses[name])
+        return self._partial
+
     def _partial_states(self, call: Call, pointers: Any, r0: int, r1: int, c0: int, c1: int) -> list[tuple]:
         """The reductions' states (monoid layout, kernelc.ir.monoids) of rows [r0, r1) over the
         inner columns [c0, c1) (c0 a multiple of SUM_BLOCK), from the partial function."""
@@ -175,7 +200,7 @@ class _StageExecutable:
         fields = [[np.empty((r1 - r0, w), dt) for dt, w in _state_layout(r, self.dims)] for r in reds]
         buffers = [a for red_fields in fields for a in red_fields]
         ptrs = (ctypes.c_void_p * len(buffers))(*[a.ctypes.data for a in buffers])
-        self.partial(ctypes.addressof(pointers), call.sizes.n, call.sizes.m, r0, r1, c0, c1, ctypes.addressof(ptrs))
+        self.partial()(ctypes.addressof(pointers), call.sizes.n, call.sizes.m, r0, r1, c0, c1, ctypes.addressof(ptrs))
         states = []
         for r, f in zip(reds, fields):
             if r.arg.kind is ReduceKind.MEAN:  # type: ignore[union-attr]

@@ -20,7 +20,7 @@ from llvmlite import ir
 from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.ops import I1, I64, compute_type
 from kernelc.ir.nodes import Node, Reduction
-from kernelc.ir.ops import ReduceKind
+from kernelc.ir.ops import Op, ReduceKind
 
 if TYPE_CHECKING:
     from kernelc.backends.llvm.codegen import _FunctionBuilder
@@ -54,11 +54,17 @@ class BufferedState:
         self.red: Reduction = node.arg  # type: ignore[assignment]
         self.kind = self.red.kind
         self.ty = compute_type(node.src[0].dtype)
+        # softmax values that are an inner-indexed parameter (v[j] in attention) are read again
+        # at the end of the block rather than copied into a buffer
+        value = node.src[1] if self.kind is ReduceKind.SOFTMAX else None
+        self.direct = value is not None and value.op is Op.PARAM and value.arg in fb.spec.soa
+        self.dim, self.block = fb.dim(node), SUM_BLOCK
         with fb.b.goto_block(fb.entry):
             fb.b.position_at_start(fb.entry)
             self.scores = fb.b.alloca(self.ty, size=SUM_BLOCK)
-            self.values = [fb.b.alloca(self.ty, size=SUM_BLOCK) for _ in range(fb.dim(node))] \
-                if self.kind is ReduceKind.SOFTMAX else []
+            buffered_values = value is not None and not self.direct
+            self.values = fb.b.alloca(self.ty, size=SUM_BLOCK * self.dim) if buffered_values else None
+            self.numerators = fb.b.alloca(self.ty, size=self.dim) if value is not None else None
         slot = fb.alloca
         if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
             self.best = slot(self.ty, _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX))
@@ -86,15 +92,23 @@ class BufferedState:
             # may come out for -0 vs +0 (both are found by ==, and a block max adds 0.0)
             b.store(fb.math.intrinsic(b, "maximum" if largest else "minimum", b.load(self.top), s, flags=("nsz",)),
                     self.top)
-        if self.values:
-            for buf, v in zip(self.values, fb.broadcast(args[1], len(self.values))):
-                b.store(v, b.gep(buf, [rel]))
+        if self.values is not None:
+            for e, v in enumerate(fb.broadcast(args[1], self.dim)):
+                b.store(v, b.gep(self.values, [b.add(rel, ir.Constant(I64, e * self.block))]))
 
     def _accumulator(self, fb: "_FunctionBuilder", ty: ir.Type, init: int) -> ir.Value:
         return fb.alloca(ty, ir.Constant(ty, init))
 
     def _score(self, fb: "_FunctionBuilder", rel: ir.Value) -> ir.Value:
         return fb.b.load(fb.b.gep(self.scores, [rel]))
+
+    def _value(self, fb: "_FunctionBuilder", e: ir.Value, rel: ir.Value) -> ir.Value:
+        """Component e (a value) of the softmax value at column block_start + rel: from its
+        buffer, or from the parameter (`direct`)."""
+        b = fb.b
+        if not self.direct:
+            return b.load(b.gep(self.values, [b.add(rel, b.mul(e, ir.Constant(I64, self.block)))]))
+        return fb.soa_component_at(self.node.src[1], b.add(fb.block_start, rel), e)
 
     def end_block(self, fb: "_FunctionBuilder", start: ir.Value, end: ir.Value) -> None:
         count = fb.b.sub(end, start)
@@ -146,25 +160,40 @@ class BufferedState:
         b.store(ops.const(self.ty, float("-inf")), self.top)
         sums = [fb.alloca(self.ty, ops.const(self.ty, 0)) for _ in self.t]
         den = fb.alloca(self.ty, ops.const(self.ty, 0))
+        softmax = self.kind is ReduceKind.SOFTMAX
 
-        def add(rel: ir.Value, finite: bool) -> None:
+        def weigh(rel: ir.Value, finite: bool) -> None:
             s = self._score(fb, rel)
             # with a finite block maximum every s - m is in [-inf, 0] and no NaN: a plain exp;
             # otherwise (-inf, inf or NaN) the monoid's rules for the extremes
             w = ops.poly_exp(b, fb.math, b.fsub(s, block_m), nonpositive=True) if finite else _scale(fb, s, block_m)
-            if self.kind is ReduceKind.LOGSUMEXP:
-                b.store(b.fadd(b.load(sums[0]), w, flags=("reassoc",)), sums[0])
-                return
-            for acc, buf in zip(sums, self.values):
-                b.store(b.fadd(b.load(acc), b.fmul(w, b.load(b.gep(buf, [rel]))), flags=("reassoc",)), acc)
-            b.store(b.fadd(b.load(den), w, flags=("reassoc",)), den)
+            total = den if softmax else sums[0]
+            b.store(b.fadd(b.load(total), w, flags=("reassoc",)), total)
+            if softmax:
+                b.store(w, b.gep(self.scores, [rel]))  # the weights replace the scores
 
         is_finite = b.fcmp_ordered("<", fb.math.intrinsic(b, "fabs", block_m), ops.const(self.ty, float("inf")))
         with b.if_else(is_finite, likely=True) as (finite, extreme):
             with finite:
-                fb.loop(ir.Constant(I64, 0), count, "expsum", lambda rel: add(rel, True))
+                fb.loop(ir.Constant(I64, 0), count, "expsum", lambda rel: weigh(rel, True))
             with extreme:
-                fb.loop(ir.Constant(I64, 0), count, "expsum_extreme", lambda rel: add(rel, False))
+                fb.loop(ir.Constant(I64, 0), count, "expsum_extreme", lambda rel: weigh(rel, False))
+        if softmax:
+            # one loop over the block per component (one accumulator each; a single loop with E
+            # accumulators spills them for E = 64), the components in a loop (compile time)
+            def component(e: ir.Value) -> None:
+                acc = fb.alloca(self.ty, ops.const(self.ty, 0))
+
+                def numerator(rel: ir.Value) -> None:
+                    w, v = self._score(fb, rel), self._value(fb, e, rel)
+                    b.store(b.fadd(b.load(acc), b.fmul(w, v), flags=("reassoc",)), acc)
+
+                fb.loop(ir.Constant(I64, 0), count, "softmax_num", numerator)
+                b.store(b.load(acc), b.gep(self.numerators, [e]))
+
+            fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "softmax_e", component)
+            for e, acc in enumerate(sums):
+                b.store(b.load(b.gep(self.numerators, [ir.Constant(I64, e)])), acc)
         m = b.load(self.m)
         new_m = ops.select_max(b, m, block_m, largest=True)
         keep, fold = _scale(fb, m, new_m), _scale(fb, block_m, new_m)

@@ -543,10 +543,18 @@ class _FunctionBuilder:
         return [self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [offset(c)])), p.type.dtype)
                 for c in (components if components is not None else range(dim))]
 
-    def _soa_offset(self, k: ir.Value, dim: int):
+    def soa_component_at(self, node: Node, k: ir.Value, c: ir.Value) -> ir.Value:
+        """Component c (a value) at column k (in the current block) of a blocked structure-of-arrays
+        parameter."""
+        p = self.kernel.param(node.arg)  # type: ignore[arg-type]
+        base = self._soa_offset(k, self.dim(node), in_block=True)(0)
+        offset = self.b.add(base, self.b.mul(c, ir.Constant(I64, SOA_BLOCK)))
+        return self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [offset])), p.type.dtype)
+
+    def _soa_offset(self, k: ir.Value, dim: int, in_block: bool = False):
         """Component c at column k of a blocked structure-of-arrays parameter (see RowFunction)."""
         b, B = self.b, SOA_BLOCK
-        if self.in_block:  # k - block_start < B: the loop vectorizer sees unit stride in k
+        if self.in_block or in_block:  # k - block_start < B: the loop vectorizer sees unit stride in k
             base = b.add(b.mul(self.block_start, ir.Constant(I64, dim - 1)), k)
         else:
             base = b.add(b.mul(b.ashr(k, ir.Constant(I64, B.bit_length() - 1)), ir.Constant(I64, (dim - 1) * B)), k)
@@ -1090,18 +1098,20 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
 
 
 def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bool = False, rows: int = 1,
-             interleave: int = 0) -> tuple[str, list[RowFunction]]:
+             interleave: int = 0, partial: bool = False) -> tuple[str, list[RowFunction]]:
     """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
     (`approx`: approximate f32 exp for a kernel under a tolerance; `rows`: rows per register
     block, where `blockable`; `interleave`: vectors side by side in the pair loop, 0: LLVM's
-    choice)."""
+    choice); with `partial`, only the partial function `<name>_partial` of the (splittable)
+    single row function instead."""
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module, approx)
     specs = row_functions(kernel, tag, bindings)
     for spec in specs:
-        _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave).build()
-        if splittable(kernel, spec, bindings):
+        if not partial:
+            _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave).build()
+        elif splittable(kernel, spec, bindings):
             _FunctionBuilder(module, math, kernel, bindings, spec, partial=True, rows=rows,
                              interleave=interleave).build_partial()
     return str(module), specs

@@ -25,6 +25,10 @@ def target_machine(vector_bits: int = 0) -> llvm.TargetMachine:
     tuning for recent Intel CPUs otherwise prefers 256-bit vectors), 0 keeps LLVM's choice."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
+    # A vectorized remainder loop after the vectorized loop: the pair loops run whole vectors
+    # but for the last block, and it doubled the machine code (and compile time) of wide
+    # kernels. (A process-wide LLVM option: other llvmlite users, e.g. Numba, get it too.)
+    llvm.set_option("", "-enable-epilogue-vectorization=0")
     target = llvm.Target.from_default_triple()
     features = llvm.get_host_cpu_features().flatten()
     if vector_bits == 512:
