@@ -29,10 +29,15 @@ BIG = (1 << 62)
 MAX_BUFFERED_SOFTMAX_DIM = 64
 
 
+K_BEST = (ReduceKind.KMIN, ReduceKind.KMAX, ReduceKind.ARGKMIN, ReduceKind.ARGKMAX)
+
+
 def buffered(node: Node, dim: int) -> bool:
     kind: ReduceKind = node.arg.kind  # type: ignore[union-attr]
     if kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
         return True
+    if kind in K_BEST:
+        return not node.src[0].dtype.is_bool
     if kind is ReduceKind.LOGSUMEXP:
         return len(node.src) == 1
     return kind is ReduceKind.SOFTMAX and dim <= MAX_BUFFERED_SOFTMAX_DIM
@@ -222,3 +227,50 @@ class BufferedState:
         zero = ops.const(self.ty, 0)
         empty = b.fcmp_ordered("==", den, zero)
         return [b.select(empty, zero, b.fdiv(b.load(t), den)) for t in self.t]
+
+
+class BufferedKBest:
+    """kmin/kmax/argkmin/argkmax: the pair loop only stores the block's scores (vectorized); at
+    the end of the block a vectorized scan asks whether any score would enter the K slots (sorts
+    before the last one, or a slot is still empty), and only then are the block's scores
+    inserted one by one, in index order, by the online rule (codegen._State). With data in no
+    particular order that is ever fewer blocks: about K ln(M / K) insertions in all."""
+
+    def __init__(self, fb: "_FunctionBuilder", node: Node) -> None:
+        from kernelc.backends.llvm.codegen import SUM_BLOCK, _State
+
+        self.node = node
+        self.ty = compute_type(node.src[0].dtype)
+        self.largest = node.arg.kind in (ReduceKind.KMAX, ReduceKind.ARGKMAX)  # type: ignore[union-attr]
+        with fb.b.goto_block(fb.entry):
+            fb.b.position_at_start(fb.entry)
+            self.scores = fb.b.alloca(self.ty, size=SUM_BLOCK)
+        self.best = _State.create(fb, node)
+
+    def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
+        b = fb.b
+        b.store(args[0][0], b.gep(self.scores, [b.sub(k, fb.block_start)]))
+
+    def end_block(self, fb: "_FunctionBuilder", start: ir.Value, end: ir.Value) -> None:
+        from kernelc.backends.llvm.codegen import _sorts_before
+
+        b = fb.b
+        count = b.sub(end, start)
+        last_v, last_i = b.load(self.best.slots["vals"][-1]), b.load(self.best.slots["idx"][-1])
+        enters = fb.alloca(I1, ir.Constant(I1, 0))
+
+        def scan(rel: ir.Value) -> None:
+            v = b.load(b.gep(self.scores, [rel]))
+            b.store(b.or_(b.load(enters), _sorts_before(b, v, last_v, self.largest)), enters)
+
+        fb.loop(ir.Constant(I64, 0), count, "kbest_scan", scan)
+        room = b.icmp_signed("<", last_i, ir.Constant(I64, 0))
+        with b.if_then(b.or_(room, b.load(enters)), likely=False):
+            fb.loop(ir.Constant(I64, 0), count, "kbest_insert",
+                    lambda rel: self.best._k_best(fb, b.load(b.gep(self.scores, [rel])), b.add(start, rel)))
+
+    def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
+        return self.best.fields(fb)
+
+    def finalize(self, fb: "_FunctionBuilder") -> list[ir.Value]:
+        return self.best.finalize(fb)

@@ -19,7 +19,7 @@ import numpy as np
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
-from kernelc.backends.llvm.blocks import BufferedState, buffered
+from kernelc.backends.llvm.blocks import K_BEST, BufferedKBest, BufferedState, buffered
 from kernelc.backends.llvm.ops import F32, F64, I1, I8, I64, UnsupportedKernel, compute_type, storage_type
 from kernelc.ir import build
 from kernelc.ir.dtypes import DType
@@ -290,7 +290,9 @@ class _FunctionBuilder:
             self.scratch_slot += 1
             self.long_states[r] = state
             return state
-        return BufferedState(self, r) if buffered(r, self.dim(r)) else _State.create(self, r)
+        if not buffered(r, self.dim(r)):
+            return _State.create(self, r)
+        return BufferedKBest(self, r) if r.arg.kind in K_BEST else BufferedState(self, r)  # type: ignore[union-attr]
 
     # --- outputs ----------------------------------------------------------------------------------
 
