@@ -158,6 +158,23 @@ class BufferedState:
             b.store(b.select(take, index, idx), self.idx)
 
     def _end_exp(self, fb: "_FunctionBuilder", count: ir.Value) -> None:
+        block = self._weights(fb, count)
+        if self.kind is ReduceKind.SOFTMAX:
+            BufferedState._numerators(fb, [(self, block)], count)
+        self._merge(fb, block)
+
+    @staticmethod
+    def end_softmax_blocks(fb: "_FunctionBuilder", states: list["BufferedState"], count: ir.Value) -> None:
+        """The end of a block for the softmax states of a register block's rows whose values are
+        read directly: the rows' numerators in one pass, each value loaded once for all rows."""
+        blocks = [(st, st._weights(fb, count)) for st in states]
+        BufferedState._numerators(fb, blocks, count)
+        for st, block in blocks:
+            st._merge(fb, block)
+
+    def _weights(self, fb: "_FunctionBuilder", count: ir.Value) -> tuple[ir.Value, list[ir.Value], ir.Value]:
+        """The block's maximum and sums of exp(s - max) (logsumexp), or its weights, written over
+        the scores, and their sum (softmax)."""
         from kernelc.backends.llvm.codegen import _scale
 
         b = fb.b
@@ -183,22 +200,40 @@ class BufferedState:
                 fb.loop(ir.Constant(I64, 0), count, "expsum", lambda rel: weigh(rel, True))
             with extreme:
                 fb.loop(ir.Constant(I64, 0), count, "expsum_extreme", lambda rel: weigh(rel, False))
-        if softmax:
-            # one loop over the block per component (one accumulator each; a single loop with E
-            # accumulators spills them for E = 64), the components in a loop (compile time)
-            def component(e: ir.Value) -> None:
-                acc = fb.alloca(self.ty, ops.const(self.ty, 0))
+        return block_m, sums, den
 
-                def numerator(rel: ir.Value) -> None:
-                    w, v = self._score(fb, rel), self._value(fb, e, rel)
-                    b.store(b.fadd(b.load(acc), b.fmul(w, v), flags=("reassoc",)), acc)
+    @staticmethod
+    def _numerators(fb: "_FunctionBuilder", blocks: list, count: ir.Value) -> None:
+        """Softmax numerators of the block: one loop over it per component (one accumulator per
+        state; a single loop with E accumulators spills them for E = 64), the components in a
+        loop (compile time); a directly read value is loaded once for all the states."""
+        b = fb.b
+        first = blocks[0][0]
 
-                fb.loop(ir.Constant(I64, 0), count, "softmax_num", numerator)
-                b.store(b.load(acc), b.gep(self.numerators, [e]))
+        def component(e: ir.Value) -> None:
+            accs = [fb.alloca(first.ty, ops.const(first.ty, 0)) for _ in blocks]
 
-            fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "softmax_e", component)
+            def numerator(rel: ir.Value) -> None:
+                shared = first._value(fb, e, rel) if first.direct else None
+                for (st, _), acc in zip(blocks, accs):
+                    v = shared if shared is not None else st._value(fb, e, rel)
+                    b.store(b.fadd(b.load(acc), b.fmul(st._score(fb, rel), v), flags=("reassoc",)), acc)
+
+            fb.loop(ir.Constant(I64, 0), count, "softmax_num", numerator)
+            for (st, _), acc in zip(blocks, accs):
+                b.store(b.load(acc), b.gep(st.numerators, [e]))
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, first.dim), "softmax_e", component)
+        for st, (_, sums, _) in blocks:
             for e, acc in enumerate(sums):
-                b.store(b.load(b.gep(self.numerators, [ir.Constant(I64, e)])), acc)
+                b.store(b.load(b.gep(st.numerators, [ir.Constant(I64, e)])), acc)
+
+    def _merge(self, fb: "_FunctionBuilder", block: tuple[ir.Value, list[ir.Value], ir.Value]) -> None:
+        """The block's state into the running one (the monoid's combine)."""
+        from kernelc.backends.llvm.codegen import _scale
+
+        b = fb.b
+        block_m, sums, den = block
         m = b.load(self.m)
         new_m = ops.select_max(b, m, block_m, largest=True)
         keep, fold = _scale(fb, m, new_m), _scale(fb, block_m, new_m)

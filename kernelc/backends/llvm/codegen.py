@@ -270,9 +270,13 @@ class _FunctionBuilder:
             self.block_start, self.in_block = first, True
             self.loop(first, end, "col", col_body, interleave=self.interleave)
             self.in_block = False
-            for row, row_states in zip(rows, states):
-                self.enter(row)
-                for st in row_states:
+            for k in range(len(reds)):
+                group = [row_states[k] for row_states in states]
+                if isinstance(group[0], BufferedState) and group[0].direct:
+                    BufferedState.end_softmax_blocks(self, group, self.b.sub(end, first))
+                    continue
+                for row, st in zip(rows, group):
+                    self.enter(row)
                     st.end_block(self, first, end)
 
         self.loop(start, stop, "block", block_body, step=SUM_BLOCK)
