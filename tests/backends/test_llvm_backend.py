@@ -307,6 +307,7 @@ def test_every_candidate_schedule_agrees(source):
         want = k(**args, backend="numpy")
         schedules = llvm.candidates(k.ir, runtime.bind(k.ir, (), args).sizes)
         assert {s.get("rows") for s in schedules} >= {1, 2, 4, 8}
+        assert {s.get("interleave") for s in schedules} >= {None, 1}
         for schedule in schedules:
             got = run_on(llvm, k, schedule=schedule, **args)
             for g, w in zip(got, want):

@@ -366,15 +366,16 @@ class LLVMBackend:
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
         """The default first; then schedules that differ from it in one knob: rows per register
-        block, the vector width, hoisting flipped (where it applies), fewer threads, and row chunks
-        of other granularities (load balance against per-chunk overhead)."""
+        block, the vector width, tiles of the inner index (or none), one vector at a time in the
+        pair loop, hoisting flipped (where it applies), fewer threads, and row chunks of other
+        granularities (load balance against per-chunk overhead)."""
         from kernelc.backends.llvm.jit import vector_widths
 
         default = self.default_schedule(kernel, sizes)
         knobs = dict(default.knobs)
         options: dict[str, list[Any]] = {
             "rows": [1, 2, 4, 8], "vector_bits": list(vector_widths()),
-            "tile": [0] if knobs["tile"] else [4096, 16384],
+            "tile": [0] if knobs["tile"] else [4096, 16384], "interleave": [1],
             "hoist": [not knobs["hoist"]] if hoist.candidates(kernel) else [],
             "threads": [max(1, knobs["threads"] // 2)], "chunks_per_thread": [2, 32]}
         found = [default]
