@@ -11,7 +11,8 @@ import numpy as np
 
 from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes, host_arrays_only
 from kernelc.backends.llvm.blocks import K_BEST
-from kernelc.backends.llvm.codegen import check_supported, generate, row_functions, soa_blocks, splittable
+from kernelc.backends.llvm.codegen import (check_supported, generate, partial_reductions, row_functions, soa_blocks,
+                                           splittable)
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.backends.runtime import output_shapes
 from kernelc.backends.threads import pool, thread_count
@@ -85,6 +86,7 @@ class _StageExecutable:
         tag = "_" + key[:20]  # symbols unique per compiled variant within the process
         self.specs = row_functions(kernel, tag, self.dims)
         self.splittable = len(self.specs) == 1 and splittable(kernel, self.specs[0], self.dims)
+        self.reductions = partial_reductions(kernel, self.specs[0]) if self.splittable else []
         symbols = [s.name for s in self.specs]
         approx = bool(schedule.get("approx_math"))
         rows = int(schedule.get("rows") or 1)
@@ -195,9 +197,7 @@ class _StageExecutable:
     def _partial_states(self, call: Call, pointers: Any, r0: int, r1: int, c0: int, c1: int) -> list[tuple]:
         """The reductions' states (monoid layout, kernelc.ir.monoids) of rows [r0, r1) over the
         inner columns [c0, c1) (c0 a multiple of SUM_BLOCK), from the partial function."""
-        from kernelc.backends.llvm.codegen import partial_reductions
-
-        reds = partial_reductions(self.kernel, self.specs[0])
+        reds = self.reductions
         fields = [[np.empty((r1 - r0, w), dt) for dt, w in _state_layout(r, self.dims)] for r in reds]
         buffers = [a for red_fields in fields for a in red_fields]
         ptrs = (ctypes.c_void_p * len(buffers))(*[a.ctypes.data for a in buffers])
@@ -210,16 +210,12 @@ class _StageExecutable:
         return states
 
     def _combine(self, first: list[tuple], second: list[tuple]) -> list[tuple]:
-        from kernelc.backends.llvm.codegen import partial_reductions
-
-        reds = partial_reductions(self.kernel, self.specs[0])
-        return [MONOIDS[r.arg.kind].combine(a, b) for r, a, b in zip(reds, first, second)]  # type: ignore[union-attr]
+        return [MONOIDS[r.arg.kind].combine(a, b)  # type: ignore[union-attr]
+                for r, a, b in zip(self.reductions, first, second)]
 
     def _finish_from(self, call: Call, states: list[tuple]) -> None:
         """The outputs, from the merged states of the reductions, by the detached finishing kernel."""
-        from kernelc.backends.llvm.codegen import partial_reductions
-
-        reds = partial_reductions(self.kernel, self.specs[0])
+        reds = self.reductions
         values = {}
         for k, (r, state) in enumerate(zip(reds, states)):
             result = MONOIDS[r.arg.kind].finalize(state)  # type: ignore[union-attr, arg-type]

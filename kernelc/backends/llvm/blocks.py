@@ -1,4 +1,5 @@
-"""Block-buffered reductions: argmin/argmax, logsumexp and softmax in vectorizable passes.
+"""Block-buffered reductions: argmin/argmax, logsumexp, softmax and the K-best reductions in
+vectorizable passes.
 
 The online forms of these reductions carry a dependency from one j to the next (the running
 maximum rescales the running sum; the running minimum decides the index), which stops LLVM's
@@ -6,8 +7,9 @@ loop vectorizer. Instead, the pair loop stores each block's arguments into a sma
 and keeps the block's extreme (a NaN-propagating min/max reduction, which vectorizes); at the end
 of the block, logsumexp/softmax sum exp(s - max) over the buffer, and argmin/argmax look for the
 extreme's first position only when the block can beat the running state (rare after the first
-blocks). The block's partial state is merged into the running one with the monoid's `combine`
-rule (kernelc.ir.monoids), so ties, NaN and empty ranges follow LANGUAGE.md §6 exactly as in the
+blocks), and kmin/argkmin insert a block's scores only when one of them enters the K slots. The
+block's partial state is merged into the running one with the monoid's `combine` rule
+(kernelc.ir.monoids), so ties, NaN and empty ranges follow LANGUAGE.md §6 exactly as in the
 online form.
 """
 

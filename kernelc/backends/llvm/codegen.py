@@ -28,7 +28,7 @@ from kernelc.ir.ops import COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, Op, ReduceKind
 
 MAX_UNROLLED_DIM = 256
 WIDE_DIM = 16  # pair-level component sums of vectors this long are built one component at a time
-SUM_CHAINS = 4
+SUM_CHAINS = 4  # interleaved partial sums of a long component sum (_Chains)
 # f32 sums run in f32 within blocks of this many terms (vectorizable, 8-16 lanes), and the
 # block sums are added in f64: the error does not grow with M (LANGUAGE.md §6).
 SUM_BLOCK = 256
