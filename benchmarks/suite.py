@@ -435,7 +435,8 @@ def scaling(args: argparse.Namespace, console: Console) -> list[dict]:
 
 def instructions(console: Console) -> dict[str, dict]:
     """Instructions per pair in the hottest loop of the generated code (the block with the most
-    vector instructions; pairs per iteration from its induction step over the y arrays)."""
+    vector instructions; pairs per iteration from its induction step over the y arrays, times
+    the rows of a register block, which that loop computes together)."""
     import llvmlite.binding as llvm
 
     from kernelc.backends.llvm.jit import target_machine, vector_widths
@@ -443,11 +444,12 @@ def instructions(console: Console) -> dict[str, dict]:
 
     found = {}
     table = Table(title="hot loop of the generated code (llvm, default schedule)")
-    for col in ("problem", "instructions", "vector", "per pair", "kernelc ops/pair"):
+    for col in ("problem", "instructions", "vector", "rows", "per pair", "kernelc ops/pair"):
         table.add_column(col, justify="right")
     for problem, (src, d) in PROBLEMS.items():
         k = kc.kernel(src, autotune="off")
-        _, _, executable = k.compiled(backend="llvm", **random_arguments(k, 512, 512, {"D": d, "E": d}))
+        _, schedule, executable = k.compiled(backend="llvm", **random_arguments(k, 512, 512, {"D": d, "E": d}))
+        rows = int(schedule.get("rows") or 1)
         modules = [t for t in re.split(r"(?=; ModuleID)", executable.code) if t.strip()]  # one per stage
         tm = target_machine(vector_widths()[0])  # as the default schedule compiles it
         asm = "\n".join(tm.emit_assembly(llvm.parse_assembly(t)) for t in modules)
@@ -457,11 +459,11 @@ def instructions(console: Console) -> dict[str, dict]:
         vector = sum(1 for ln in body if re.search(r"\b[yz]mm", ln))
         width = 16 if any("zmm" in ln for ln in body) else 8
         steps = [int(s) for s in re.findall(r"add[q]?\s+\$(\d+),", hot)]
-        pairs = max(steps) if steps and max(steps) < 1024 else width
+        pairs = (max(steps) if steps and max(steps) < 1024 else width) * rows
         ops = cost.ops_per_pair(k.optimized, {"D": d, "E": d})
-        found[problem] = dict(instructions=len(body), vector=vector, pairs_per_iteration=pairs,
+        found[problem] = dict(instructions=len(body), vector=vector, rows=rows, pairs_per_iteration=pairs,
                               per_pair=len(body) / pairs, ops_per_pair=ops)
-        table.add_row(problem, str(len(body)), str(vector), f"{len(body) / pairs:.2f}", str(ops))
+        table.add_row(problem, str(len(body)), str(vector), str(rows), f"{len(body) / pairs:.2f}", str(ops))
     console.print(table)
     return found
 
