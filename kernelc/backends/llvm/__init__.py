@@ -110,9 +110,14 @@ class _StageExecutable:
 
     @property
     def code(self) -> str:
+        """The optimized IR of the row functions, and with tiles of the partial function that
+        tiled calls run."""
         from kernelc.backends.llvm.jit import optimized_ir
 
-        return self.optimized_ir or optimized_ir(self._generate(), self.vector_bits)
+        text = self.optimized_ir or optimized_ir(self._generate(), self.vector_bits)
+        if self.tile and self.splittable:
+            text += "\n" + optimized_ir(self._generate(True), self.vector_bits)
+        return text
 
     def run(self, call: Call) -> None:
         if dict(call.sizes.dims) != self.dims:
