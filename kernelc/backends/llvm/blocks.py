@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
-from kernelc.backends.llvm.ops import I1, I64, compute_type
+from kernelc.backends.llvm.ops import I1, I32, I64, compute_type
 from kernelc.ir.nodes import Node, Reduction
 from kernelc.ir.ops import Op, ReduceKind
 
@@ -269,9 +269,9 @@ class BufferedState:
 class BufferedKBest:
     """kmin/kmax/argkmin/argkmax: the pair loop only stores the block's scores (vectorized); at
     the end of the block a vectorized scan asks whether any score would enter the K slots (sorts
-    before the last one, or a slot is still empty), and only then are the block's scores
-    inserted one by one, in index order, by the online rule (codegen._State). With data in no
-    particular order that is ever fewer blocks: about K ln(M / K) insertions in all."""
+    before the last one, or a slot is still empty), and only then are the entering scores found
+    (vectorized searches) and inserted in index order by the online rule (codegen._State). With
+    data in no particular order that is ever fewer blocks: about K ln(M / K) insertions in all."""
 
     def __init__(self, fb: "_FunctionBuilder", node: Node) -> None:
         from kernelc.backends.llvm.codegen import SUM_BLOCK, _State
@@ -289,22 +289,54 @@ class BufferedKBest:
         b.store(args[0][0], b.gep(self.scores, [b.sub(k, fb.block_start)]))
 
     def end_block(self, fb: "_FunctionBuilder", start: ir.Value, end: ir.Value) -> None:
-        from kernelc.backends.llvm.codegen import _sorts_before
-
+        """A vectorized scan: does any score of the block enter the K slots? Only then are they
+        inserted in index order, each found by a vectorized search of the whole block for the
+        first entering score after the previous one (a few searches instead of 256 scalar
+        steps; whole-block searches keep the loop free of a scalar remainder)."""
         b = fb.b
         count = b.sub(end, start)
-        last_v, last_i = b.load(self.best.slots["vals"][-1]), b.load(self.best.slots["idx"][-1])
         enters = fb.alloca(I1, ir.Constant(I1, 0))
-
-        def scan(rel: ir.Value) -> None:
-            v = b.load(b.gep(self.scores, [rel]))
-            b.store(b.or_(b.load(enters), _sorts_before(b, v, last_v, self.largest)), enters)
-
-        fb.loop(ir.Constant(I64, 0), count, "kbest_scan", scan)
-        room = b.icmp_signed("<", last_i, ir.Constant(I64, 0))
+        last_v, room = self._last(fb)
+        fb.loop(ir.Constant(I64, 0), count, "kbest_scan",
+                lambda rel: b.store(b.or_(b.load(enters), self._enters(fb, rel, last_v)), enters))
         with b.if_then(b.or_(room, b.load(enters)), likely=False):
-            fb.loop(ir.Constant(I64, 0), count, "kbest_insert",
-                    lambda rel: self.best._k_best(fb, b.load(b.gep(self.scores, [rel])), b.add(start, rel)))
+            pos = fb.alloca(I32, ir.Constant(I32, 0))
+            first = fb.alloca(I32, ir.Constant(I32, 0))
+            head = fb.fn.append_basic_block("kbest.search")
+            insert = fb.fn.append_basic_block("kbest.insert")
+            done = fb.fn.append_basic_block("kbest.done")
+            b.branch(head)
+            b.position_at_end(head)
+            last_v, room = self._last(fb)
+            after = b.load(pos)
+            none = ir.Constant(I32, 1 << 30)
+            b.store(none, first)
+
+            def search(rel: ir.Value) -> None:
+                r = b.trunc(rel, I32)
+                hit = b.and_(b.icmp_signed(">=", r, after), b.or_(room, self._enters(fb, rel, last_v)))
+                b.store(_imin(b, b.load(first), b.select(hit, r, none)), first)
+
+            fb.loop(ir.Constant(I64, 0), count, "kbest_search", search)
+            found = b.load(first)
+            b.cbranch(b.icmp_signed("<", found, none), insert, done)
+            b.position_at_end(insert)
+            at = b.zext(found, I64)
+            self.best._k_best(fb, b.load(b.gep(self.scores, [at])), b.add(start, at))
+            b.store(b.add(found, ir.Constant(I32, 1)), pos)
+            b.branch(head)
+            b.position_at_end(done)
+
+    def _last(self, fb: "_FunctionBuilder") -> tuple[ir.Value, ir.Value]:
+        """The value in the last of the K slots, and whether that slot is still empty."""
+        b = fb.b
+        last_i = b.load(self.best.slots["idx"][-1])
+        return b.load(self.best.slots["vals"][-1]), b.icmp_signed("<", last_i, ir.Constant(I64, 0))
+
+    def _enters(self, fb: "_FunctionBuilder", rel: ir.Value, last_v: ir.Value) -> ir.Value:
+        from kernelc.backends.llvm.codegen import _sorts_before
+
+        return _sorts_before(fb.b, fb.b.load(fb.b.gep(self.scores, [rel])), last_v, self.largest)
 
     def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
         return self.best.fields(fb)
