@@ -5,6 +5,7 @@ row blocks on every core through ctypes (which releases the GIL)."""
 from __future__ import annotations
 
 import ctypes
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -293,13 +294,20 @@ def _default_rows(kernel: Kernel, sizes: Sizes) -> int:
     """Rows sharing one pass over the inner index (codegen.row_loop). Measured on this project's
     suite: 4 rows run argmin and logsumexp D=3 1.2-1.3x faster than 1; the code (and the compile
     time) grows with rows x operations per pair, so long pair computations get fewer."""
-    from kernelc.ir.passes import cost
-
     if sizes.n * sizes.m < _PARALLEL_WORK:
         return 1
-    ops = cost.ops_per_pair(kernel, sizes.bindings)
+    return _rows_for(kernel, tuple(sorted(sizes.bindings.items())))
+
+
+@lru_cache(maxsize=256)
+def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> int:
+    """_default_rows of a kernel and its dimensions (memoized: every call's schedule asks, and
+    counting the operations per pair takes about 0.05 ms)."""
+    from kernelc.ir.passes import cost
+
     if any(n.op is Op.REDUCE and n.arg.kind in K_BEST for n in walk([o.value for o in kernel.outputs])):
         return 2  # each row brings its K-slot insertion code: 4 rows measured 1.8x slower than 2
+    ops = cost.ops_per_pair(kernel, dict(bindings))
     return 4 if ops <= 64 else 2 if ops <= 256 else 1
 _SPLIT_WORK = 1 << 18  # rows * inner above which few rows are split along the inner index
 _PARTIAL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,

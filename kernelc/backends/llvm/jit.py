@@ -39,8 +39,10 @@ def target_machine(vector_bits: int = 0) -> llvm.TargetMachine:
     return tm
 
 
+@lru_cache(maxsize=1)
 def vector_widths() -> tuple[int, ...]:
-    """The vector widths (bits) a schedule may ask for on this host: 512 only with AVX-512."""
+    """The vector widths (bits) a schedule may ask for on this host: 512 only with AVX-512
+    (asked once: reading the host's features costs about 0.1 ms, and every call's schedule asks)."""
     target_machine()
     return (512, 256) if llvm.get_host_cpu_features().get("avx512f") else (256,)
 
