@@ -100,12 +100,9 @@ class DeviceExecutable:
                 outputs = [cp.empty(shape, np.uint16 if o.type.dtype is DType.BF16 else o.type.dtype.numpy)
                            for o, shape in zip(kernel.outputs, output_shapes(kernel, call.sizes))]
             arrays = [inputs[p.name] for p in kernel.params] + outputs
-            states = cp.empty(1, cp.uint8)
-            for launch in rendered.launches(call.sizes, self.layout):
+            for launch, scratch, states in rendered.launches_with_buffers(call.sizes, self.layout,
+                                                                        lambda n: cp.empty(n, cp.uint8)):
                 f = launch.function
-                scratch = cp.empty(max(1, launch.scratch_bytes), cp.uint8)
-                if f.mode == "partial":
-                    states = cp.empty(max(1, launch.state_bytes), cp.uint8)
                 functions[f.name]((launch.grid_x, launch.grid_y), (self.layout.block,),
                                   (*arrays, np.int64(call.sizes.n), np.int64(call.sizes.m), scratch, states,
                                    np.int64(launch.chunk), np.int32(launch.splits)))

@@ -93,12 +93,9 @@ class EmulatedExecutable:
                                                  for o, shape in zip(kernel.outputs, output_shapes(kernel, call.sizes))]
             arrays = [np.ascontiguousarray(inputs[p.name]) for p in kernel.params] + list(outputs)
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-            states = np.empty(1, np.uint8)
-            for launch in rendered.launches(call.sizes, self.layout):
+            for launch, scratch, states in rendered.launches_with_buffers(call.sizes, self.layout,
+                                                                        lambda n: np.empty(n, np.uint8)):
                 f = launch.function
-                scratch = np.empty(max(1, launch.scratch_bytes), np.uint8)
-                if f.mode == "partial":
-                    states = np.empty(max(1, launch.state_bytes), np.uint8)
                 if entries[f.name](pointers, call.sizes.n, call.sizes.m, scratch.ctypes.data, states.ctypes.data,
                                    launch.chunk, launch.splits, launch.grid_x, launch.grid_y, self.layout.block) != 0:
                     raise RuntimeError(f"the emulated launch of {f.name} failed")

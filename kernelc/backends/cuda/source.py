@@ -4,6 +4,7 @@ launch geometry of each generated function."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterator
 from pathlib import Path
 
 import jinja2
@@ -55,6 +56,17 @@ class Rendered:
             found.append(Launch(function, grid, grid_y, chunk, splits, splits * rows * function.state_bytes,
                                 grid * grid_y * layout.block * function.scratch))
         return found
+
+    def launches_with_buffers(self, sizes: Sizes, layout: Layout, empty) -> Iterator[tuple["Launch", Any, Any]]:
+        """Every launch with its scratch buffer and the partial-state buffer it reads or writes:
+        a "partial" launch gets a new one, which the "combine" launch after it reads. `empty(n)`
+        allocates n bytes in the array library of the caller (CuPy on a GPU, NumPy emulated)."""
+        states = empty(1)
+        for launch in self.launches(sizes, layout):
+            scratch = empty(max(1, launch.scratch_bytes))
+            if launch.function.mode == "partial":
+                states = empty(max(1, launch.state_bytes))
+            yield launch, scratch, states
 
 
 @dataclass(frozen=True)
