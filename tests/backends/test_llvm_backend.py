@@ -122,6 +122,30 @@ def test_k_reductions_with_large_k(k_):
         np.testing.assert_array_equal(g, w)
 
 
+@pytest.mark.parametrize("dtype", ["f32", "f64", "i32", "i64"])
+@pytest.mark.parametrize("k_", [1, 10, 16, 17])
+def test_k_best_blocks_with_ties_nan_and_order(dtype, k_):
+    """The block-buffered K-best reductions (slots in one vector up to K = 16, scalar slots
+    above) against the reference: NaN and infinities among the scores, runs of equal values,
+    scores in ascending order (one insertion per block) and descending order (every score
+    enters), column counts that leave a partial block."""
+    kern = kc.kernel(f"kernel s(x: {dtype}[i], y: {dtype}[j]) -> ({dtype}[i, K], i64[i, K], {dtype}[i, K], i64[i, K])"
+                     " { d = x - y; return kmin[j, K](d), argkmin[j, K](d), kmax[j, K](d), argkmax[j, K](d) }")
+    rng = np.random.default_rng(k_)
+    npdt = {"f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64}[dtype]
+    for m in (1, 13, 600):
+        ties = np.round(rng.standard_normal(m) * 4)
+        for y in (ties, np.sort(ties), np.sort(ties)[::-1].copy()):
+            y = y.astype(npdt)
+            if dtype[0] == "f" and m > 13:
+                y[rng.integers(0, m, 5)] = np.nan
+                y[rng.integers(0, m, 3)] = np.inf
+                y[rng.integers(0, m, 3)] = -np.inf
+            x = np.array([0, 1, -3], npdt)
+            for g, w in zip(kern(x, y, K=k_, backend="llvm"), kern(x, y, K=k_, backend="numpy")):
+                np.testing.assert_array_equal(g, w, err_msg=f"m={m}")
+
+
 @pytest.mark.parametrize("src", LONG_REDUCTIONS)
 @pytest.mark.parametrize("d", [3, 300, 2000])
 def test_reductions_of_long_vectors(src, d):

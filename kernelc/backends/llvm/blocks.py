@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 BIG = (1 << 62)
 MAX_BUFFERED_SOFTMAX_DIM = 64
+VECTOR_SLOTS = 16  # K-best reductions with K up to this keep their slots in one vector
 
 
 K_BEST = (ReduceKind.KMIN, ReduceKind.KMAX, ReduceKind.ARGKMIN, ReduceKind.ARGKMAX)
@@ -47,6 +48,13 @@ def buffered(node: Node, dim: int) -> bool:
 
 def _is_nan(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     return ops.is_nan(b, v) if not isinstance(v.type, ir.IntType) else ir.Constant(I1, 0)
+
+
+def _splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
+    """x in every lane of a vector."""
+    vec = b.insert_element(ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined), x, ir.Constant(I32, 0))
+    return b.shuffle_vector(vec, ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined),
+                            ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
 
 
 def _imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value, largest: bool = False) -> ir.Value:
@@ -267,14 +275,15 @@ class BufferedState:
 
 
 class BufferedKBest:
-    """kmin/kmax/argkmin/argkmax: the pair loop only stores the block's scores (vectorized); at
-    the end of the block a vectorized scan asks whether any score would enter the K slots (sorts
-    before the last one, or a slot is still empty), and only then are the entering scores found
-    (vectorized searches) and inserted in index order by the online rule (codegen._State). With
-    data in no particular order that is ever fewer blocks: about K ln(M / K) insertions in all."""
+    """kmin/kmax/argkmin/argkmax: the pair loop stores the block's scores and keeps their best
+    (both vectorize); at the end of the block, only if that best could enter the K slots are the
+    block's scores walked again and the entering ones inserted in index order by the online rule.
+    With data in no particular order that is ever fewer blocks: about K ln(M / K) insertions in
+    all. Up to K = 16 the slots live in one vector (an insertion is a few vector instructions),
+    above that in K scalars (codegen._State)."""
 
     def __init__(self, fb: "_FunctionBuilder", node: Node) -> None:
-        from kernelc.backends.llvm.codegen import SUM_BLOCK, _State
+        from kernelc.backends.llvm.codegen import SUM_BLOCK, _extreme_init, _State
 
         self.node = node
         self.ty = compute_type(node.src[0].dtype)
@@ -283,63 +292,124 @@ class BufferedKBest:
             fb.b.position_at_start(fb.entry)
             self.scores = fb.b.alloca(self.ty, size=SUM_BLOCK)
         self.best = _State.create(fb, node)
+        # the block's best score (NaN if it holds one), found while the scores are stored
+        self.worst = _extreme_init(self.ty, node.src[0].dtype, self.largest)
+        self.top = fb.alloca(self.ty, self.worst)
+        self.k = len(self.best.slots["vals"])
+        self.vector = None
+        if self.k <= VECTOR_SLOTS:  # the K slots in one vector (values) and its indices (-1: empty)
+            self.vector = (fb.alloca(ir.VectorType(self.ty, VECTOR_SLOTS), _splat(fb.b, self.worst, VECTOR_SLOTS)),
+                           fb.alloca(ir.VectorType(I64, VECTOR_SLOTS),
+                                     ir.Constant(ir.VectorType(I64, VECTOR_SLOTS), [-1] * VECTOR_SLOTS)))
 
     def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
+        b, s = fb.b, args[0][0]
+        b.store(s, b.gep(self.scores, [b.sub(k, fb.block_start)]))
+        if isinstance(self.ty, ir.IntType):
+            b.store(_imin(b, b.load(self.top), s, self.largest), self.top)
+        else:  # NaN-propagating, as BufferedState's block extreme
+            b.store(fb.math.intrinsic(b, "maximum" if self.largest else "minimum", b.load(self.top), s,
+                                      flags=("nsz",)), self.top)
+
+    def _insert(self, fb: "_FunctionBuilder", v: ir.Value, k: ir.Value) -> None:
+        """Insert (v, k) into the K slots (k grows, so equal values keep index order). With the
+        slots in a vector: the lanes v sorts before form a suffix (the slots are sorted, empty ones
+        last); they take the slot before them, and the first of them takes v: compares, three
+        shuffles and four selects instead of K scalar compare-and-shift steps. A v that enters no
+        slot changes nothing."""
+        if self.vector is None:
+            self.best._k_best(fb, v, k)
+            return
+        from kernelc.backends.llvm.codegen import _sorts_before
+
+        b, n = fb.b, VECTOR_SLOTS
+        vals, idx = b.load(self.vector[0]), b.load(self.vector[1])
+        v_all, k_all = _splat(b, v, n), _splat(b, k, n)
+        before = b.or_(b.icmp_signed("<", idx, ir.Constant(idx.type, [0] * n)), _sorts_before(b, v_all, vals, self.largest))
+        up = ir.Constant(ir.VectorType(I32, n), [0] + list(range(n, 2 * n - 1)))  # lane 0: v; lane p: slot p - 1
+        after_first = b.shuffle_vector(ir.Constant(before.type, [0] * n), before, up)
+        b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, vals, up), v_all), vals), self.vector[0])
+        b.store(b.select(before, b.select(after_first, b.shuffle_vector(k_all, idx, up), k_all), idx), self.vector[1])
+
+    def _flush(self, fb: "_FunctionBuilder") -> None:
+        """The vector slots back into the state's K slots (which fields and finalize read)."""
+        if self.vector is None:
+            return
         b = fb.b
-        b.store(args[0][0], b.gep(self.scores, [b.sub(k, fb.block_start)]))
+        for name, vec in zip(("vals", "idx"), self.vector):
+            values = b.load(vec)
+            self.best.save(fb, name, [b.extract_element(values, ir.Constant(I32, p)) for p in range(self.k)])
 
     def end_block(self, fb: "_FunctionBuilder", start: ir.Value, end: ir.Value) -> None:
-        """A vectorized scan: does any score of the block enter the K slots? Only then are they
-        inserted in index order, each found by a vectorized search of the whole block for the
-        first entering score after the previous one (a few searches instead of 256 scalar
-        steps; whole-block searches keep the loop free of a scalar remainder)."""
+        """Only a block whose best score (kept by the pair loop) would enter the K slots, or
+        holds a NaN, or meets an empty slot, is walked again a vector at a time: the lanes whose
+        scores would enter form a bit mask, and the set bits, in index order, are inserted one by
+        one (each insertion checks again: the last slot has moved). With data in no particular
+        order that is ever fewer blocks: about K ln(M / K) insertions in all."""
         b = fb.b
-        count = b.sub(end, start)
-        enters = fb.alloca(I1, ir.Constant(I1, 0))
+        target = b.load(self.top)
+        b.store(self.worst, self.top)
         last_v, room = self._last(fb)
-        fb.loop(ir.Constant(I64, 0), count, "kbest_scan",
-                lambda rel: b.store(b.or_(b.load(enters), self._enters(fb, rel, last_v)), enters))
-        with b.if_then(b.or_(room, b.load(enters)), likely=False):
-            pos = fb.alloca(I32, ir.Constant(I32, 0))
-            first = fb.alloca(I32, ir.Constant(I32, 0))
-            head = fb.fn.append_basic_block("kbest.search")
-            insert = fb.fn.append_basic_block("kbest.insert")
-            done = fb.fn.append_basic_block("kbest.done")
-            b.branch(head)
-            b.position_at_end(head)
-            last_v, room = self._last(fb)
-            after = b.load(pos)
-            none = ir.Constant(I32, 1 << 30)
-            b.store(none, first)
+        if isinstance(self.ty, ir.IntType):
+            can_enter = b.icmp_signed(">" if self.largest else "<", target, last_v)
+        else:  # unordered: a NaN in the block or in the last slot
+            can_enter = b.fcmp_unordered(">" if self.largest else "<", target, last_v)
+        count = b.sub(end, start)
+        with b.if_then(b.or_(room, can_enter), likely=False):
+            fb.loop(ir.Constant(I64, 0), count, "kbest_walk", lambda base: self._insert_lanes(fb, start, count, base),
+                    step=self.lanes)
 
-            def search(rel: ir.Value) -> None:
-                r = b.trunc(rel, I32)
-                hit = b.and_(b.icmp_signed(">=", r, after), b.or_(room, self._enters(fb, rel, last_v)))
-                b.store(_imin(b, b.load(first), b.select(hit, r, none)), first)
+    @property
+    def lanes(self) -> int:
+        """Lanes of one walk step: a 512-bit vector (two 256-bit ones where the host has no
+        AVX-512); the scores buffer holds a whole number of them."""
+        return 512 // (64 if self.ty in (ops.F64, I64) else 32)
 
-            fb.loop(ir.Constant(I64, 0), count, "kbest_search", search)
-            found = b.load(first)
-            b.cbranch(b.icmp_signed("<", found, none), insert, done)
-            b.position_at_end(insert)
-            at = b.zext(found, I64)
-            self.best._k_best(fb, b.load(b.gep(self.scores, [at])), b.add(start, at))
-            b.store(b.add(found, ir.Constant(I32, 1)), pos)
-            b.branch(head)
-            b.position_at_end(done)
+    def _insert_lanes(self, fb: "_FunctionBuilder", start: ir.Value, count: ir.Value, base: ir.Value) -> None:
+        """Insert, in index order, the scores of lanes base .. base + lanes - 1 that enter."""
+        from kernelc.backends.llvm.codegen import _sorts_before
+
+        b, lanes = fb.b, self.lanes
+        last_v, room = self._last(fb)
+        vec_t = ir.VectorType(self.ty, lanes)
+        scores = b.load(b.bitcast(b.gep(self.scores, [base]), vec_t.as_pointer()), align=4)
+        wants = b.or_(_sorts_before(b, scores, _splat(b, last_v, lanes), self.largest), _splat(b, room, lanes))
+        lane = b.add(_splat(b, base, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
+        inside = b.icmp_signed("<", lane, _splat(b, count, lanes))  # lanes past the block hold stale scores
+        mask_t = ir.IntType(lanes)
+        bits = b.bitcast(b.select(inside, wants, ir.Constant(ir.VectorType(I1, lanes), [0] * lanes)), mask_t)
+        cttz = fb.fn.module.globals.get(f"llvm.cttz.i{lanes}") or ir.Function(
+            fb.fn.module, ir.FunctionType(mask_t, [mask_t, I1]), name=f"llvm.cttz.i{lanes}")
+        pre = b.block
+        head = fb.fn.append_basic_block("kbest.lanes")
+        work = fb.fn.append_basic_block("kbest.lane")
+        done = fb.fn.append_basic_block("kbest.lanes_done")
+        b.branch(head)
+        b.position_at_end(head)
+        left = b.phi(mask_t)
+        left.add_incoming(bits, pre)
+        b.cbranch(b.icmp_unsigned("!=", left, ir.Constant(mask_t, 0)), work, done)
+        b.position_at_end(work)
+        at = b.add(base, b.zext(b.call(cttz, [left, ir.Constant(I1, 1)]), I64))
+        self._insert(fb, b.load(b.gep(self.scores, [at])), b.add(start, at))
+        left.add_incoming(b.and_(left, b.sub(left, ir.Constant(mask_t, 1))), b.block)
+        b.branch(head)
+        b.position_at_end(done)
 
     def _last(self, fb: "_FunctionBuilder") -> tuple[ir.Value, ir.Value]:
         """The value in the last of the K slots, and whether that slot is still empty."""
         b = fb.b
-        last_i = b.load(self.best.slots["idx"][-1])
-        return b.load(self.best.slots["vals"][-1]), b.icmp_signed("<", last_i, ir.Constant(I64, 0))
-
-    def _enters(self, fb: "_FunctionBuilder", rel: ir.Value, last_v: ir.Value) -> ir.Value:
-        from kernelc.backends.llvm.codegen import _sorts_before
-
-        return _sorts_before(fb.b, fb.b.load(fb.b.gep(self.scores, [rel])), last_v, self.largest)
+        if self.vector is None:
+            last_v, last_i = b.load(self.best.slots["vals"][-1]), b.load(self.best.slots["idx"][-1])
+        else:
+            at = ir.Constant(I32, self.k - 1)
+            last_v, last_i = (b.extract_element(b.load(vec), at) for vec in self.vector)
+        return last_v, b.icmp_signed("<", last_i, ir.Constant(I64, 0))
 
     def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
+        self._flush(fb)
         return self.best.fields(fb)
 
     def finalize(self, fb: "_FunctionBuilder") -> list[ir.Value]:
+        self._flush(fb)
         return self.best.finalize(fb)

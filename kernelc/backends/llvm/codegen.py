@@ -705,8 +705,9 @@ def _better(b: ir.IRBuilder, v: ir.Value, best: ir.Value, largest: bool) -> ir.V
 
 
 def _sorts_before(b: ir.IRBuilder, v: ir.Value, x: ir.Value, largest: bool) -> ir.Value:
-    """kmin/kmax order: real values first (strictly better), NaN after every real value."""
-    if isinstance(v.type, ir.IntType):
+    """kmin/kmax order: real values first (strictly better), NaN after every real value (lane by
+    lane for vectors)."""
+    if isinstance(getattr(v.type, "element", v.type), ir.IntType):
         return b.icmp_signed(">" if largest else "<", v, x)
     strict = b.fcmp_ordered(">" if largest else "<", v, x)
     return b.and_(b.not_(ops.is_nan(b, v)), b.or_(strict, ops.is_nan(b, x)))
