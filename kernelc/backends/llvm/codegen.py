@@ -386,6 +386,12 @@ class _FunctionBuilder:
         if self.is_wide_sum(node):
             self.wide_sum(node, [_Row(self.row, self.scopes[1], self.scopes[2])])
             return self.scopes[2].values[node]
+        if op is Op.VSUM and _factors(node.src[0]):
+            sums = _Chains(b, self.math, self.dim(node.src[0]))
+            factors = [self.broadcast(self.emit(f), self.dim(node.src[0])) for f in _factors(node.src[0])]
+            for x, y in zip(*factors):
+                sums.add_product(x, y)
+            return [sums.total()]
         src = [self.emit(s) for s in node.src]
         if op is Op.CAST:
             return [ops.cast(b, self.math, v, node.src[0].dtype, node.arg) for v in src[0]]  # type: ignore[arg-type]
@@ -579,11 +585,14 @@ class _FunctionBuilder:
         instructions; computed whole, the D components of y stay live across the block's rows
         and spill (LLVM's scheduler keeps the order it is given)."""
         src, dim = node.src[0], self.dim(node.src[0])
-        sums = [_Chains(self.b, self.math) for _ in rows]
+        sums = [_Chains(self.b, self.math, dim, max(1, SUM_CHAINS // len(rows))) for _ in rows]
         for c in range(dim):
             for row, chains in zip(rows, sums):
                 self.enter(row)
-                chains.add(self.component(src, c))
+                if _factors(src):
+                    chains.add_product(*(self.component(f, c) for f in _factors(src)))
+                else:
+                    chains.add(self.component(src, c))
         for row, chains in zip(rows, sums):
             row.pair.values[node] = [chains.total()]
 
@@ -656,13 +665,14 @@ class _FunctionBuilder:
 
 
 class _Chains:
-    """A component sum in SUM_CHAINS interleaved partial sums, added pairwise at the end (for
-    sums of 2 * SUM_CHAINS terms or more; `count` if known, else assumed long): a single chain
-    of D dependent adds would make each pair wait D add latencies."""
+    """A component sum in `chains` interleaved partial sums, added pairwise at the end (for
+    sums of 2 * chains terms or more; `count` if known, else assumed long): a single chain of D
+    dependent adds would make each pair wait D add latencies. The rows of a register block are
+    independent chains already, so each of them needs fewer (and more would spill)."""
 
-    def __init__(self, b: ir.IRBuilder, math: ops.Math, count: int | None = None) -> None:
+    def __init__(self, b: ir.IRBuilder, math: ops.Math, count: int | None = None, chains: int = SUM_CHAINS) -> None:
         self.b, self.math = b, math
-        self.width = SUM_CHAINS if count is None or count >= 2 * SUM_CHAINS else 1
+        self.width = chains if count is None or count >= 2 * chains else 1
         self.partial: list[ir.Value] = []
         self.seen = 0
 
@@ -677,12 +687,33 @@ class _Chains:
             self.partial[k] = self._add(self.partial[k], v)
         self.seen += 1
 
+    def add_product(self, x: ir.Value, y: ir.Value) -> None:
+        """Add x * y: one fused multiply-add where the host has FMA (`llvm.fmuladd`)."""
+        k = self.seen % self.width
+        if len(self.partial) <= k or isinstance(x.type, ir.IntType):
+            self.add(self.b.mul(x, y) if isinstance(x.type, ir.IntType) else
+                     self.b.fmul(x, y, flags=self.math.product))
+            return
+        self.partial[k] = self.math.intrinsic(self.b, "fmuladd", x, y, self.partial[k], flags=self.math.contract)
+        self.seen += 1
+
     def total(self) -> ir.Value:
         partial = self.partial
         while len(partial) > 1:
             partial = [self._add(partial[k], partial[k + 1]) if k + 1 < len(partial) else partial[k]
                        for k in range(0, len(partial), 2)]
         return partial[0]
+
+
+def _factors(node: Node) -> tuple[Node, Node] | None:
+    """The factors of a float product (a * b, square(a)) whose components are summed (dot, sqdist,
+    sum(a * b)): such a sum has no specified order, and its products may be added with one
+    rounding each (fused multiply-add) instead of two, as BLAS and the CUDA backend do."""
+    if not node.dtype.is_float or node.dim is None:
+        return None
+    if node.op is Op.MUL:
+        return node.src[0], node.src[1]
+    return (node.src[0], node.src[0]) if node.op is Op.SQUARE else None
 
 
 def _loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
