@@ -317,10 +317,13 @@ def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> int:
 
 
 def _is_wide_pair_sum(node, bindings: dict[str, int]) -> bool:
+    """A component sum per pair that codegen builds a component at a time (wide_sum)."""
     from kernelc.backends.llvm.codegen import WIDE_DIM
 
     return node.op is Op.VSUM and len(node.deps) == 2 and node.src[0].dim is not None \
         and node.src[0].dim.evaluate(bindings) >= WIDE_DIM
+
+
 _SPLIT_WORK = 1 << 18  # rows * inner above which few rows are split along the inner index
 _PARTIAL_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                                ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)

@@ -387,9 +387,9 @@ class _FunctionBuilder:
             self.wide_sum(node, [_Row(self.row, self.scopes[1], self.scopes[2])])
             return self.scopes[2].values[node]
         if op is Op.VSUM and _factors(node.src[0]):
-            sums = _Chains(b, self.math, self.dim(node.src[0]))
-            factors = [self.broadcast(self.emit(f), self.dim(node.src[0])) for f in _factors(node.src[0])]
-            for x, y in zip(*factors):
+            dim = self.dim(node.src[0])
+            sums = _Chains(b, self.math, dim)
+            for x, y in zip(*(self.broadcast(self.emit(f), dim) for f in _factors(node.src[0]))):
                 sums.add_product(x, y)
             return [sums.total()]
         src = [self.emit(s) for s in node.src]
@@ -688,11 +688,10 @@ class _Chains:
         self.seen += 1
 
     def add_product(self, x: ir.Value, y: ir.Value) -> None:
-        """Add x * y: one fused multiply-add where the host has FMA (`llvm.fmuladd`)."""
+        """Add x * y (floats): one fused multiply-add where the host has FMA (`llvm.fmuladd`)."""
         k = self.seen % self.width
-        if len(self.partial) <= k or isinstance(x.type, ir.IntType):
-            self.add(self.b.mul(x, y) if isinstance(x.type, ir.IntType) else
-                     self.b.fmul(x, y, flags=self.math.product))
+        if len(self.partial) <= k:
+            self.add(self.b.fmul(x, y, flags=self.math.product))
             return
         self.partial[k] = self.math.intrinsic(self.b, "fmuladd", x, y, self.partial[k], flags=self.math.contract)
         self.seen += 1
