@@ -21,9 +21,21 @@ def ulps(got: np.ndarray, want64: np.ndarray, dtype) -> np.ndarray:
         return np.abs(got.astype(np.float64) - want64) / np.spacing(np.abs(want)).astype(np.float64)
 
 
+@pytest.fixture(params=["host", "no-scalef"])
+def exp_scaling(request, monkeypatch):
+    """The exact exp's two ways of applying 2^k: vscalef (AVX-512 hosts) and two exponent-bit
+    steps (every other host), whichever this host has."""
+    if request.param == "no-scalef":
+        from kernelc.backends import llvm
+        from kernelc.backends.llvm import ops
+
+        monkeypatch.setattr(ops, "_HAS_SCALEF", False)
+        monkeypatch.setattr(llvm, "CODEGEN_VERSION", llvm.CODEGEN_VERSION + "-no-scalef")  # its own cache entries
+
+
 @pytest.mark.parametrize("dt, npdt, bound", [("f32", np.float32, 1.0), ("f64", np.float64, 1.0)])
 @pytest.mark.parametrize("fn, ref, scale", [("exp", np.exp, 1.0), ("exp2", np.exp2, 1.4426950408889634)])
-def test_exp_accuracy(dt, npdt, bound, fn, ref, scale):
+def test_exp_accuracy(dt, npdt, bound, fn, ref, scale, exp_scaling):
     k = kc.kernel(f"kernel e(x: {dt}[i]) -> {dt}[i] {{ return {fn}(x) }}")
     hi = (88.7 if dt == "f32" else 709.7) * scale
     lo = (-87.3 if dt == "f32" else -708.3) * scale  # normal results; subnormals are checked below
@@ -34,7 +46,7 @@ def test_exp_accuracy(dt, npdt, bound, fn, ref, scale):
 
 
 @pytest.mark.parametrize("dt, npdt", [("f32", np.float32), ("f64", np.float64)])
-def test_exp_edges(dt, npdt):
+def test_exp_edges(dt, npdt, exp_scaling):
     k = kc.kernel(f"kernel e(x: {dt}[i]) -> {dt}[i] {{ return exp(x) }}")
     x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 88.8, 709.8, -103.0, -745.0, -750.0], npdt)
     with np.errstate(all="ignore"):
