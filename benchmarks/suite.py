@@ -259,6 +259,7 @@ def anchor_impl(folder: str | None) -> Callable[[str], Callable | None]:
     read-only); they cover gauss, logsumexp and argmin."""
     if not folder:
         return lambda problem: None
+    import atexit
     import importlib.util
     import shutil
     import subprocess
@@ -273,6 +274,8 @@ def anchor_impl(folder: str | None) -> Callable[[str], Callable | None]:
     spec = importlib.util.spec_from_file_location("cpu_anchor_bench", os.path.join(work, "bench.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod.lib()  # loaded now, so that the copy can go when the suite exits
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
 
     def make(problem: str) -> Callable | None:
         fn = mod.IMPLS.get(ANCHORED.get(problem, ""), {}).get("c_avx2")

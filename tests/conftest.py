@@ -1,10 +1,13 @@
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-# Tests never touch the user's cache: one fresh cache folder per test session.
+# Tests never touch the user's cache: one fresh cache folder per test process, removed at its exit.
 os.environ["KERNELC_CACHE_DIR"] = tempfile.mkdtemp(prefix="kernelc-test-cache-")
+atexit.register(shutil.rmtree, os.environ["KERNELC_CACHE_DIR"], ignore_errors=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -133,9 +133,8 @@ extern "C" int probe_emulated(void **A, unsigned grid, unsigned block) {
 @pytest.mark.skipif(not emulate.backend.available(), reason="no host C++ compiler")
 def test_emulator_shuffles_barriers_and_atomics():
     emulate.runtime()
-    path = emulate._build(_WARP_SOURCE, "probe", ["-DKC_EMULATE", "-include", str(TEMPLATES / "kc_emulate.h"),
-                                                  "-x", "c++"])
-    library = ctypes.CDLL(str(path))
+    library = emulate._load(_WARP_SOURCE, "probe", ["-DKC_EMULATE", "-include", str(TEMPLATES / "kc_emulate.h"),
+                                                    "-x", "c++"])
     grid, block = 3, 64
     x = np.arange(grid * block, dtype=np.float32)
     warp_sums = np.zeros(grid * block // 32, np.float32)

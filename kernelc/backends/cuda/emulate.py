@@ -41,33 +41,36 @@ def compiler() -> str | None:
     return os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
 
 
-def _build(source: str, name: str, extra: list[str]) -> Path:
-    """A shared library for `source`, from kernelc's cache or compiled now, as a file to load."""
+def _load(source: str, name: str, extra: list[str], mode: int = ctypes.DEFAULT_MODE) -> ctypes.CDLL:
+    """`source` as a loaded shared library, from kernelc's cache or compiled now; the files it
+    passes through live in a temporary folder that is gone when it returns (a loaded library
+    needs no file)."""
     cxx = compiler()
     assert cxx is not None
     key = cache.make_key("cuda-emulated", CODEGEN_VERSION, cxx, (TEMPLATES / "kc_emulate.h").read_text(), source,
                          *extra)
     binary = cache.load(key, "so")
-    folder = Path(tempfile.mkdtemp(prefix="kernelc-emu-"))
-    if binary is None:
-        src = folder / f"{name}.cpp"
-        src.write_text(source)
-        done = subprocess.run([cxx, *FLAGS, *extra, str(src), "-o", str(folder / "out.so")],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            raise CompilationError(f"the host C++ compiler rejected the generated CUDA source:\n{done.stderr[-4000:]}")
-        binary = (folder / "out.so").read_bytes()
-        cache.store(key, "so", binary)
-    library = folder / f"{name}-{key[:16]}.so"
-    library.write_bytes(binary)
-    return library
+    with tempfile.TemporaryDirectory(prefix="kernelc-emu-", ignore_cleanup_errors=True) as tmp:
+        folder = Path(tmp)
+        if binary is None:
+            src = folder / f"{name}.cpp"
+            src.write_text(source)
+            done = subprocess.run([cxx, *FLAGS, *extra, str(src), "-o", str(folder / "out.so")],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise CompilationError(
+                    f"the host C++ compiler rejected the generated CUDA source:\n{done.stderr[-4000:]}")
+            binary = (folder / "out.so").read_bytes()
+            cache.store(key, "so", binary)
+        library = folder / f"{name}-{key[:16]}.so"
+        library.write_bytes(binary)
+        return ctypes.CDLL(str(library), mode=mode)
 
 
 @functools.cache
 def runtime() -> ctypes.CDLL:
     """The emulator's threads and barriers, loaded globally so that kernels link against it."""
-    path = _build((TEMPLATES / "kc_emulate.cpp").read_text(), "kc_emulate", [])
-    return ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    return _load((TEMPLATES / "kc_emulate.cpp").read_text(), "kc_emulate", [], mode=ctypes.RTLD_GLOBAL)
 
 
 class EmulatedExecutable:
@@ -78,7 +81,7 @@ class EmulatedExecutable:
         include = ["-DKC_EMULATE", "-include", str(TEMPLATES / "kc_emulate.h"), "-x", "c++"]
         self.stages: list[tuple[Rendered, dict[str, Any], ctypes.CDLL]] = []
         for rendered in render(kernel, self.dims, self.layout):
-            library = ctypes.CDLL(str(_build(rendered.source, kernel.name, include)))
+            library = _load(rendered.source, kernel.name, include)
             entries = {f.name: _ENTRY((f"{f.name}_emulated", library)) for f in rendered.functions}
             self.stages.append((rendered, entries, library))
 
