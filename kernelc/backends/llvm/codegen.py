@@ -183,15 +183,17 @@ class _FunctionBuilder:
 
     def row_loop(self, start: ir.Value, stop: ir.Value, block: int, body) -> None:
         """body(rows) over [start, stop) in register blocks of `block` rows (their reductions share
-        one pass over the inner index, so each inner-index value is loaded once per block), then
-        one row at a time for the remainder."""
-        if block > 1:
-            count = self.b.sub(stop, start)
-            whole = self.b.add(start, self.b.sub(count, self.b.srem(count, ir.Constant(I64, block))))
-            self.loop(start, whole, "rows", lambda o: body([self.b.add(o, ir.Constant(I64, r)) if r else o
-                                                            for r in range(block)]), step=block)
-            start = whole
-        self.loop(start, stop, "row", lambda o: body([o]))
+        one pass over the inner index, so each inner-index value is loaded once per block). A last
+        block with fewer rows left repeats the last row (each copy computes and stores the same
+        values): every row runs the same code, and there is no remainder loop to compile."""
+        b = self.b
+        last = b.sub(stop, ir.Constant(I64, 1))
+
+        def rows(o: ir.Value) -> list[ir.Value]:
+            nexts = [b.add(o, ir.Constant(I64, r)) for r in range(1, block)]
+            return [o] + [b.select(b.icmp_signed("<", r, stop), r, last) for r in nexts]
+
+        self.loop(start, stop, "rows" if block > 1 else "row", lambda o: body(rows(o)), step=block)
 
     def enter(self, row: _Row) -> None:
         """Make `row` the current one: its index and its once-per-row values."""
