@@ -306,7 +306,7 @@ def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> int:
     from kernelc.ir.passes import cost
 
     if any(n.op is Op.REDUCE and n.arg.kind in K_BEST for n in walk([o.value for o in kernel.outputs])):
-        return 2  # each row brings its K-slot insertion code: 4 rows measured 1.8x slower than 2
+        return 2  # each row brings its insertion code; with the K slots in a vector 1, 2 and 4 rows ran alike
     ops = cost.ops_per_pair(kernel, dict(bindings))
     if ops <= 512 and any(_is_wide_pair_sum(n, dict(bindings)) for n in walk([o.value for o in kernel.outputs])):
         # sqdist/dot of long vectors (built a component at a time, the rows in lockstep): each

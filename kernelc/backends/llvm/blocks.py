@@ -296,7 +296,7 @@ class BufferedKBest:
         self.worst = _extreme_init(self.ty, node.src[0].dtype, self.largest)
         self.top = fb.alloca(self.ty, self.worst)
         self.k = len(self.best.slots["vals"])
-        self.vector = None
+        self.vector: tuple[ir.Value, ir.Value] | None = None
         if self.k <= VECTOR_SLOTS:  # the K slots in one vector (values) and its indices (-1: empty)
             self.vector = (fb.alloca(ir.VectorType(self.ty, VECTOR_SLOTS), _splat(fb.b, self.worst, VECTOR_SLOTS)),
                            fb.alloca(ir.VectorType(I64, VECTOR_SLOTS),
@@ -325,7 +325,8 @@ class BufferedKBest:
         b, n = fb.b, VECTOR_SLOTS
         vals, idx = b.load(self.vector[0]), b.load(self.vector[1])
         v_all, k_all = _splat(b, v, n), _splat(b, k, n)
-        before = b.or_(b.icmp_signed("<", idx, ir.Constant(idx.type, [0] * n)), _sorts_before(b, v_all, vals, self.largest))
+        empty = b.icmp_signed("<", idx, ir.Constant(idx.type, [0] * n))
+        before = b.or_(empty, _sorts_before(b, v_all, vals, self.largest))
         up = ir.Constant(ir.VectorType(I32, n), [0] + list(range(n, 2 * n - 1)))  # lane 0: v; lane p: slot p - 1
         after_first = b.shuffle_vector(ir.Constant(before.type, [0] * n), before, up)
         b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, vals, up), v_all), vals), self.vector[0])

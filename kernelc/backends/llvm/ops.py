@@ -299,7 +299,7 @@ def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value, nonpositive: bool = False
 
 def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False, nonpositive: bool = False) -> ir.Value:
     """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding);
-    `nonpositive`: the caller knows x <= 0 and not NaN (no upper clamp, no NaN select)."""
+    `nonpositive`: the caller knows x <= 0 or NaN (no upper clamp)."""
     ty = x.type
     if m.approx and ty == F32:
         return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634), flags=m.product),
