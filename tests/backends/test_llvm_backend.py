@@ -193,12 +193,17 @@ def test_threads_do_not_change_results(monkeypatch):
     k = kc.kernel("kernel nn(x: f32[i, D], y: f32[j, D]) -> (f32[i], i64[i]) {"
                   " d = sqdist(x, y); return sum[j](exp(-d)), argmin[j](d) }")
     rng = np.random.default_rng(0)
-    x, y = rng.random((3000, 3), np.float32), rng.random((500, 3), np.float32)
+    x, y = rng.random((3000, 3), np.float32), rng.random((501, 3), np.float32)
     a = k(x, y, backend="llvm")
+    from kernelc.backends import llvm
+
+    monkeypatch.setattr(llvm, "_CHUNK_WORK", 1024)  # as many chunks as the schedule allows (16 on 2 threads)
+    many = kc.kernel(k.source)(x, y, backend="llvm")
     monkeypatch.setenv("KERNELC_NUM_THREADS", "1")
     b = kc.kernel(k.source)(x, y, backend="llvm")
-    np.testing.assert_array_equal(a[1], b[1])
-    np.testing.assert_array_equal(a[0], b[0])
+    for got in (a, many):
+        np.testing.assert_array_equal(got[1], b[1])
+        np.testing.assert_array_equal(got[0], b[0])
 
 
 LONG = [
