@@ -261,7 +261,7 @@ class _FunctionBuilder:
                     if isinstance(st, _LongState):
                         st.accumulate(self, r, k)
                     else:
-                        st.accumulate(self, [self.emit(s) for s in r.src], k)
+                        self.accumulate(st, r, k)
             self.scopes[2], self.column = _Scope(), _Scope()
             for row in rows:
                 row.pair = _Scope()
@@ -289,6 +289,17 @@ class _FunctionBuilder:
                     if not isinstance(st, _LongState):  # long results are read per component (emit_at)
                         self.scopes[1].values[r] = st.finalize(self)
         return states
+
+    def accumulate(self, st, r: Node, k: ir.Value) -> None:
+        """One term of reduction r into its state; a sum of float products adds each product
+        with a fused multiply-add (its order is unspecified already, as a component sum's)."""
+        factors = _factors(r.src[0]) if isinstance(st, _State) and st.red.kind in (ReduceKind.SUM, ReduceKind.MEAN) \
+            else None
+        if factors is None:
+            st.accumulate(self, [self.emit(s) for s in r.src], k)
+            return
+        dim = self.dim(r.src[0])
+        st.accumulate_products(self, *(self.broadcast(self.emit(f), dim) for f in factors))
 
     def _new_state(self, r: Node):
         if self.is_long(r):
@@ -799,6 +810,16 @@ class _State:
     def save(self, fb: _FunctionBuilder, name: str, vals: Vec) -> None:
         for s, v in zip(self.slots[name], vals):
             fb.b.store(v, s)
+
+    def accumulate_products(self, fb: _FunctionBuilder, xs: Vec, ys: Vec) -> None:
+        """sum/mean of x * y (floats): each product added with `llvm.fmuladd`, one rounding."""
+        b, name = fb.b, "partial" if "partial" in self.slots else "acc"
+        sums = self.load(fb, name)
+        if sums[0].type != xs[0].type:  # f32 terms of an f64 total: the product is rounded first
+            self.accumulate(fb, [[b.fmul(x, y, flags=fb.math.product) for x, y in zip(xs, ys)]], ir.Constant(I64, 0))
+            return
+        flags = ("reassoc",) + fb.math.contract
+        self.save(fb, name, [fb.math.intrinsic(b, "fmuladd", x, y, a, flags=flags) for x, y, a in zip(xs, ys, sums)])
 
     def accumulate(self, fb: _FunctionBuilder, args: list[Vec], k: ir.Value) -> None:
         b, kind = fb.b, self.red.kind
