@@ -21,7 +21,7 @@ from llvmlite import ir
 from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.blocks import K_BEST, BufferedKBest, BufferedState, buffered
 from kernelc.backends.llvm.ops import F32, F64, I1, I8, I64, UnsupportedKernel, compute_type, storage_type
-from kernelc.ir import build
+from kernelc.ir import build, signs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node, Reduction, other_index, walk
 from kernelc.ir.ops import COMPONENT_REDUCE_OPS, ELEMENTWISE_OPS, Op, ReduceKind
@@ -414,6 +414,8 @@ class _FunctionBuilder:
             # reciprocal (one division per row instead of one per pair; <= 1 ulp more error)
             src = [src[0], [b.fdiv(ops.const(v.type, 1), v) for v in src[1]]]
             op = Op.MUL
+        if op in (Op.EXP, Op.EXP2) and signs.nonpositive(node.src[0]):  # no upper clamp
+            return [ops.poly_exp(b, self.math, v, base2=op is Op.EXP2, nonpositive=True) for v in src[0]]
         if op in ELEMENTWISE_OPS:
             width = max(len(s) for s in src)
             lanes = [self.broadcast(s, width) for s in src]
