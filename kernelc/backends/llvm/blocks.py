@@ -343,9 +343,9 @@ class BufferedKBest:
 
     def end_block(self, fb: "_FunctionBuilder", start: ir.Value, end: ir.Value) -> None:
         """Only a block whose best score (kept by the pair loop) would enter the K slots, or
-        holds a NaN, or meets an empty slot, is walked again a vector at a time: the lanes whose
-        scores would enter form a bit mask, and the set bits, in index order, are inserted one by
-        one (each insertion checks again: the last slot has moved). With data in no particular
+        holds a NaN, or meets an empty slot, is walked again, 64 scores at a time: the lanes
+        whose scores would enter form a bit mask, and the set bits, in index order, are inserted
+        one by one (each insertion checks again: the last slot has moved). With data in no particular
         order that is ever fewer blocks: about K ln(M / K) insertions in all."""
         b = fb.b
         target = b.load(self.top)
@@ -360,14 +360,13 @@ class BufferedKBest:
             fb.loop(ir.Constant(I64, 0), count, "kbest_walk", lambda base: self._insert_lanes(fb, start, count, base),
                     step=self.lanes)
 
-    @property
-    def lanes(self) -> int:
-        """Lanes of one walk step: a 512-bit vector (two 256-bit ones where the host has no
-        AVX-512); the scores buffer holds a whole number of them."""
-        return 512 // (64 if self.ty in (ops.F64, I64) else 32)
+    lanes = 64  # scores per walk step: their entering lanes as one 64-bit mask
 
     def _insert_lanes(self, fb: "_FunctionBuilder", start: ir.Value, count: ir.Value, base: ir.Value) -> None:
-        """Insert, in index order, the scores of lanes base .. base + lanes - 1 that enter."""
+        """Insert, in index order, the scores of lanes base .. base + 63 that enter: one compare
+        of 64 scores against the last slot as it is now (4 AVX-512 vectors of f32), then a loop
+        over the set bits only (each insertion checks again), so a walk branches per entering
+        score rather than per vector."""
         from kernelc.backends.llvm.codegen import _sorts_before
 
         b, lanes = fb.b, self.lanes
@@ -375,10 +374,12 @@ class BufferedKBest:
         vec_t = ir.VectorType(self.ty, lanes)
         scores = b.load(b.bitcast(b.gep(self.scores, [base]), vec_t.as_pointer()), align=4)
         wants = b.or_(_sorts_before(b, scores, _splat(b, last_v, lanes), self.largest), _splat(b, room, lanes))
-        lane = b.add(_splat(b, base, lanes), ir.Constant(ir.VectorType(I64, lanes), list(range(lanes))))
-        inside = b.icmp_signed("<", lane, _splat(b, count, lanes))  # lanes past the block hold stale scores
         mask_t = ir.IntType(lanes)
-        bits = b.bitcast(b.select(inside, wants, ir.Constant(ir.VectorType(I1, lanes), [0] * lanes)), mask_t)
+        left_in_block = b.sub(count, base)  # lanes past the block hold stale scores
+        whole = b.icmp_signed(">=", left_in_block, ir.Constant(I64, lanes))
+        tail = b.sub(b.shl(ir.Constant(mask_t, 1), b.select(whole, ir.Constant(I64, 0), left_in_block)),
+                     ir.Constant(mask_t, 1))
+        bits = b.and_(b.bitcast(wants, mask_t), b.select(whole, ir.Constant(mask_t, -1), tail))
         cttz = fb.fn.module.globals.get(f"llvm.cttz.i{lanes}") or ir.Function(
             fb.fn.module, ir.FunctionType(mask_t, [mask_t, I1]), name=f"llvm.cttz.i{lanes}")
         pre = b.block
