@@ -345,8 +345,8 @@ class BufferedKBest:
         """Only a block whose best score (kept by the pair loop) would enter the K slots, or
         holds a NaN, or meets an empty slot, is walked again, 64 scores at a time: the lanes
         whose scores would enter form a bit mask, and the set bits, in index order, are inserted
-        one by one (each insertion checks again: the last slot has moved). With data in no particular
-        order that is ever fewer blocks: about K ln(M / K) insertions in all."""
+        one by one (each insertion checks again: the last slot has moved). With data in no
+        particular order that is ever fewer blocks: about K ln(M / K) insertions in all."""
         b = fb.b
         target = b.load(self.top)
         b.store(self.worst, self.top)
