@@ -29,7 +29,7 @@ from kernelc.plugins import API_VERSION
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "32"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "33"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -95,7 +95,8 @@ class _StageExecutable:
         self.rows = rows
         self.tile = int(schedule.get("tile") or 0)  # inner columns per tile (_run_tiled), 0: none
         interleave = int(schedule.get("interleave") or 0)
-        self._generate = lambda partial=False: generate(kernel, self.dims, tag, approx, rows, interleave, partial)[0]
+        self._generate = lambda partial=False: generate(kernel, self.dims, tag, approx, rows, interleave, partial,
+                                                            self.vector_bits)[0]
         self._key, self._symbols = key, symbols
         self._functions: list[Any] | None = None
         self._partial: Any = None

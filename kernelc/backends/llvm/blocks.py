@@ -70,9 +70,11 @@ class BufferedState:
         self.kind = self.red.kind
         self.ty = compute_type(node.src[0].dtype)
         # softmax values that are an inner-indexed parameter (v[j] in attention) are read again
-        # at the end of the block rather than copied into a buffer
+        # at the end of the block rather than copied into a buffer: from the structure-of-arrays
+        # copy a component at a time, or row-major all components of a column at once
         value = node.src[1] if self.kind is ReduceKind.SOFTMAX else None
-        self.direct = value is not None and value.op is Op.PARAM and value.arg in fb.spec.soa
+        self.row_major = value is not None and value.op is Op.PARAM and value.arg in fb.spec.row_major
+        self.direct = self.row_major or (value is not None and value.op is Op.PARAM and value.arg in fb.spec.soa)
         self.dim, self.block = fb.dim(node), SUM_BLOCK
         with fb.b.goto_block(fb.entry):
             fb.b.position_at_start(fb.entry)
@@ -178,7 +180,10 @@ class BufferedState:
         """The end of a block for the softmax states of a register block's rows whose values are
         read directly: the rows' numerators in one pass, each value loaded once for all rows."""
         blocks = [(st, st._weights(fb, count)) for st in states]
-        BufferedState._numerators(fb, blocks, count)
+        if states[0].row_major:
+            BufferedState._row_major_numerators(fb, blocks, count)
+        else:
+            BufferedState._numerators(fb, blocks, count)
         for st, block in blocks:
             st._merge(fb, block)
 
@@ -216,7 +221,8 @@ class BufferedState:
     def _numerators(fb: "_FunctionBuilder", blocks: list, count: ir.Value) -> None:
         """Softmax numerators of the block: one loop over it per component (one accumulator per
         state; a single loop with E accumulators spills them for E = 64), the components in a
-        loop (compile time); a directly read value is loaded once for all the states."""
+        loop (compile time); a directly read value is loaded once for all the states. Each
+        weight * value is added with `llvm.fmuladd`, as any sum of products (SEMANTICS.md)."""
         b = fb.b
         first = blocks[0][0]
 
@@ -227,13 +233,64 @@ class BufferedState:
                 shared = first._value(fb, e, rel) if first.direct else None
                 for (st, _), acc in zip(blocks, accs):
                     v = shared if shared is not None else st._value(fb, e, rel)
-                    b.store(b.fadd(b.load(acc), b.fmul(st._score(fb, rel), v), flags=("reassoc",)), acc)
+                    b.store(fb.math.intrinsic(b, "fmuladd", st._score(fb, rel), v, b.load(acc),
+                                              flags=("reassoc",) + fb.math.contract), acc)
 
             fb.loop(ir.Constant(I64, 0), count, "softmax_num", numerator)
             for (st, _), acc in zip(blocks, accs):
                 b.store(b.load(acc), b.gep(st.numerators, [e]))
 
         fb.loop(ir.Constant(I64, 0), ir.Constant(I64, first.dim), "softmax_e", component)
+        for st, (_, sums, _) in blocks:
+            for e, acc in enumerate(sums):
+                b.store(b.load(b.gep(st.numerators, [ir.Constant(I64, e)])), acc)
+
+    @staticmethod
+    def _row_major_numerators(fb: "_FunctionBuilder", blocks: list, count: ir.Value) -> None:
+        """Softmax numerators of the block as a small matrix product, weights (rows x block)
+        times values (block x E), for a row-major value parameter: per column, E components are
+        loaded as vectors once for all the rows and each row adds weight * values to its E
+        accumulators (one FMA per vector, the weight broadcast): no sum across vector lanes, no
+        loop per component. E is covered in chunks whose accumulators fit the vector registers;
+        with few accumulators, alternate columns go to separate ones (an FMA's latency)."""
+        b, first = fb.b, blocks[0][0]
+        ty, dim = first.ty, first.dim
+        lanes = fb.vector_bits // (32 if ty == ops.F32 else 64)
+        registers = 32 if fb.vector_bits >= 512 else 16
+        pointer = fb.pointers[first.node.src[1].arg]  # type: ignore[index]
+        rows = len(blocks)
+        width = min(dim, lanes * max(1, (registers - 4) // (rows + 1)))
+        for e0 in range(0, dim, width):
+            w = min(width, dim - e0)
+            vectors = -(-w // lanes)
+            ways = max(1, min(4, (registers - 4) // ((rows + 1) * vectors), -(-8 // (rows * vectors))))
+            vec_t = ir.VectorType(ty, w)
+            zero = ir.Constant(vec_t, [0.0] * w)
+            accs = [[fb.alloca(vec_t, zero) for _ in blocks] for _ in range(ways)]
+
+            def column(rel: ir.Value, way: int, e0: int = e0, vec_t: ir.VectorType = vec_t) -> None:
+                k = b.add(fb.block_start, rel)
+                at = b.gep(pointer, [b.add(b.mul(k, ir.Constant(I64, dim)), ir.Constant(I64, e0))])
+                values = b.load(b.bitcast(at, vec_t.as_pointer()), align=4 if ty == ops.F32 else 8)
+                for (st, _), acc in zip(blocks, accs[way]):
+                    weight = _splat(b, st._score(fb, rel), vec_t.count)
+                    b.store(fb.math.intrinsic(b, "fmuladd", weight, values, b.load(acc), flags=fb.math.contract), acc)
+
+            whole = b.mul(b.sdiv(count, ir.Constant(I64, ways)), ir.Constant(I64, ways))
+
+            def step(rel: ir.Value) -> None:
+                for way in range(ways):
+                    column(b.add(rel, ir.Constant(I64, way)), way)
+
+            fb.loop(ir.Constant(I64, 0), whole, "softmax_num", step, step=ways)
+            if ways > 1:
+                fb.loop(whole, count, "softmax_num_tail", lambda rel: column(rel, 0))
+            for r, (st, _) in enumerate(blocks):
+                total = b.load(accs[0][r])
+                for other in accs[1:]:
+                    total = b.fadd(total, b.load(other[r]))
+                for e in range(w):
+                    b.store(b.extract_element(total, ir.Constant(I32, e)), b.gep(st.numerators, [ir.Constant(I64, e0 + e)]))
         for st, (_, sums, _) in blocks:
             for e, acc in enumerate(sums):
                 b.store(b.load(b.gep(st.numerators, [ir.Constant(I64, e)])), acc)

@@ -32,6 +32,7 @@ SUM_CHAINS = 4  # interleaved partial sums of a long component sum (_Chains)
 # f32 sums run in f32 within blocks of this many terms (vectorizable, 8-16 lanes), and the
 # block sums are added in f64: the error does not grow with M (LANGUAGE.md §6).
 SUM_BLOCK = 256
+ROW_MAJOR_MIN_DIM = 8  # softmax values this wide are read E components at a time (RowFunction.row_major)
 SOA_BLOCK = SUM_BLOCK  # columns per block of structure-of-arrays parameters (RowFunction.soa)
 _LONG_REDUCTIONS = (ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.MAX, ReduceKind.MIN)
 Vec = list[ir.Value]
@@ -48,6 +49,9 @@ class RowFunction:
     # is one contiguous stretch of memory (D separate arrays were D streams at once: 64 defeat
     # the hardware prefetchers) addressed from one base register.
     soa: tuple[str, ...] = ()
+    # Inner-indexed parameters read only as the values of softmax reductions, E components at a
+    # time (blocks.BufferedState._row_major_numerators): passed as they are, row-major.
+    row_major: tuple[str, ...] = ()
     # Scratch arrays (in 8-byte elements) for the states of reductions of long vectors, passed
     # after the outputs; each concurrent call of the function gets its own.
     scratch: tuple[int, ...] = ()
@@ -80,9 +84,11 @@ def _level(node: Node, inner: str | None) -> int:
 
 class _FunctionBuilder:
     def __init__(self, module: ir.Module, math: ops.Math, kernel: Kernel, bindings: dict[str, int],
-                 spec: RowFunction, partial: bool = False, rows: int = 1, interleave: int = 0) -> None:
+                 spec: RowFunction, partial: bool = False, rows: int = 1, interleave: int = 0,
+                 vector_bits: int = 256) -> None:
         self.kernel, self.bindings, self.spec, self.math = kernel, bindings, spec, math
         self.rows, self.interleave = rows, interleave
+        self.vector_bits = vector_bits  # the widest vectors the pair loop uses (register budgets)
         self.outer = spec.outer
         self.inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
         pp = I8.as_pointer().as_pointer()
@@ -1123,6 +1129,26 @@ def _single_reduced_index(kernel: Kernel, spec: RowFunction) -> str | None:
     return reds.pop() if reds else None
 
 
+def _row_major_values(kernel: Kernel, outputs: list[int], inner: str, bindings: dict[str, int]) -> tuple[str, ...]:
+    """The parameters of `inner` whose every use is as the value of a buffered softmax over
+    `inner` with E >= ROW_MAJOR_MIN_DIM components, stored as computed (f32, f64): their end of
+    block reads E components of one column at once, which the row-major layout keeps together."""
+    roots = [kernel.outputs[k].value for k in outputs]
+    values, elsewhere = set(), {n.arg for n in roots if n.op is Op.PARAM}
+    for node in walk(roots):
+        for position, src in enumerate(node.src):
+            if src.op is not Op.PARAM:
+                continue
+            dim = src.dim.evaluate(bindings) if src.dim is not None else 1
+            p = kernel.param(src.arg)  # type: ignore[arg-type]
+            value = (node.op is Op.REDUCE and node.arg.kind is ReduceKind.SOFTMAX  # type: ignore[union-attr]
+                     and node.arg.index == inner and position == 1 and buffered(node, dim)  # type: ignore[union-attr]
+                     and dim >= ROW_MAJOR_MIN_DIM and p.type.index == (inner,)
+                     and p.type.dtype in (DType.F32, DType.F64))
+            (values if value else elsewhere).add(src.arg)
+    return tuple(p.name for p in kernel.params if p.name in values - elsewhere)
+
+
 def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None = None) -> list[RowFunction]:
     """The row functions of `kernel`; `tag` makes their symbols unique in the process's JIT."""
     groups: dict[str | None, list[int]] = {}
@@ -1132,13 +1158,15 @@ def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None
     specs = []
     for outer, ks in groups.items():
         inner = other_index(outer) if outer else None
+        row_major = _row_major_values(kernel, ks, inner, bindings) if inner is not None and bindings else ()
         soa = tuple(p.name for p in kernel.params
                     if inner is not None and p.type.index == (inner,) and p.type.dim is not None
-                    and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM)
+                    and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM and p.name not in row_major)
         reds = [n for k in ks for n in walk([kernel.outputs[k].value]) if n.op is Op.REDUCE]
         scratch = tuple(r.dim.evaluate(bindings) for r in reds for _ in range(2)
                         if bindings is not None and r.dim.evaluate(bindings) > MAX_UNROLLED_DIM)
-        specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa, scratch))
+        specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa, scratch=scratch,
+                                 row_major=row_major))
     return specs
 
 
@@ -1160,22 +1188,27 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
 
 
 def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bool = False, rows: int = 1,
-             interleave: int = 0, partial: bool = False) -> tuple[str, list[RowFunction]]:
+             interleave: int = 0, partial: bool = False, vector_bits: int = 0) -> tuple[str, list[RowFunction]]:
     """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
     (`approx`: approximate f32 exp for a kernel under a tolerance; `rows`: rows per register
     block, where `blockable`; `interleave`: vectors side by side in the pair loop, 0: LLVM's
-    choice); with `partial`, only the partial function `<name>_partial` of the (splittable)
-    single row function instead."""
+    choice; `vector_bits`: the vector width the module is compiled for, 0: the host's widest);
+    with `partial`, only the partial function `<name>_partial` of the (splittable) single row
+    function instead."""
+    from kernelc.backends.llvm.jit import vector_widths
+
+    vector_bits = vector_bits or vector_widths()[0]
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module, approx)
     specs = row_functions(kernel, tag, bindings)
     for spec in specs:
         if not partial:
-            _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave).build()
+            _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave,
+                             vector_bits=vector_bits).build()
         elif splittable(kernel, spec, bindings):
             _FunctionBuilder(module, math, kernel, bindings, spec, partial=True, rows=rows,
-                             interleave=interleave).build_partial()
+                             interleave=interleave, vector_bits=vector_bits).build_partial()
     return str(module), specs
 
 

@@ -60,7 +60,10 @@ class Math:
 
     def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value, flags: tuple[str, ...] = ()) -> ir.Value:
         ty = args[0].type
-        suffix = "f32" if ty == F32 else "f64"
+        element = ty.element if isinstance(ty, ir.VectorType) else ty
+        suffix = "f32" if element == F32 else "f64"
+        if isinstance(ty, ir.VectorType):
+            suffix = f"v{ty.count}{suffix}"
         fn = self.module.globals.get(f"llvm.{name}.{suffix}")
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=f"llvm.{name}.{suffix}")
