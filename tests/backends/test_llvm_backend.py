@@ -382,3 +382,61 @@ def _assert_agrees(got, want, schedule) -> None:
             np.testing.assert_array_equal(g, w, err_msg=str(schedule))
         else:
             np.testing.assert_allclose(g, w, rtol=2e-5, atol=1e-6, err_msg=str(schedule))
+
+
+def _llvm_schedules(k, args):
+    """The default schedule and variants of it: 1 and 4 rows, each vector width of the host,
+    and tiles of the inner index over 2 threads (the partial function)."""
+    from kernelc.backends import registry, runtime
+    from kernelc.backends.interface import Schedule
+    from kernelc.backends.llvm.jit import vector_widths
+
+    llvm = registry.get("llvm")
+    default = dict(llvm.default_schedule(k.ir, runtime.bind(k.ir, (), args).sizes).knobs)
+    variants = [{}, {"tile": 256, "threads": 2, "rows": 4}] + [{"rows": r, "vector_bits": v}
+                                                               for r in (1, 4) for v in vector_widths()]
+    return llvm, [Schedule("llvm", tuple(sorted((default | v).items()))) for v in variants]
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("e", [1, 3, 8, 17, 64])
+def test_softmax_and_weighted_logsumexp_blocks(dtype, e):
+    """softmax (row-major values from E = 8: vector accumulators, E in register-sized chunks)
+    and weighted logsumexp (a block maximum per component over nonzero weights) over several
+    blocks, against the reference: huge scores, a block of -inf scores, +inf and NaN scores,
+    weights of 0 (a whole component, and at the +inf score), negative and NaN weights."""
+    from kernelc.testing.runners import run_on
+
+    k = kc.kernel(f"kernel s(u: {dtype}[i], t: {dtype}[j], v: {dtype}[j, E], w: {dtype}[j, E]) -> "
+                  f"({dtype}[i, E], {dtype}[i, E]) {{ s = u * t; return softmax[j](s, v), logsumexp[j](s, w) }}")
+    npdt = np.float32 if dtype == "f32" else np.float64
+    rng = np.random.default_rng(e)
+    m = 600
+    u = np.array([1.0, 2.0, -0.5, 0.25, 3.0], npdt)
+    v = rng.standard_normal((m, e)).astype(npdt)
+    w = rng.random((m, e)).astype(npdt)
+    w[:, 0] = 0.0  # a component of zero weights only: -inf
+    w[rng.integers(0, m, 20), -1] = -1.0
+    cases = {"normal": rng.standard_normal(m) * 4, "huge": rng.standard_normal(m) * 1e30}
+    cases["-inf block"] = cases["normal"].copy()
+    cases["-inf block"][256:512] = -np.inf
+    cases["+inf"] = cases["normal"].copy()
+    cases["+inf"][300] = np.inf
+    cases["nan"] = cases["normal"].copy()
+    cases["nan"][450] = np.nan
+    for name, t in cases.items():
+        ww = w.copy()
+        if name == "huge":  # the largest score weighs 0: the maximum must skip it (or all underflow)
+            ww[np.argmax(t), e // 2] = 0.0
+        if name == "+inf":
+            ww[300, e // 2] = 0.0  # exp(inf) * 0: NaN in that component
+        if name == "nan" and e > 2:
+            ww[10, 1] = np.nan
+        args = {"u": u, "t": t.astype(npdt), "v": v, "w": ww}
+        want = k(**args, backend="numpy")
+        llvm, schedules = _llvm_schedules(k, args)
+        for schedule in schedules:
+            for g, r in zip(run_on(llvm, k, schedule=schedule, **args), want):
+                # f32: the weighted sums of values of either sign cancel (absolute error ~ |v|)
+                np.testing.assert_allclose(g, r, rtol=2e-5 if dtype == "f32" else 1e-12,
+                                           atol=2e-5 if dtype == "f32" else 1e-12, err_msg=f"{name} {schedule}")

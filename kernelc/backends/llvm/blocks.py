@@ -41,9 +41,11 @@ def buffered(node: Node, dim: int) -> bool:
         return True
     if kind in K_BEST:
         return not node.src[0].dtype.is_bool
-    if kind is ReduceKind.LOGSUMEXP:
-        return len(node.src) == 1
-    return kind is ReduceKind.SOFTMAX and dim <= MAX_BUFFERED_SOFTMAX_DIM
+    if kind is ReduceKind.LOGSUMEXP and len(node.src) == 1:
+        return True
+    # softmax keeps E accumulators in registers; weighted logsumexp loops over its components
+    return kind in (ReduceKind.SOFTMAX, ReduceKind.LOGSUMEXP) and dim <= MAX_BUFFERED_SOFTMAX_DIM \
+        and node.src[1].dtype.is_float and compute_type(node.src[1].dtype) == compute_type(node.src[0].dtype)
 
 
 def _is_nan(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
@@ -69,10 +71,12 @@ class BufferedState:
         self.red: Reduction = node.arg  # type: ignore[assignment]
         self.kind = self.red.kind
         self.ty = compute_type(node.src[0].dtype)
-        # softmax values that are an inner-indexed parameter (v[j] in attention) are read again
-        # at the end of the block rather than copied into a buffer: from the structure-of-arrays
-        # copy a component at a time, or row-major all components of a column at once
-        value = node.src[1] if self.kind is ReduceKind.SOFTMAX else None
+        # softmax values and logsumexp weights that are an inner-indexed parameter (v[j] in
+        # attention) are read again at the end of the block rather than copied into a buffer:
+        # from the structure-of-arrays copy a component at a time, or row-major all components
+        # of a column at once
+        value = node.src[1] if len(node.src) == 2 else None
+        self.weighted = self.kind is ReduceKind.LOGSUMEXP and value is not None
         self.row_major = value is not None and value.op is Op.PARAM and value.arg in fb.spec.row_major
         self.direct = self.row_major or (value is not None and value.op is Op.PARAM and value.arg in fb.spec.soa)
         self.dim, self.block = fb.dim(node), SUM_BLOCK
@@ -81,7 +85,7 @@ class BufferedState:
             self.scores = fb.b.alloca(self.ty, size=SUM_BLOCK)
             buffered_values = value is not None and not self.direct
             self.values = fb.b.alloca(self.ty, size=SUM_BLOCK * self.dim) if buffered_values else None
-            self.numerators = fb.b.alloca(self.ty, size=self.dim) if value is not None else None
+            self.numerators = fb.b.alloca(self.ty, size=self.dim) if self.kind is ReduceKind.SOFTMAX else None
         slot = fb.alloca
         if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
             self.best = slot(self.ty, _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX))
@@ -90,11 +94,28 @@ class BufferedState:
             self.worst = _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX)
             self.top = slot(self.ty, self.worst)
         else:
-            self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
-            self.t = [slot(self.ty, ops.const(self.ty, 0)) for _ in range(fb.dim(node))]
+            if self.weighted:  # a maximum and a sum per component, in arrays the end of a block
+                # walks with a loop over the components (E copies of its code compiled slowly)
+                self.ms, self.t = self._array(fb, float("-inf")), self._array(fb, 0.0)
+                self.m = self.ms[0]
+            else:
+                self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
+                self.ms = [self.m]
+                self.t = [slot(self.ty, ops.const(self.ty, 0)) for _ in range(fb.dim(node))]
             self.den = slot(self.ty, ops.const(self.ty, 0))
             # the block's largest score, found while the scores are stored (no second pass)
             self.top = slot(self.ty, ops.const(self.ty, float("-inf")))
+
+    def _array(self, fb: "_FunctionBuilder", init: float) -> list[ir.Value]:
+        """dim slots of one stack array (a loop over the components indexes it), set to init."""
+        b = fb.b
+        with b.goto_block(fb.entry):
+            b.position_at_start(fb.entry)
+            array = b.alloca(self.ty, size=self.dim)
+        slots = [b.gep(array, [ir.Constant(I64, e)]) for e in range(self.dim)]
+        for slot in slots:
+            b.store(ops.const(self.ty, init), slot)
+        return slots
 
     def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
         b = fb.b
@@ -104,6 +125,8 @@ class BufferedState:
         largest = self.kind is not ReduceKind.ARGMIN
         if isinstance(self.ty, ir.IntType):
             b.store(_imin(b, b.load(self.top), s, largest), self.top)
+        elif self.weighted:
+            pass  # the maxima per component skip the scores of weight 0: found at the block's end
         else:
             # llvm.maximum/minimum propagate NaN: reductions LLVM vectorizes; nsz: either zero
             # may come out for -0 vs +0 (both are found by ==, and a block max adds 0.0)
@@ -170,6 +193,9 @@ class BufferedState:
             b.store(b.select(take, index, idx), self.idx)
 
     def _end_exp(self, fb: "_FunctionBuilder", count: ir.Value) -> None:
+        if self.weighted:
+            self._end_weighted(fb, count)
+            return
         block = self._weights(fb, count)
         if self.kind is ReduceKind.SOFTMAX:
             BufferedState._numerators(fb, [(self, block)], count)
@@ -295,19 +321,64 @@ class BufferedState:
             for e, acc in enumerate(sums):
                 b.store(b.load(b.gep(st.numerators, [ir.Constant(I64, e)])), acc)
 
-    def _merge(self, fb: "_FunctionBuilder", block: tuple[ir.Value, list[ir.Value], ir.Value]) -> None:
-        """The block's state into the running one (the monoid's combine)."""
+    def _end_weighted(self, fb: "_FunctionBuilder", count: ir.Value) -> None:
+        """Weighted logsumexp at the end of a block, in a loop over the components: the block's
+        maximum over the scores of nonzero weight (NaN weights count), then the sum of
+        exp(s - max) * w (with a finite maximum no term of nonzero weight has a positive
+        exponent), a weight-0 term 0 but NaN for a score of +inf or NaN (as kernelc.ir.monoids),
+        merged into the running state of that component."""
         from kernelc.backends.llvm.codegen import _scale
 
         b = fb.b
+        zero, inf = ops.const(self.ty, 0), ops.const(self.ty, float("inf"))
+
+        def component(e: ir.Value) -> None:
+            top = fb.alloca(self.ty, ops.const(self.ty, float("-inf")))
+
+            def counted(rel: ir.Value) -> None:
+                w = self._value(fb, e, rel)
+                s = b.select(b.fcmp_unordered("!=", w, zero), self._score(fb, rel), ops.const(self.ty, float("-inf")))
+                b.store(fb.math.intrinsic(b, "maximum", b.load(top), s, flags=("nsz",)), top)
+
+            fb.loop(ir.Constant(I64, 0), count, "lse_max", counted)
+            block_m = b.fadd(b.load(top), zero)  # -0 -> +0, as the monoid's max
+            total = fb.alloca(self.ty, zero)
+
+            def term(rel: ir.Value, finite: bool) -> None:
+                s, w = self._score(fb, rel), self._value(fb, e, rel)
+                scaled = ops.poly_exp(b, fb.math, b.fsub(s, block_m), nonpositive=True) if finite \
+                    else _scale(fb, s, block_m)
+                dead = b.select(b.fcmp_ordered("<", s, inf), zero, ops.const(self.ty, float("nan")))
+                value = b.select(b.fcmp_ordered("==", w, zero), dead, b.fmul(scaled, w))
+                b.store(b.fadd(b.load(total), value, flags=("reassoc",)), total)
+
+            finite = b.fcmp_ordered("<", fb.math.intrinsic(b, "fabs", block_m), inf)
+            with b.if_else(finite, likely=True) as (then, otherwise):
+                with then:
+                    fb.loop(ir.Constant(I64, 0), count, "lse_terms", lambda rel: term(rel, True))
+                with otherwise:
+                    fb.loop(ir.Constant(I64, 0), count, "lse_terms_extreme", lambda rel: term(rel, False))
+            self._combine(fb, b.gep(self.m, [e]), block_m, [(b.gep(self.t[0], [e]), total)])
+
+        fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lse_e", component)
+
+    def _merge(self, fb: "_FunctionBuilder", block: tuple[ir.Value, list[ir.Value], ir.Value]) -> None:
+        """The block's state into the running one (the monoid's combine)."""
         block_m, sums, den = block
-        m = b.load(self.m)
+        self._combine(fb, self.m, block_m, list(zip(self.t, sums)) + [(self.den, den)])
+
+    def _combine(self, fb: "_FunctionBuilder", m_slot: ir.Value, block_m: ir.Value,
+                 sums: list[tuple[ir.Value, ir.Value]]) -> None:
+        """Running sums (slot, block sum) rescaled to the larger of the two maxima, and the max."""
+        from kernelc.backends.llvm.codegen import _scale
+
+        b = fb.b
+        m = b.load(m_slot)
         new_m = ops.select_max(b, m, block_m, largest=True)
         keep, fold = _scale(fb, m, new_m), _scale(fb, block_m, new_m)
-        for slot, acc in zip(self.t, sums):
+        for slot, acc in sums:
             b.store(b.fadd(b.fmul(b.load(slot), keep), b.fmul(b.load(acc), fold)), slot)
-        b.store(b.fadd(b.fmul(b.load(self.den), keep), b.fmul(b.load(den), fold)), self.den)
-        b.store(new_m, self.m)
+        b.store(new_m, m_slot)
 
     def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
         """The state in the layout of kernelc.ir.monoids."""
@@ -316,7 +387,7 @@ class BufferedState:
             return [[b.load(self.best)], [b.load(self.idx)]]
         t = [b.load(x) for x in self.t]
         if self.kind is ReduceKind.LOGSUMEXP:
-            return [[b.load(self.m)], t]
+            return [[b.load(m) for m in self.ms], t]
         return [[b.load(self.m)], t, [b.load(self.den)]]
 
     def finalize(self, fb: "_FunctionBuilder") -> list[ir.Value]:
@@ -324,7 +395,7 @@ class BufferedState:
         if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
             return [b.load(self.idx)]
         if self.kind is ReduceKind.LOGSUMEXP:
-            return [b.fadd(b.load(self.m), fb.math.intrinsic(b, "log", b.load(self.t[0])))]
+            return [b.fadd(b.load(m), fb.math.intrinsic(b, "log", b.load(t))) for m, t in zip(self.ms, self.t)]
         den = b.load(self.den)
         zero = ops.const(self.ty, 0)
         empty = b.fcmp_ordered("==", den, zero)

@@ -280,7 +280,7 @@ class _FunctionBuilder:
             self.in_block = False
             for k in range(len(reds)):
                 group = [row_states[k] for row_states in states]
-                if isinstance(group[0], BufferedState) and group[0].direct:
+                if isinstance(group[0], BufferedState) and group[0].direct and group[0].kind is ReduceKind.SOFTMAX:
                     BufferedState.end_softmax_blocks(self, group, self.b.sub(end, first))
                     continue
                 for row, st in zip(rows, group):
@@ -747,6 +747,15 @@ def _loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
     return loop
 
 
+def _extreme(fb: _FunctionBuilder, acc: ir.Value, v: ir.Value, largest: bool) -> ir.Value:
+    """The running max/min of a reduction: for floats `llvm.maximum`/`minimum`, which propagate
+    NaN and which LLVM vectorizes as reductions (a compare-and-select recurrence keeps the whole
+    pair loop scalar); nsz: either zero may come out of +0 against -0 (docs/SEMANTICS.md)."""
+    if isinstance(acc.type, ir.IntType):
+        return ops.select_max(fb.b, acc, v, largest)
+    return fb.math.intrinsic(fb.b, "maximum" if largest else "minimum", acc, v, flags=("nsz",))
+
+
 def _better(b: ir.IRBuilder, v: ir.Value, best: ir.Value, largest: bool) -> ir.Value:
     """Whether v replaces best in a first-wins scan: the first NaN wins, then strict improvement."""
     if isinstance(v.type, ir.IntType):
@@ -848,7 +857,7 @@ class _State:
         elif kind in (ReduceKind.MAX, ReduceKind.MIN):
             vals = fb.broadcast(args[0], dim)
             acc = self.load(fb, "acc")
-            self.save(fb, "acc", [ops.select_max(b, a, v, kind is ReduceKind.MAX) for a, v in zip(acc, vals)])
+            self.save(fb, "acc", [_extreme(fb, a, v, kind is ReduceKind.MAX) for a, v in zip(acc, vals)])
         elif kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN):
             (v,), (best,), (idx,) = args[0], self.load(fb, "best"), self.load(fb, "idx")
             take = b.or_(b.icmp_signed("<", idx, ir.Constant(I64, 0)),
