@@ -399,7 +399,7 @@ def _llvm_schedules(k, args):
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f64"])
-@pytest.mark.parametrize("e", [1, 3, 8, 17, 64])
+@pytest.mark.parametrize("e", [1, 3, 8, 17, 64, 100])
 def test_softmax_and_weighted_logsumexp_blocks(dtype, e):
     """softmax (row-major values from E = 8: vector accumulators, E in register-sized chunks)
     and weighted logsumexp (a block maximum per component over nonzero weights) over several

@@ -43,9 +43,17 @@ def buffered(node: Node, dim: int) -> bool:
         return not node.src[0].dtype.is_bool
     if kind is ReduceKind.LOGSUMEXP and len(node.src) == 1:
         return True
-    # softmax keeps E accumulators in registers; weighted logsumexp loops over its components
-    return kind in (ReduceKind.SOFTMAX, ReduceKind.LOGSUMEXP) and dim <= MAX_BUFFERED_SOFTMAX_DIM \
-        and node.src[1].dtype.is_float and compute_type(node.src[1].dtype) == compute_type(node.src[0].dtype)
+    # values computed per pair are copied into a buffer of SUM_BLOCK x E (up to 64 components);
+    # a parameter of the reduced index is read again from its array, for E up to the unrolled
+    # limit (softmax: E accumulators in register-sized chunks; weighted logsumexp: a loop)
+    from kernelc.backends.llvm.codegen import MAX_UNROLLED_DIM
+
+    if kind not in (ReduceKind.SOFTMAX, ReduceKind.LOGSUMEXP):
+        return False
+    value = node.src[1]
+    direct = value.op is Op.PARAM and value.deps == frozenset({node.arg.index})  # type: ignore[union-attr]
+    return dim <= (MAX_UNROLLED_DIM if direct else MAX_BUFFERED_SOFTMAX_DIM) \
+        and value.dtype.is_float and compute_type(value.dtype) == compute_type(node.src[0].dtype)
 
 
 def _is_nan(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
@@ -57,6 +65,11 @@ def _splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
     vec = b.insert_element(ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined), x, ir.Constant(I32, 0))
     return b.shuffle_vector(vec, ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined),
                             ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+
+def _fold(b: ir.IRBuilder, slot: ir.Value, keep: ir.Value, block: ir.Value, fold: ir.Value) -> None:
+    """slot = slot * keep + block * fold: a running sum and a block's, each rescaled."""
+    b.store(b.fadd(b.fmul(b.load(slot), keep), b.fmul(block, fold)), slot)
 
 
 def _imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value, largest: bool = False) -> ir.Value:
@@ -94,10 +107,15 @@ class BufferedState:
             self.worst = _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX)
             self.top = slot(self.ty, self.worst)
         else:
-            if self.weighted:  # a maximum and a sum per component, in arrays the end of a block
-                # walks with a loop over the components (E copies of its code compiled slowly)
+            # a sum (weighted logsumexp: and a maximum) per component, in arrays that the end of a
+            # block walks with a loop over the components (E copies of its code compile slowly,
+            # and E scalars spill)
+            if self.weighted:
                 self.ms, self.t = self._array(fb, float("-inf")), self._array(fb, 0.0)
                 self.m = self.ms[0]
+            elif self.kind is ReduceKind.SOFTMAX:
+                self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
+                self.ms, self.t = [self.m], self._array(fb, 0.0)
             else:
                 self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
                 self.ms = [self.m]
@@ -221,9 +239,9 @@ class BufferedState:
         b = fb.b
         block_m = b.fadd(b.load(self.top), ops.const(self.ty, 0.0))  # -0 -> +0, as the monoid's max
         b.store(ops.const(self.ty, float("-inf")), self.top)
-        sums = [fb.alloca(self.ty, ops.const(self.ty, 0)) for _ in self.t]
-        den = fb.alloca(self.ty, ops.const(self.ty, 0))
         softmax = self.kind is ReduceKind.SOFTMAX
+        sums = [] if softmax else [fb.alloca(self.ty, ops.const(self.ty, 0))]  # softmax: `numerators`
+        den = fb.alloca(self.ty, ops.const(self.ty, 0))
 
         def weigh(rel: ir.Value, finite: bool) -> None:
             s = self._score(fb, rel)
@@ -267,9 +285,6 @@ class BufferedState:
                 b.store(b.load(acc), b.gep(st.numerators, [e]))
 
         fb.loop(ir.Constant(I64, 0), ir.Constant(I64, first.dim), "softmax_e", component)
-        for st, (_, sums, _) in blocks:
-            for e, acc in enumerate(sums):
-                b.store(b.load(b.gep(st.numerators, [ir.Constant(I64, e)])), acc)
 
     @staticmethod
     def _row_major_numerators(fb: "_FunctionBuilder", blocks: list, count: ir.Value) -> None:
@@ -283,43 +298,50 @@ class BufferedState:
         ty, dim = first.ty, first.dim
         lanes = fb.vector_bits // (32 if ty == ops.F32 else 64)
         registers = 32 if fb.vector_bits >= 512 else 16
+        align = 4 if ty == ops.F32 else 8
         pointer = fb.pointers[first.node.src[1].arg]  # type: ignore[index]
         rows = len(blocks)
-        width = min(dim, lanes * max(1, (registers - 4) // (rows + 1)))
-        for e0 in range(0, dim, width):
-            w = min(width, dim - e0)
-            vectors = -(-w // lanes)
-            ways = max(1, min(4, (registers - 4) // ((rows + 1) * vectors), -(-8 // (rows * vectors))))
-            vec_t = ir.VectorType(ty, w)
-            zero = ir.Constant(vec_t, [0.0] * w)
-            accs = [[fb.alloca(vec_t, zero) for _ in blocks] for _ in range(ways)]
+        # whole vectors per chunk (LLVM legalizes odd-sized long vectors into scalar shuffles),
+        # then the rest of E (fewer than `lanes` components) in one short vector
+        width = min(dim // lanes * lanes or dim, lanes * max(1, (registers - 4) // (rows + 1)))
+        chunks = [(e0, min(width, dim // lanes * lanes - e0)) for e0 in range(0, dim // lanes * lanes, width)]
+        if dim % lanes:
+            chunks.append((dim - dim % lanes, dim % lanes))
+        for e0, w in chunks:
+            pieces = [(off, min(lanes, w - off)) for off in range(0, w, lanes)]  # (offset, width)
+            ways = max(1, min(4, (registers - 4) // ((rows + 1) * len(pieces)), -(-8 // (rows * len(pieces)))))
+            accs = [[[fb.alloca(ir.VectorType(ty, pw), ir.Constant(ir.VectorType(ty, pw), [0.0] * pw))
+                      for _, pw in pieces] for _ in blocks] for _ in range(ways)]
 
-            def column(rel: ir.Value, way: int, e0: int = e0, vec_t: ir.VectorType = vec_t) -> None:
+            def column(rel: ir.Value, way: int, e0: int = e0, pieces: list = pieces, accs: list = accs) -> None:
                 k = b.add(fb.block_start, rel)
-                at = b.gep(pointer, [b.add(b.mul(k, ir.Constant(I64, dim)), ir.Constant(I64, e0))])
-                values = b.load(b.bitcast(at, vec_t.as_pointer()), align=4 if ty == ops.F32 else 8)
-                for (st, _), acc in zip(blocks, accs[way]):
-                    weight = _splat(b, st._score(fb, rel), vec_t.count)
-                    b.store(fb.math.intrinsic(b, "fmuladd", weight, values, b.load(acc), flags=fb.math.contract), acc)
+                base = b.add(b.mul(k, ir.Constant(I64, dim)), ir.Constant(I64, e0))
+                weights = [st._score(fb, rel) for st, _ in blocks]
+                for p, (off, pw) in enumerate(pieces):
+                    vec_t = ir.VectorType(ty, pw)
+                    at = b.gep(pointer, [b.add(base, ir.Constant(I64, off))])
+                    values = b.load(b.bitcast(at, vec_t.as_pointer()), align=align)
+                    for weight, row_accs in zip(weights, accs[way]):
+                        acc = row_accs[p]
+                        b.store(fb.math.intrinsic(b, "fmuladd", _splat(b, weight, pw), values, b.load(acc),
+                                                  flags=fb.math.contract), acc)
 
             whole = b.mul(b.sdiv(count, ir.Constant(I64, ways)), ir.Constant(I64, ways))
 
-            def step(rel: ir.Value) -> None:
+            def step(rel: ir.Value, ways: int = ways, column=column) -> None:
                 for way in range(ways):
                     column(b.add(rel, ir.Constant(I64, way)), way)
 
             fb.loop(ir.Constant(I64, 0), whole, "softmax_num", step, step=ways)
             if ways > 1:
-                fb.loop(whole, count, "softmax_num_tail", lambda rel: column(rel, 0))
+                fb.loop(whole, count, "softmax_num_tail", lambda rel, column=column: column(rel, 0))
             for r, (st, _) in enumerate(blocks):
-                total = b.load(accs[0][r])
-                for other in accs[1:]:
-                    total = b.fadd(total, b.load(other[r]))
-                for e in range(w):
-                    b.store(b.extract_element(total, ir.Constant(I32, e)), b.gep(st.numerators, [ir.Constant(I64, e0 + e)]))
-        for st, (_, sums, _) in blocks:
-            for e, acc in enumerate(sums):
-                b.store(b.load(b.gep(st.numerators, [ir.Constant(I64, e)])), acc)
+                for p, (off, pw) in enumerate(pieces):
+                    total = b.load(accs[0][r][p])
+                    for other in accs[1:]:
+                        total = b.fadd(total, b.load(other[r][p]))
+                    at = b.gep(st.numerators, [ir.Constant(I64, e0 + off)])
+                    b.store(total, b.bitcast(at, ir.VectorType(ty, pw).as_pointer()), align=align)
 
     def _end_weighted(self, fb: "_FunctionBuilder", count: ir.Value) -> None:
         """Weighted logsumexp at the end of a block, in a loop over the components: the block's
@@ -358,27 +380,34 @@ class BufferedState:
                     fb.loop(ir.Constant(I64, 0), count, "lse_terms", lambda rel: term(rel, True))
                 with otherwise:
                     fb.loop(ir.Constant(I64, 0), count, "lse_terms_extreme", lambda rel: term(rel, False))
-            self._combine(fb, b.gep(self.m, [e]), block_m, [(b.gep(self.t[0], [e]), total)])
+            keep, fold = self._rescale(fb, b.gep(self.m, [e]), block_m)
+            _fold(b, b.gep(self.t[0], [e]), keep, b.load(total), fold)
 
         fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "lse_e", component)
 
     def _merge(self, fb: "_FunctionBuilder", block: tuple[ir.Value, list[ir.Value], ir.Value]) -> None:
-        """The block's state into the running one (the monoid's combine)."""
+        """The block's state into the running one (the monoid's combine); softmax numerators in a
+        loop over the components (vectorized for long values)."""
+        b = fb.b
         block_m, sums, den = block
-        self._combine(fb, self.m, block_m, list(zip(self.t, sums)) + [(self.den, den)])
+        keep, fold = self._rescale(fb, self.m, block_m)
+        if self.kind is ReduceKind.SOFTMAX:
+            fb.loop(ir.Constant(I64, 0), ir.Constant(I64, self.dim), "softmax_merge",
+                    lambda e: _fold(b, b.gep(self.t[0], [e]), keep, b.load(b.gep(self.numerators, [e])), fold))
+        for slot, acc in zip(self.t, sums):
+            _fold(b, slot, keep, b.load(acc), fold)
+        _fold(b, self.den, keep, b.load(den), fold)
 
-    def _combine(self, fb: "_FunctionBuilder", m_slot: ir.Value, block_m: ir.Value,
-                 sums: list[tuple[ir.Value, ir.Value]]) -> None:
-        """Running sums (slot, block sum) rescaled to the larger of the two maxima, and the max."""
+    def _rescale(self, fb: "_FunctionBuilder", m_slot: ir.Value, block_m: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """The factors that rescale the running sums and the block's to the larger of the two
+        maxima, which becomes the running maximum."""
         from kernelc.backends.llvm.codegen import _scale
 
         b = fb.b
         m = b.load(m_slot)
         new_m = ops.select_max(b, m, block_m, largest=True)
-        keep, fold = _scale(fb, m, new_m), _scale(fb, block_m, new_m)
-        for slot, acc in sums:
-            b.store(b.fadd(b.fmul(b.load(slot), keep), b.fmul(b.load(acc), fold)), slot)
         b.store(new_m, m_slot)
+        return _scale(fb, m, new_m), _scale(fb, block_m, new_m)
 
     def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
         """The state in the layout of kernelc.ir.monoids."""
