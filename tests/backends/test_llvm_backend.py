@@ -1,5 +1,6 @@
 """The LLVM backend: its math against NumPy in ulps, its disk cache, and what it refuses."""
 
+import math
 import os
 import subprocess
 import sys
@@ -76,6 +77,20 @@ def test_disk_cache_is_used_and_survives_corruption(tmp_path):
         again = run()
         assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
         assert entries[0].read_bytes() == data  # the entry was rebuilt
+
+
+def test_vector_math_from_the_disk_cache(tmp_path):
+    """Object code that calls libmvec's vector variants runs when a fresh process loads it from
+    the disk cache (the variants are bound when the JIT starts, not when code is generated)."""
+    env = dict(os.environ, KERNELC_CACHE_DIR=str(tmp_path))
+    script = ("import numpy as np, kernelc as kc;"
+              "k = kc.kernel('kernel t(x: f32[i], y: f32[j]) -> f32[i] { return sum[j](sin(x * y) + tanh(x - y)) }');"
+              "x = np.linspace(-3, 3, 700, dtype=np.float32);"
+              "print(repr(k(x, x, backend='llvm').tolist()))")
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    assert runs[0].stdout == runs[1].stdout and list(tmp_path.glob("*.o"))
 
 
 def test_cache_cli(tmp_path, monkeypatch, capsys):
@@ -440,3 +455,48 @@ def test_softmax_and_weighted_logsumexp_blocks(dtype, e):
                 # f32: the weighted sums of values of either sign cancel (absolute error ~ |v|)
                 np.testing.assert_allclose(g, r, rtol=2e-5 if dtype == "f32" else 1e-12,
                                            atol=2e-5 if dtype == "f32" else 1e-12, err_msg=f"{name} {schedule}")
+
+
+@pytest.mark.parametrize("fn", ["sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "erf", "expm1",
+                                "log1p", "atan2"])
+def test_vectorized_libm_functions(fn):
+    """libm functions in a vectorized loop (the j loop of an [i, j] output) run libmvec's
+    vector variants where the host has them: f32 and f64 within a few ulp of the correctly
+    rounded result over wide ranges (huge arguments, overflow to inf, NaN and infinities)."""
+    import re
+
+    from kernelc.backends.llvm import generate
+    from kernelc.backends.llvm.jit import optimized_ir, vector_variants, vector_widths
+
+    args = "y + x, y - x" if fn == "atan2" else "y + x"
+    args64 = "f64(y + x), f64(y - x)" if fn == "atan2" else "f64(y + x)"  # the same (rounded) arguments
+    k = kc.kernel(f"kernel t(x: f32[i], y: f32[j]) -> (f32[i, j], f64[i, j]) {{ return {fn}({args}), {fn}({args64}) }}")
+    rng = np.random.default_rng(1)
+    y = np.concatenate([rng.uniform(-10, 10, 4000), rng.uniform(-1, 1, 4000), rng.uniform(-100, 100, 1000),
+                        [0.0, -0.0, 1.0, -1.0, 1e-30, 1e4, 1e6, -3e38, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    if fn in ("asin", "acos"):
+        y = np.clip(y, -1, 1)
+    x = np.array([0.0, 0.25], np.float32)
+    got, exact = k(x, y, backend="llvm")
+    with np.errstate(over="ignore"):
+        rounded = exact.astype(np.float32)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(rounded), err_msg=fn)
+    np.testing.assert_array_equal(got[np.isinf(rounded)], rounded[np.isinf(rounded)], err_msg=fn)
+    finite = np.isfinite(rounded) & (np.abs(rounded) > 1e-30)
+    assert ulps(got[finite], exact[finite], np.float32).max() <= 4, (fn, ulps(got[finite], exact[finite], np.float32).max())
+    # the f64 results (vector variants too) against NumPy's f64 functions
+    a = (y[None, :] + x[:, None]).astype(np.float64)
+    b = (y[None, :] - x[:, None]).astype(np.float64)
+    numpy_fn = {"asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "erf": np.vectorize(math.erf)}.get(
+        fn, getattr(np, fn, None))
+    with np.errstate(all="ignore"):  # inf and NaN arguments, overflow: as the kernel's
+        want = np.arctan2(a, b) if fn == "atan2" else numpy_fn(a)
+    np.testing.assert_array_equal(np.isnan(exact), np.isnan(want), err_msg=fn)
+    ok = np.isfinite(want) & (np.abs(want) > 1e-300)
+    np.testing.assert_array_equal(exact[~ok & ~np.isnan(want)], want[~ok & ~np.isnan(want)], err_msg=fn)
+    assert ulps(exact[ok], want[ok], np.float64).max() <= 4, (fn, ulps(exact[ok], want[ok], np.float64).max())
+    name = f"{fn}f"
+    if vector_variants(name, 2 if fn == "atan2" else 1):
+        text = optimized_ir(generate(k.optimized, {}, "_t", False, 1, 0, False, vector_widths()[0])[0],
+                            vector_widths()[0])
+        assert re.search(rf"call <\d+ x float> @_ZGV\w+_{name}\b", text), "the f32 loop calls no vector variant"

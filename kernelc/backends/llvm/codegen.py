@@ -1218,6 +1218,7 @@ def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bo
         elif splittable(kernel, spec, bindings):
             _FunctionBuilder(module, math, kernel, bindings, spec, partial=True, rows=rows,
                              interleave=interleave, vector_bits=vector_bits).build_partial()
+    math.finish()
     return str(module), specs
 
 

@@ -16,7 +16,11 @@ import llvmlite.binding as llvm
 
 _lock = threading.Lock()
 _loaded: dict[str, dict[str, int]] = {}  # cache key -> symbol addresses already in the engine
-LIBM_FUNCTIONS = ("tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "expm1", "log1p", "erf", "atan2")
+LIBM_FUNCTIONS = ("sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "expm1", "log1p", "erf",
+                  "atan2")
+# glibc's libmvec vector variants (x86-64 vector function ABI): ISA letter -> (vector bits, host
+# features it needs); a variant's name is _ZGV<isa>N<lanes><one v per argument>_<function>
+_VECTOR_ISAS = {"e": (512, ("avx512f", "avx512dq")), "d": (256, ("avx2", "fma"))}
 
 
 @lru_cache(maxsize=None)
@@ -50,7 +54,8 @@ def vector_widths() -> tuple[int, ...]:
 def host_description() -> str:
     """CPU name and features: part of every cache key."""
     target_machine()
-    return f"{llvm.get_default_triple()}|{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}"
+    return f"{llvm.get_default_triple()}|{llvm.get_host_cpu_name()}|{llvm.get_host_cpu_features().flatten()}" \
+        f"|libmvec={_libmvec() is not None}"
 
 
 def _bind_libm() -> None:
@@ -60,6 +65,37 @@ def _bind_libm() -> None:
         for sym in (fn, fn + "f"):
             addr = ctypes.cast(getattr(libm, sym), ctypes.c_void_p).value
             llvm.add_symbol(f"kc_{sym}", addr)
+            # bound now, not at code generation: object code from the disk cache calls them too
+            vector_variants(sym, 2 if fn == "atan2" else 1)
+
+
+@lru_cache(maxsize=1)
+def _libmvec() -> ctypes.CDLL | None:
+    """glibc's vector math library, where the process can load it (glibc >= 2.22 on x86-64)."""
+    name = ctypes.util.find_library("mvec")
+    try:
+        return ctypes.CDLL(name or "libmvec.so.1")
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=None)
+def vector_variants(function: str, arity: int = 1) -> tuple[tuple[int, str], ...]:
+    """(vector bits, symbol) of each libmvec variant of libm's `function` (e.g. "sinf") that this
+    host can run, bound in the JIT: the loop vectorizer calls one per vector of lanes instead of
+    the scalar function once per lane (a vector attribute on the call, `ops.Math.libm`)."""
+    lib, features = _libmvec(), llvm.get_host_cpu_features()
+    if lib is None:
+        return ()
+    found = []
+    for isa, (bits, needs) in _VECTOR_ISAS.items():
+        single = function.endswith("f") and function[:-1] in LIBM_FUNCTIONS  # sinf, erff (not erf)
+        lanes = bits // (32 if single else 64)
+        symbol = f"_ZGV{isa}N{lanes}{'v' * arity}_{function}"
+        if all(features.get(f) for f in needs) and hasattr(lib, symbol):
+            llvm.add_symbol(symbol, ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value)
+            found.append((bits, symbol))
+    return tuple(found)
 
 
 def optimize(module: llvm.ModuleRef, vector_bits: int = 0) -> None:

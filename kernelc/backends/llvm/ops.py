@@ -46,6 +46,13 @@ def _host_has_scalef() -> bool:
 _HAS_SCALEF = _host_has_scalef()
 
 
+class _CallAttributes(ir.values.AttributeSet):
+    """A call's string attributes (`"key"="value"`), which llvmlite's own call attributes refuse."""
+
+    def add(self, name: str) -> None:
+        set.add(self, name)
+
+
 class Math:
     """Intrinsics and libm calls, declared once per module."""
 
@@ -57,6 +64,7 @@ class Math:
         # ... and products may regroup (x * a) * b as x * (a * b), so that factors computed
         # outside a loop fold into one (sums keep their order: regrouping them can cancel)
         self.product: tuple[str, ...] = ("contract", "reassoc", "nsz") if approx else ()
+        self.vector_functions: list[ir.Function] = []  # libmvec variants declared (finish)
 
     def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value, flags: tuple[str, ...] = ()) -> ir.Value:
         ty = args[0].type
@@ -70,12 +78,42 @@ class Math:
         return b.call(fn, list(args), fastmath=flags)
 
     def libm(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+        """A call of libm's `name`, which the loop vectorizer may replace with libmvec's vector
+        variants (the call's `vector-function-abi-variant`; the variants are kept in the module
+        until then by `finish`)."""
+        from kernelc.backends.llvm.jit import vector_variants
+
         ty = args[0].type
-        sym = f"kc_{name}{'f' if ty == F32 else ''}"
+        libm_name = f"{name}{'f' if ty == F32 else ''}"
+        sym = f"kc_{libm_name}"
         fn = self.module.globals.get(sym)
         if fn is None:
             fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=sym)
-        return b.call(fn, list(args))
+            fn.attributes.add("nounwind")
+            fn.attributes.add("readnone")
+        call = b.call(fn, list(args))
+        names = []
+        for bits, vector in vector_variants(libm_name, len(args)):
+            lanes = bits // (32 if ty == F32 else 64)
+            vec_t = ir.VectorType(ty, lanes)
+            if vector not in self.module.globals:
+                self.vector_functions.append(ir.Function(self.module, ir.FunctionType(vec_t, [vec_t] * len(args)),
+                                                         name=vector))
+            names.append(f"{vector[:vector.index('_', 4)]}_{sym}({vector})")  # _ZGV<isa>N<lanes><v...>_<scalar>
+        if names:
+            call.attributes = _CallAttributes([f'"vector-function-abi-variant"="{",".join(names)}"'])
+        return call
+
+    def finish(self) -> None:
+        """Keep the declared vector variants in the module until the loop vectorizer has run
+        (`llvm.compiler.used`, as LLVM's own InjectTLIMappings does): unused declarations are
+        dropped before it, and it then finds no variant to call."""
+        if not self.vector_functions:
+            return
+        pointers = [f.bitcast(I8.as_pointer()) for f in self.vector_functions]
+        array_t = ir.ArrayType(I8.as_pointer(), len(pointers))
+        used = ir.GlobalVariable(self.module, array_t, "llvm.compiler.used")
+        used.linkage, used.section, used.initializer = "appending", "llvm.metadata", ir.Constant(array_t, pointers)
 
     def ldexp(self, b: ir.IRBuilder, x: ir.Value, k: ir.Value) -> ir.Value:
         """x * 2**k, correctly rounded (overflow to inf, gradual underflow)."""
@@ -160,9 +198,8 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
     raise UnsupportedKernel(f"the llvm backend has no implementation of {op}")
 
 
-_INTRINSICS = {Op.SQRT: "sqrt", Op.SIN: "sin",
-               Op.COS: "cos"}
-_LIBM = {Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan", Op.SINH: "sinh", Op.COSH: "cosh",
+_INTRINSICS = {Op.SQRT: "sqrt"}
+_LIBM = {Op.SIN: "sin", Op.COS: "cos", Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan", Op.SINH: "sinh", Op.COSH: "cosh",
          Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
 
 _FCMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}
