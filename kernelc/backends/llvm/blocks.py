@@ -111,15 +111,11 @@ class BufferedState:
             # block walks with a loop over the components (E copies of its code compile slowly,
             # and E scalars spill)
             if self.weighted:
-                self.ms, self.t = self._array(fb, float("-inf")), self._array(fb, 0.0)
-                self.m = self.ms[0]
-            elif self.kind is ReduceKind.SOFTMAX:
-                self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
-                self.ms, self.t = [self.m], self._array(fb, 0.0)
+                self.ms = self._array(fb, float("-inf"))
             else:
-                self.m = slot(self.ty, ops.const(self.ty, float("-inf")))
-                self.ms = [self.m]
-                self.t = [slot(self.ty, ops.const(self.ty, 0)) for _ in range(fb.dim(node))]
+                self.ms = [slot(self.ty, ops.const(self.ty, float("-inf")))]
+            self.m = self.ms[0]
+            self.t = self._array(fb, 0.0)
             self.den = slot(self.ty, ops.const(self.ty, 0))
             # the block's largest score, found while the scores are stored (no second pass)
             self.top = slot(self.ty, ops.const(self.ty, float("-inf")))
@@ -253,13 +249,19 @@ class BufferedState:
             if softmax:
                 b.store(w, b.gep(self.scores, [rel]))  # the weights replace the scores
 
-        is_finite = b.fcmp_ordered("<", fb.math.intrinsic(b, "fabs", block_m), ops.const(self.ty, float("inf")))
-        with b.if_else(is_finite, likely=True) as (finite, extreme):
-            with finite:
-                fb.loop(ir.Constant(I64, 0), count, "expsum", lambda rel: weigh(rel, True))
-            with extreme:
-                fb.loop(ir.Constant(I64, 0), count, "expsum_extreme", lambda rel: weigh(rel, False))
+        self._by_block_max(fb, block_m, count, "expsum", weigh)
         return block_m, sums, den
+
+    def _by_block_max(self, fb: "_FunctionBuilder", block_m: ir.Value, count: ir.Value, name: str, body) -> None:
+        """body(rel, finite) over the block: with finite=True when the block maximum is finite
+        (every exponent s - max is then at most 0: a plain exp), else the monoid's rules."""
+        b = fb.b
+        finite = b.fcmp_ordered("<", fb.math.intrinsic(b, "fabs", block_m), ops.const(self.ty, float("inf")))
+        with b.if_else(finite, likely=True) as (then, otherwise):
+            with then:
+                fb.loop(ir.Constant(I64, 0), count, name, lambda rel: body(rel, True))
+            with otherwise:
+                fb.loop(ir.Constant(I64, 0), count, name + "_extreme", lambda rel: body(rel, False))
 
     @staticmethod
     def _numerators(fb: "_FunctionBuilder", blocks: list, count: ir.Value) -> None:
@@ -374,12 +376,7 @@ class BufferedState:
                 value = b.select(b.fcmp_ordered("==", w, zero), dead, b.fmul(scaled, w))
                 b.store(b.fadd(b.load(total), value, flags=("reassoc",)), total)
 
-            finite = b.fcmp_ordered("<", fb.math.intrinsic(b, "fabs", block_m), inf)
-            with b.if_else(finite, likely=True) as (then, otherwise):
-                with then:
-                    fb.loop(ir.Constant(I64, 0), count, "lse_terms", lambda rel: term(rel, True))
-                with otherwise:
-                    fb.loop(ir.Constant(I64, 0), count, "lse_terms_extreme", lambda rel: term(rel, False))
+            self._by_block_max(fb, block_m, count, "lse_terms", term)
             keep, fold = self._rescale(fb, b.gep(self.m, [e]), block_m)
             _fold(b, b.gep(self.t[0], [e]), keep, b.load(total), fold)
 
