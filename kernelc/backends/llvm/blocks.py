@@ -358,13 +358,23 @@ class BufferedState:
 
         def component(e: ir.Value) -> None:
             top = fb.alloca(self.ty, ops.const(self.ty, float("-inf")))
+            zeros = fb.alloca(I1, ir.Constant(I1, 0))
+
+            # the plain maximum and whether any weight is 0 (both vectorize); only a block with a
+            # weight of 0 looks again, skipping those scores (a masked maximum does not vectorize)
+            def scan(rel: ir.Value) -> None:
+                b.store(fb.math.intrinsic(b, "maximum", b.load(top), self._score(fb, rel), flags=("nsz",)), top)
+                b.store(b.or_(b.load(zeros), b.fcmp_ordered("==", self._value(fb, e, rel), zero)), zeros)
 
             def counted(rel: ir.Value) -> None:
-                w = self._value(fb, e, rel)
-                s = b.select(b.fcmp_unordered("!=", w, zero), self._score(fb, rel), ops.const(self.ty, float("-inf")))
+                s = b.select(b.fcmp_unordered("!=", self._value(fb, e, rel), zero), self._score(fb, rel),
+                             ops.const(self.ty, float("-inf")))
                 b.store(fb.math.intrinsic(b, "maximum", b.load(top), s, flags=("nsz",)), top)
 
-            fb.loop(ir.Constant(I64, 0), count, "lse_max", counted)
+            fb.loop(ir.Constant(I64, 0), count, "lse_max", scan)
+            with b.if_then(b.load(zeros), likely=False):
+                b.store(ops.const(self.ty, float("-inf")), top)
+                fb.loop(ir.Constant(I64, 0), count, "lse_max_nonzero", counted)
             block_m = b.fadd(b.load(top), zero)  # -0 -> +0, as the monoid's max
             total = fb.alloca(self.ty, zero)
 
