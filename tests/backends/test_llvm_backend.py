@@ -150,10 +150,10 @@ def test_k_reductions_with_large_k(k_):
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f64", "i32", "i64"])
-@pytest.mark.parametrize("k_", [1, 10, 16, 17])
+@pytest.mark.parametrize("k_", [1, 10, 16, 17, 32, 33])
 def test_k_best_blocks_with_ties_nan_and_order(dtype, k_):
-    """The block-buffered K-best reductions (slots in one vector up to K = 16, scalar slots
-    above) against the reference: NaN and infinities among the scores, runs of equal values,
+    """The block-buffered K-best reductions (slots in a vector of 16 lanes up to K = 16, of 32
+    up to K = 32, scalar slots above) against the reference: NaN and infinities among the scores, runs of equal values,
     scores in ascending order (one insertion per block) and descending order (every score
     enters), column counts that leave a partial block."""
     kern = kc.kernel(f"kernel s(x: {dtype}[i], y: {dtype}[j]) -> ({dtype}[i, K], i64[i, K], {dtype}[i, K], i64[i, K])"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 BIG = (1 << 62)
 MAX_BUFFERED_SOFTMAX_DIM = 64
-VECTOR_SLOTS = 16  # K-best reductions with K up to this keep their slots in one vector
+VECTOR_SLOTS = 32  # K-best reductions with K up to this keep their slots in one vector (16 or 32 lanes)
 
 
 K_BEST = (ReduceKind.KMIN, ReduceKind.KMAX, ReduceKind.ARGKMIN, ReduceKind.ARGKMAX)
@@ -461,10 +461,13 @@ class BufferedKBest:
         self.top = fb.alloca(self.ty, self.worst)
         self.k = len(self.best.slots["vals"])
         self.vector: tuple[ir.Value, ir.Value] | None = None
-        if self.k <= VECTOR_SLOTS:  # the K slots in one vector (values) and its indices (-1: empty)
-            self.vector = (fb.alloca(ir.VectorType(self.ty, VECTOR_SLOTS), _splat(fb.b, self.worst, VECTOR_SLOTS)),
-                           fb.alloca(ir.VectorType(I64, VECTOR_SLOTS),
-                                     ir.Constant(ir.VectorType(I64, VECTOR_SLOTS), [-1] * VECTOR_SLOTS)))
+        # the K slots in one vector (values) and its indices (-1: empty): 16 lanes up to K = 16
+        # (one register of f32), else 32 (kmin K=32: 1.6x the scalar slots)
+        self.slot_lanes = 16 if self.k <= 16 else VECTOR_SLOTS
+        if self.k <= VECTOR_SLOTS:
+            n = self.slot_lanes
+            self.vector = (fb.alloca(ir.VectorType(self.ty, n), _splat(fb.b, self.worst, n)),
+                           fb.alloca(ir.VectorType(I64, n), ir.Constant(ir.VectorType(I64, n), [-1] * n)))
 
     def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
         b, s = fb.b, args[0][0]
@@ -486,7 +489,7 @@ class BufferedKBest:
             return
         from kernelc.backends.llvm.codegen import _sorts_before
 
-        b, n = fb.b, VECTOR_SLOTS
+        b, n = fb.b, self.slot_lanes
         vals, idx = b.load(self.vector[0]), b.load(self.vector[1])
         v_all, k_all = _splat(b, v, n), _splat(b, k, n)
         empty = b.icmp_signed("<", idx, ir.Constant(idx.type, [0] * n))
