@@ -137,15 +137,10 @@ class BufferedState:
         s = args[0][0]
         b.store(s, b.gep(self.scores, [rel]))
         largest = self.kind is not ReduceKind.ARGMIN
-        if isinstance(self.ty, ir.IntType):
-            b.store(_imin(b, b.load(self.top), s, largest), self.top)
-        elif self.weighted:
-            pass  # the maxima per component skip the scores of weight 0: found at the block's end
-        else:
-            # llvm.maximum/minimum propagate NaN: reductions LLVM vectorizes; nsz: either zero
-            # may come out for -0 vs +0 (both are found by ==, and a block max adds 0.0)
-            b.store(fb.math.intrinsic(b, "maximum" if largest else "minimum", b.load(self.top), s, flags=("nsz",)),
-                    self.top)
+        # (weighted logsumexp: the maxima per component skip the scores of weight 0, found at
+        # the block's end)
+        if not self.weighted:
+            b.store(fb.math.extreme(b, b.load(self.top), s, largest), self.top)
         if self.values is not None:
             for e, v in enumerate(fb.broadcast(args[1], self.dim)):
                 b.store(v, b.gep(self.values, [b.add(rel, ir.Constant(I64, e * self.block))]))
@@ -363,13 +358,13 @@ class BufferedState:
             # the plain maximum and whether any weight is 0 (both vectorize); only a block with a
             # weight of 0 looks again, skipping those scores (a masked maximum does not vectorize)
             def scan(rel: ir.Value) -> None:
-                b.store(fb.math.intrinsic(b, "maximum", b.load(top), self._score(fb, rel), flags=("nsz",)), top)
+                b.store(fb.math.extreme(b, b.load(top), self._score(fb, rel), True), top)
                 b.store(b.or_(b.load(zeros), b.fcmp_ordered("==", self._value(fb, e, rel), zero)), zeros)
 
             def counted(rel: ir.Value) -> None:
                 s = b.select(b.fcmp_unordered("!=", self._value(fb, e, rel), zero), self._score(fb, rel),
                              ops.const(self.ty, float("-inf")))
-                b.store(fb.math.intrinsic(b, "maximum", b.load(top), s, flags=("nsz",)), top)
+                b.store(fb.math.extreme(b, b.load(top), s, True), top)
 
             fb.loop(ir.Constant(I64, 0), count, "lse_max", scan)
             with b.if_then(b.load(zeros), likely=False):
@@ -472,11 +467,7 @@ class BufferedKBest:
     def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
         b, s = fb.b, args[0][0]
         b.store(s, b.gep(self.scores, [b.sub(k, fb.block_start)]))
-        if isinstance(self.ty, ir.IntType):
-            b.store(_imin(b, b.load(self.top), s, self.largest), self.top)
-        else:  # NaN-propagating, as BufferedState's block extreme
-            b.store(fb.math.intrinsic(b, "maximum" if self.largest else "minimum", b.load(self.top), s,
-                                      flags=("nsz",)), self.top)
+        b.store(fb.math.extreme(b, b.load(self.top), s, self.largest), self.top)  # NaN-propagating
 
     def _insert(self, fb: "_FunctionBuilder", v: ir.Value, k: ir.Value) -> None:
         """Insert (v, k) into the K slots (k grows, so equal values keep index order). With the

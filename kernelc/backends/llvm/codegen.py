@@ -405,10 +405,10 @@ class _FunctionBuilder:
         if self.is_wide_sum(node):
             self.wide_sum(node, [_Row(self.row, self.scopes[1], self.scopes[2])])
             return self.scopes[2].values[node]
-        if op is Op.VSUM and _factors(node.src[0]):
+        if op is Op.VSUM and (factors := _factors(node.src[0])):
             dim = self.dim(node.src[0])
             sums = _Chains(b, self.math, dim)
-            for x, y in zip(*(self.broadcast(self.emit(f), dim) for f in _factors(node.src[0]))):
+            for x, y in zip(*(self.broadcast(self.emit(f), dim) for f in factors)):
                 sums.add_product(x, y)
             return [sums.total()]
         src = [self.emit(s) for s in node.src]
@@ -606,12 +606,13 @@ class _FunctionBuilder:
         instructions; computed whole, the D components of y stay live across the block's rows
         and spill (LLVM's scheduler keeps the order it is given)."""
         src, dim = node.src[0], self.dim(node.src[0])
+        factors = _factors(src)
         sums = [_Chains(self.b, self.math, dim, max(1, SUM_CHAINS // len(rows))) for _ in rows]
         for c in range(dim):
             for row, chains in zip(rows, sums):
                 self.enter(row)
-                if _factors(src):
-                    chains.add_product(*(self.component(f, c) for f in _factors(src)))
+                if factors:
+                    chains.add_product(*(self.component(f, c) for f in factors))
                 else:
                     chains.add(self.component(src, c))
         for row, chains in zip(rows, sums):
@@ -747,15 +748,6 @@ def _loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
     return loop
 
 
-def _extreme(fb: _FunctionBuilder, acc: ir.Value, v: ir.Value, largest: bool) -> ir.Value:
-    """The running max/min of a reduction: for floats `llvm.maximum`/`minimum`, which propagate
-    NaN and which LLVM vectorizes as reductions (a compare-and-select recurrence keeps the whole
-    pair loop scalar); nsz: either zero may come out of +0 against -0 (docs/SEMANTICS.md)."""
-    if isinstance(acc.type, ir.IntType):
-        return ops.select_max(fb.b, acc, v, largest)
-    return fb.math.intrinsic(fb.b, "maximum" if largest else "minimum", acc, v, flags=("nsz",))
-
-
 def _better(b: ir.IRBuilder, v: ir.Value, best: ir.Value, largest: bool) -> ir.Value:
     """Whether v replaces best in a first-wins scan: the first NaN wins, then strict improvement."""
     if isinstance(v.type, ir.IntType):
@@ -857,7 +849,7 @@ class _State:
         elif kind in (ReduceKind.MAX, ReduceKind.MIN):
             vals = fb.broadcast(args[0], dim)
             acc = self.load(fb, "acc")
-            self.save(fb, "acc", [_extreme(fb, a, v, kind is ReduceKind.MAX) for a, v in zip(acc, vals)])
+            self.save(fb, "acc", [fb.math.extreme(b, a, v, kind is ReduceKind.MAX) for a, v in zip(acc, vals)])
         elif kind in (ReduceKind.ARGMAX, ReduceKind.ARGMIN):
             (v,), (best,), (idx,) = args[0], self.load(fb, "best"), self.load(fb, "idx")
             take = b.or_(b.icmp_signed("<", idx, ir.Constant(I64, 0)),

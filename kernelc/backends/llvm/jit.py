@@ -88,8 +88,8 @@ def vector_variants(function: str, arity: int = 1) -> tuple[tuple[int, str], ...
     if lib is None:
         return ()
     found = []
+    single = function.endswith("f") and function[:-1] in LIBM_FUNCTIONS  # sinf, erff (not erf)
     for isa, (bits, needs) in _VECTOR_ISAS.items():
-        single = function.endswith("f") and function[:-1] in LIBM_FUNCTIONS  # sinf, erff (not erf)
         lanes = bits // (32 if single else 64)
         symbol = f"_ZGV{isa}N{lanes}{'v' * arity}_{function}"
         if all(features.get(f) for f in needs) and hasattr(lib, symbol):

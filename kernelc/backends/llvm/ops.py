@@ -77,6 +77,15 @@ class Math:
             fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=f"llvm.{name}.{suffix}")
         return b.call(fn, list(args), fastmath=flags)
 
+    def extreme(self, b: ir.IRBuilder, acc: ir.Value, v: ir.Value, largest: bool) -> ir.Value:
+        """A running max/min (of a reduction): for floats `llvm.maximum`/`minimum`, which
+        propagate NaN and which LLVM vectorizes as reductions (a compare-and-select recurrence
+        keeps the whole loop scalar); nsz: either zero may come out of +0 against -0
+        (docs/SEMANTICS.md; both are found by ==, and a block maximum adds 0.0)."""
+        if isinstance(acc.type, ir.IntType):
+            return select_max(b, acc, v, largest)
+        return self.intrinsic(b, "maximum" if largest else "minimum", acc, v, flags=("nsz",))
+
     def libm(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
         """A call of libm's `name`, which the loop vectorizer may replace with libmvec's vector
         variants (the call's `vector-function-abi-variant`; the variants are kept in the module
