@@ -81,7 +81,7 @@ def _libmvec() -> ctypes.CDLL | None:
 
 @lru_cache(maxsize=None)
 def vector_variants(function: str, arity: int = 1) -> tuple[tuple[int, str], ...]:
-    """(vector bits, symbol) of each libmvec variant of libm's `function` (e.g. "sinf") that this
+    """(lanes, symbol) of each libmvec variant of libm's `function` (e.g. "sinf") that this
     host can run, bound in the JIT: the loop vectorizer calls one per vector of lanes instead of
     the scalar function once per lane (a vector attribute on the call, `ops.Math.libm`)."""
     lib, features = _libmvec(), llvm.get_host_cpu_features()
@@ -94,7 +94,7 @@ def vector_variants(function: str, arity: int = 1) -> tuple[tuple[int, str], ...
         symbol = f"_ZGV{isa}N{lanes}{'v' * arity}_{function}"
         if all(features.get(f) for f in needs) and hasattr(lib, symbol):
             llvm.add_symbol(symbol, ctypes.cast(getattr(lib, symbol), ctypes.c_void_p).value)
-            found.append((bits, symbol))
+            found.append((lanes, symbol))
     return tuple(found)
 
 

@@ -102,8 +102,7 @@ class Math:
             fn.attributes.add("readnone")
         call = b.call(fn, list(args))
         names = []
-        for bits, vector in vector_variants(libm_name, len(args)):
-            lanes = bits // (32 if ty == F32 else 64)
+        for lanes, vector in vector_variants(libm_name, len(args)):
             vec_t = ir.VectorType(ty, lanes)
             if vector not in self.module.globals:
                 self.vector_functions.append(ir.Function(self.module, ir.FunctionType(vec_t, [vec_t] * len(args)),
@@ -208,8 +207,8 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
 
 
 _INTRINSICS = {Op.SQRT: "sqrt"}
-_LIBM = {Op.SIN: "sin", Op.COS: "cos", Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan", Op.SINH: "sinh", Op.COSH: "cosh",
-         Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
+_LIBM = {Op.SIN: "sin", Op.COS: "cos", Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan",
+         Op.SINH: "sinh", Op.COSH: "cosh", Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
 
 _FCMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}
 _ICMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}
