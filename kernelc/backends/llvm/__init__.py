@@ -331,16 +331,15 @@ _INTERLEAVE_WORK = 1 << 26  # pairs from which a call runs long enough to repay 
 
 
 @lru_cache(maxsize=256)
-def _interleave_wide_sums(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> bool:
-    """Whether the pair loop of a kernel with wide component sums should run 4 vectors side by
-    side (`interleave`): LLVM's cost model chose 2 where a block-buffered reduction consumes the
-    sum, and 4 ran 1.1-1.25x faster (logsumexp, argmin of D=64 dot/sqdist; Gaussian D=64 too);
-    softmax with long values ran alike and compiled 0.5 s longer, so it keeps LLVM's choice.
-    Gaussian D=64 compiles 0.25 s longer (0.7 -> 0.95 s), so only calls of 2^26 pairs or more
-    (0.1 s and up) ask for it."""
-    nodes = list(walk([o.value for o in kernel.outputs]))
-    return any(_is_wide_pair_sum(n, dict(bindings)) for n in nodes) \
-        and not any(n.op is Op.REDUCE and n.arg.kind is ReduceKind.SOFTMAX for n in nodes)  # type: ignore[union-attr]
+def _interleave_pays(kernel: Kernel) -> bool:
+    """Whether a kernel with 4-row blocks (which only wide component sums get, _rows_for) should
+    run 4 vectors side by side in its pair loop (`interleave`): LLVM's cost model chose 2 where a
+    block-buffered reduction consumes the sum, and 4 ran 1.1-1.25x faster (logsumexp, argmin of
+    D=64 dot/sqdist; Gaussian D=64 too); softmax with long values ran alike and compiled 0.5 s
+    longer, so it keeps LLVM's choice. Gaussian D=64 compiles 0.25 s longer (0.7 -> 0.95 s), so
+    only calls of _INTERLEAVE_WORK pairs or more (0.1 s and up) ask for it."""
+    return not any(n.op is Op.REDUCE and n.arg.kind is ReduceKind.SOFTMAX  # type: ignore[union-attr]
+                   for n in walk([o.value for o in kernel.outputs]))
 
 
 def _is_wide_pair_sum(node, bindings: dict[str, int]) -> bool:
@@ -412,9 +411,8 @@ class LLVMBackend:
         hoisting = _hoist_pays(kernel, sizes)
         main = hoist.run(kernel)[-1].kernel if hoisting else kernel  # the stage with the pair loop
         rows = _default_rows(main, sizes)
-        bindings = tuple(sorted(sizes.bindings.items()))
         interleave = {"interleave": 4} if rows == 4 and sizes.n * sizes.m >= _INTERLEAVE_WORK \
-            and _interleave_wide_sums(main, bindings) else {}
+            and _interleave_pays(main) else {}
         return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=hoisting, chunks_per_thread=8,
                            rows=rows, tile=_default_tile(main, sizes), vector_bits=vector_widths()[0], **interleave)
 
