@@ -43,7 +43,13 @@ def cache_key(kernel: Kernel, schedule: Schedule) -> str:
     return make_key("llvm", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
                     print_kernel(kernel), str(dict(schedule.get("dims") or ())), str(bool(schedule.get("approx_math"))),
                     str(int(schedule.get("rows") or 1)), str(int(schedule.get("vector_bits") or 0)),
-                    str(int(schedule.get("interleave") or 0)))
+                    str(int(schedule.get("interleave") or 0)), str(_matrix_unit(schedule)))
+
+
+def _matrix_unit(schedule: Schedule) -> bool:
+    """Whether a tolerance variant may run on the CPU's matrix unit (amx.py): knob `matrix_unit`,
+    on unless set to False; exact kernels never do."""
+    return bool(schedule.get("approx_math")) and schedule.get("matrix_unit") is not False
 
 
 class LLVMExecutable:
@@ -101,9 +107,13 @@ class _StageExecutable:
         self._functions: list[Any] | None = None
         self._partial: Any = None
         self.optimized_ir = ""
+        self.matrix = _matrix_path(kernel, self.dims, schedule, tag, key, self.threads, self.chunks_per_thread)
         # compiled now (the autotuner compiles in worker processes, for the disk cache): the
-        # functions this schedule runs, the row functions or, with tiles, the partial function
-        if self.tile and self.splittable:
+        # functions this schedule runs: on the matrix unit (the others then only for calls it
+        # does not take), the row functions or, with tiles, the partial function
+        if self.matrix is not None:
+            pass
+        elif self.tile and self.splittable:
             self.partial()
         else:
             self.functions()
@@ -117,6 +127,8 @@ class _StageExecutable:
         from kernelc.backends.llvm.jit import optimized_ir
 
         text = self.optimized_ir or optimized_ir(self._generate(), self.vector_bits)
+        if self.matrix is not None:
+            text = self.matrix.code + "\n" + text
         if self.tile and self.splittable:
             text += "\n" + optimized_ir(self._generate(True), self.vector_bits)
         return text
@@ -127,6 +139,8 @@ class _StageExecutable:
         n, m = call.sizes.n, call.sizes.m
         for out in call.outputs:
             assert out.flags.c_contiguous, "the runtime allocates contiguous outputs"
+        if self.matrix is not None and self.matrix.run(call.inputs, call.outputs[0]):
+            return
         for k, spec in enumerate(self.specs):
             arrays = [soa_blocks(call.inputs[p.name]) if p.name in spec.soa else np.ascontiguousarray(call.inputs[p.name])
                       for p in self.kernel.params] + list(call.outputs)
@@ -261,6 +275,20 @@ class _StageExecutable:
             run_chunk(0)
         else:
             list(pool(threads).map(run_chunk, range(chunks)))
+
+
+def _matrix_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, tag: str, key: str, threads: int,
+                 chunks_per_thread: int) -> Any:
+    """The attention on the matrix unit (amx.AttentionExecutable) that this tolerance variant
+    runs, or None: an exact kernel, not an attention amx.py knows, or no AMX-BF16 here."""
+    from kernelc.backends.llvm import amx
+
+    if not _matrix_unit(schedule):
+        return None
+    found = amx.match(kernel, dims)
+    if found is None or amx.unavailable() is not None:
+        return None
+    return amx.AttentionExecutable(found, tag, key, threads, chunks_per_thread)
 
 
 def _hoisted(stage: Stage) -> list[Stage]:

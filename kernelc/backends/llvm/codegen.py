@@ -135,23 +135,7 @@ class _FunctionBuilder:
              interleave: int = 0) -> None:
         """for (k = start; k < stop; k += step) body(k), with the builder left after the loop;
         `interleave` (if not 0) tells the loop vectorizer how many vectors to run side by side."""
-        b = self.b
-        pre = b.block
-        head = self.fn.append_basic_block(f"{name}.head")
-        work = self.fn.append_basic_block(f"{name}.body")
-        done = self.fn.append_basic_block(f"{name}.done")
-        b.branch(head)
-        b.position_at_end(head)
-        k = b.phi(I64, name=name)
-        k.add_incoming(start, pre)
-        b.cbranch(b.icmp_signed("<", k, stop), work, done)
-        b.position_at_end(work)
-        body(k)
-        k.add_incoming(b.add(k, ir.Constant(I64, step)), b.block)
-        back = b.branch(head)
-        if interleave:
-            back.set_metadata("llvm.loop", _loop_id(self.fn.module, ("llvm.loop.interleave.count", interleave)))
-        b.position_at_end(done)
+        ops.loop(self.b, start, stop, name, body, step, interleave)
 
     def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
         with self.b.goto_block(self.entry):
@@ -735,17 +719,6 @@ def _factors(node: Node) -> tuple[Node, Node] | None:
     if node.op is Op.MUL:
         return node.src[0], node.src[1]
     return (node.src[0], node.src[0]) if node.op is Op.SQUARE else None
-
-
-def _loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
-    """A loop's metadata (its first operand is itself, which makes it unique) with properties."""
-    from llvmlite.ir.values import MDValue
-
-    props = [module.add_metadata([ir.MetaDataString(module, name), ir.Constant(ir.IntType(32), value)])
-             for name, value in properties]
-    loop = MDValue(module, [None] + props, name=str(len(module.metadata)))
-    loop.operands = (loop,) + loop.operands[1:]
-    return loop
 
 
 def _better(b: ir.IRBuilder, v: ir.Value, best: ir.Value, largest: bool) -> ir.Value:

@@ -138,7 +138,44 @@ class Math:
         return b.call(fn, [x])
 
 
+def loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str, body, step: int = 1,
+         interleave: int = 0) -> None:
+    """for (k = start; k < stop; k += step) body(k) in the builder's function, with the builder
+    left after the loop; `interleave` (if not 0) tells the loop vectorizer how many vectors to
+    run side by side."""
+    fn = b.function
+    pre = b.block
+    head = fn.append_basic_block(f"{name}.head")
+    work = fn.append_basic_block(f"{name}.body")
+    done = fn.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(start.type, name=name)
+    k.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", k, stop), work, done)
+    b.position_at_end(work)
+    body(k)
+    k.add_incoming(b.add(k, ir.Constant(start.type, step)), b.block)
+    back = b.branch(head)
+    if interleave:
+        back.set_metadata("llvm.loop", loop_id(fn.module, ("llvm.loop.interleave.count", interleave)))
+    b.position_at_end(done)
+
+
+def loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
+    """A loop's metadata (its first operand is itself, which makes it unique) with properties."""
+    from llvmlite.ir.values import MDValue
+
+    props = [module.add_metadata([ir.MetaDataString(module, name), ir.Constant(ir.IntType(32), value)])
+             for name, value in properties]
+    loop = MDValue(module, [None] + props, name=str(len(module.metadata)))
+    loop.operands = (loop,) + loop.operands[1:]
+    return loop
+
+
 def const(ty: ir.Type, value: float | int | bool) -> ir.Constant:
+    if isinstance(ty, ir.VectorType):  # the value in every lane
+        return ir.Constant(ty, [const(ty.element, value)] * ty.count)
     if isinstance(ty, ir.IntType):
         return ir.Constant(ty, int(value))
     return ir.Constant(ty, float(value))
@@ -331,7 +368,8 @@ def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value, nonpositive: bool = False
     (subnormals cost a microcode assist each on many CPUs: a Gaussian KDE with 1.6% of its
     terms in that range ran 16x slower). NaN stays NaN; error about 2 ulp, plus for exp the
     rounding of x * log2(e) (relative |x| 2**-24)."""
-    c = lambda v: const(F32, v)  # noqa: E731
+    c = lambda v: const(t.type, v)  # noqa: E731 (t: f32 or a vector of f32)
+    bits = ir.VectorType(I32, t.type.count) if isinstance(t.type, ir.VectorType) else I32
     clamped = t if nonpositive else b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
     clamped = b.select(b.fcmp_ordered("<", clamped, c(-126.5)), c(-126.5), clamped)
     magic = 1.5 * 2 ** 23  # adding it rounds to an integer (half to even), kept in the low bits
@@ -341,8 +379,8 @@ def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value, nonpositive: bool = False
     for a in reversed(_EXP2_APPROX[:-1]):
         p = m.intrinsic(b, "fma", p, g, c(2 * a))
     magic_bits = int(np.float32(magic).view(np.int32))
-    biased = b.add(b.bitcast(shifted, I32), const(I32, 126 - magic_bits))  # k - 1 + 127
-    return b.fmul(p, b.bitcast(b.shl(biased, const(I32, 23)), F32))
+    biased = b.add(b.bitcast(shifted, bits), const(bits, 126 - magic_bits))  # k - 1 + 127
+    return b.fmul(p, b.bitcast(b.shl(biased, const(bits, 23)), t.type))
 
 
 def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False, nonpositive: bool = False) -> ir.Value:

@@ -1,0 +1,477 @@
+"""Softmax attention on the CPU's matrix unit (Intel AMX, bf16 tiles), for kernels under a tolerance.
+
+`softmax[j](dot(x, y) * c, v)` costs 2 (D + E) flops per pair, all of them in two matrix
+products: scores S = X Y^T and numerators P V. With f32 FMAs this is bound by the vector unit
+(D = E = 64 at about 0.7e9 pairs/s on 2 cores); an AMX tile unit multiplies bf16 matrices
+16 x 32 by 32 x 16 per instruction, about 30x the f32 FMA rate of a core.
+
+bf16 keeps 8 bits of a float's 24, so each f32 operand is split as a = a_hi + a_lo (both bf16,
+16 bits together) and a product as a_hi b_hi + a_hi b_lo + a_lo b_hi ("bf16x3"): relative error
+about 2^-16 per product, summed in f32 by the tile unit. That is a precision variant, so the
+kernel runs this way only under a `tolerance=` (schedule knob `approx_math`, and `matrix_unit`
+not turned off), and the autotuner and the variant choice measure the error like any other
+variant's. Inputs the split cannot represent to that accuracy (not finite, or magnitudes outside
+[2^-40, 2^40], where bf16 parts of products would underflow or overflow) run the f32 code.
+
+Layout: X's split rows are [x_hi | x_hi | x_lo] and Y's [y_hi | y_lo | y_hi] (each part padded to
+Dp, a multiple of 32), so one bf16 product of length 3 Dp is the bf16x3 dot product. Y and V are
+copied per call into the tile unit's pair-interleaved ("VNNI") layout, zero-padded to Mp, a
+multiple of 32 keys; X to Np rows, a multiple of 16. That copying is O((N + M)(D + E)), against
+O(N M (D + E)) of the products.
+
+The generated function walks the keys in tiles that stay in L2 (`TILE_KEYS`), and for each block
+of 16 rows and 32 keys: 2 x (3 Dp / 32) tile products give the scores; vector code scales and
+masks them, updates each row's running maximum and sum (the online softmax of
+`kernelc.ir.monoids`), and splits exp(s - max) into bf16 hi and lo; 3 x Ep / 16 tile products
+give the block's numerators, which are added to the row's accumulators rescaled by exp(old max
+- new max). The outputs are the accumulators divided by the sums.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from llvmlite import ir
+
+from kernelc.backends.llvm import ops
+from kernelc.backends.llvm.ops import F32, I16, I32, I64
+from kernelc.ir.dtypes import DType
+from kernelc.ir.nodes import Kernel, Node
+from kernelc.ir.ops import Op, ReduceKind
+
+ROWS = 16  # rows of a tile (and of a block of queries)
+KEYS = 32  # keys per block: two 16-key score tiles, one 32-deep numerator product
+TILE_BYTES = 64  # bytes per tile row: 32 bf16 or 16 f32
+TILE_KEYS_BYTES = 640 << 10  # keys per L2 tile: their split Y and V take about this many bytes
+SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the matrix unit
+_ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
+
+
+@dataclass(frozen=True)
+class Attention:
+    """A kernel whose one output is softmax[j](dot(x, y) * scale, v), x: f32<D>[i], y: f32<D>[j],
+    v: f32<E>[j]; `scale` is a constant, a scalar parameter's name, or None (1), and `invert`
+    divides by it instead."""
+
+    queries: str
+    keys: str
+    values: str
+    dim: int
+    values_dim: int
+    scale: float | str | None = None
+    invert: bool = False
+
+    @property
+    def padded_dim(self) -> int:
+        return -(-self.dim // KEYS) * KEYS
+
+    @property
+    def padded_values(self) -> int:
+        return -(-self.values_dim // ROWS) * ROWS
+
+    @property
+    def chunks(self) -> int:
+        """32-deep tile products per score tile: the three split parts of Dp each."""
+        return 3 * self.padded_dim // KEYS
+
+    @property
+    def tile_keys(self) -> int:
+        per_key = 2 * 3 * self.padded_dim + 2 * 2 * self.padded_values
+        return max(KEYS, TILE_KEYS_BYTES // per_key // KEYS * KEYS)
+
+
+VECTOR_BITS = 512  # the vector code between tile products (AMX hosts have AVX-512)
+MIN_DIM = 16  # shorter dot products waste most of a 32-deep tile product
+
+
+def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
+    """The attention this kernel computes, if it is one the matrix unit runs."""
+    if len(kernel.outputs) != 1:
+        return None
+    out = kernel.outputs[0]
+    red = out.value
+    if out.type.index != ("i",) or red.op is not Op.REDUCE or red.arg.kind is not ReduceKind.SOFTMAX \
+            or red.arg.index != "j" or len(red.src) != 2 or red.dtype is not DType.F32:
+        return None
+    params = {p.name: p for p in kernel.params}
+    score, values = red.src
+    if not _is_param(values, params, ("j",)):
+        return None
+    scale, invert = None, False
+    if score.op in (Op.MUL, Op.DIV):
+        invert = score.op is Op.DIV
+        score, factor = score.src
+        if score.op is not Op.VSUM and not invert:  # c * dot(x, y)
+            score, factor = factor, score
+        if factor.op is Op.INV:
+            invert, factor = not invert, factor.src[0]
+        scale = _scalar(factor, params, bindings)
+    if scale is False or score.op is not Op.VSUM or score.src[0].op is not Op.MUL:
+        return None
+    a, b = score.src[0].src
+    if _is_param(b, params, ("i",)) and _is_param(a, params, ("j",)):
+        a, b = b, a
+    if not (_is_param(a, params, ("i",)) and _is_param(b, params, ("j",))) or a.dim != b.dim:
+        return None
+    dim = a.dim.evaluate(bindings)
+    if dim < MIN_DIM:
+        return None
+    return Attention(a.arg, b.arg, values.arg, dim, values.dim.evaluate(bindings), scale, invert)
+
+
+def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
+    return node.op is Op.PARAM and node.dtype is DType.F32 and params[node.arg].type.index == index
+
+
+def _scalar(node: Node, params: dict, bindings: dict[str, int]) -> float | str | bool:
+    """A constant's value or a scalar f32 parameter's name; False for anything else."""
+    if node.dtype is not DType.F32 or node.deps or node.dim.evaluate(bindings) != 1:
+        return False
+    if node.op is Op.CONST:
+        return float(node.arg)
+    if node.op is Op.PARAM and not params[node.arg].type.index:
+        return str(node.arg)
+    return False
+
+
+@lru_cache(maxsize=1)
+def unavailable() -> str | None:
+    """Why this process cannot use AMX-BF16 tiles (None: it can). Linux hands out the tile
+    state only to processes that ask for it (arch_prctl ARCH_REQ_XCOMP_PERM), once."""
+    from kernelc.backends.llvm.jit import target_machine
+
+    import llvmlite.binding as llvm
+
+    target_machine()
+    features = llvm.get_host_cpu_features()
+    missing = [f for f in ("amx-tile", "amx-bf16", "avx512f") if not features.get(f)]
+    if missing:
+        return f"the CPU lacks {', '.join(missing)}"
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) != 0:
+            return f"the OS refused the tile state (arch_prctl errno {ctypes.get_errno()})"
+    except (OSError, AttributeError) as err:
+        return f"cannot ask the OS for the tile state: {err}"
+    return None
+
+
+# --- code generation ------------------------------------------------------------------------------
+
+
+class _TileType(ir.Type):
+    """LLVM's x86_amx: a tile register value (llvmlite's builder has no such type)."""
+
+    def _to_string(self) -> str:
+        return "x86_amx"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _TileType)
+
+    def __hash__(self) -> int:
+        return hash("x86_amx")
+
+
+TILE = _TileType()
+_PTR = ir.IntType(8).as_pointer()
+
+
+class _Tiles:
+    """The tile intrinsics, with LLVM's shape arguments (rows, bytes per row) of full tiles; LLVM
+    writes the tile configuration (ldtilecfg) itself."""
+
+    def __init__(self, module: ir.Module, b: ir.IRBuilder) -> None:
+        self.b = b
+        shape = [I16, I16]
+        self._load = ir.Function(module, ir.FunctionType(TILE, shape + [_PTR, I64]), "llvm.x86.tileloadd64.internal")
+        self._zero = ir.Function(module, ir.FunctionType(TILE, shape), "llvm.x86.tilezero.internal")
+        self._dot = ir.Function(module, ir.FunctionType(TILE, shape + [I16, TILE, TILE, TILE]),
+                                "llvm.x86.tdpbf16ps.internal")
+        self._store = ir.Function(module, ir.FunctionType(ir.VoidType(), shape + [_PTR, I64, TILE]),
+                                  "llvm.x86.tilestored64.internal")
+        self.shape = [ir.Constant(I16, ROWS), ir.Constant(I16, TILE_BYTES)]
+
+    def load(self, pointer: ir.Value, stride: int | ir.Value) -> ir.Value:
+        stride = ir.Constant(I64, stride) if isinstance(stride, int) else stride
+        return self.b.call(self._load, self.shape + [self.b.bitcast(pointer, _PTR), stride])
+
+    def zero(self) -> ir.Value:
+        return self.b.call(self._zero, self.shape)
+
+    def dot(self, acc: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
+        """acc (16 x 16 f32) += a (16 x 32 bf16) b (32 x 16 bf16, pair-interleaved)."""
+        return self.b.call(self._dot, self.shape + [ir.Constant(I16, TILE_BYTES), acc, a, b])
+
+    def store(self, pointer: ir.Value, stride: int, tile: ir.Value) -> None:
+        self.b.call(self._store, self.shape + [self.b.bitcast(pointer, _PTR), ir.Constant(I64, stride), tile])
+
+
+def symbol(tag: str) -> str:
+    return f"kc_amx_attention{tag}"
+
+
+_VEC = ir.VectorType(F32, ROWS)  # one value per row of a block: the vector phase runs across rows
+_IVEC = ir.VectorType(I32, ROWS)
+_LOG2E = 1.4426950408889634
+
+
+def generate(att: Attention, tag: str) -> str:
+    """The module of `void f(i16* x, i16* y, i16* v, f32* max, f32* sum, f32* acc, i64 r0, i64 r1,
+    i64 m, f32 scale)`: rows [r0, r1) (multiples of 16) of the split inputs (`prepare`) over m
+    keys, leaving each row's maximum (in units of log2), sum, and unnormalized numerators
+    (transposed per block of 16 rows: acc[block][e][row]).
+
+    Everything is computed transposed, keys by rows, so that the vector code between the tile
+    products runs across the 16 rows of a block, one row per lane: the running maximum and sum
+    need no reduction across lanes, and two keys' bf16 weights interleave into the pairs of the
+    numerator product's B tile with one shift and one or."""
+    module = ir.Module(name="kernelc_amx")
+    u16p, f32p = I16.as_pointer(), F32.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [u16p, u16p, u16p, f32p, f32p, f32p, I64, I64, I64, F32])
+    fn = ir.Function(module, fnty, symbol(tag))
+    fn.attributes.add("nounwind")
+    for arg in fn.args[:6]:
+        arg.add_attribute("noalias")
+    x, y, v, row_max, row_sum, acc, r0, r1, m, scale = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    math = ops.Math(module, approx=True)
+    tiles = _Tiles(module, b)
+    i64 = lambda k: ir.Constant(I64, k)  # noqa: E731
+    splat = lambda k: ops.const(_VEC, k)  # noqa: E731
+    dp, ep, chunks = att.padded_dim, att.padded_values, att.chunks
+    tile_u16 = ROWS * TILE_BYTES // 2  # bf16 elements per tile
+
+    def buffer(ty: ir.Type, count: int) -> ir.Value:
+        slot = b.alloca(ir.ArrayType(ty, count))
+        slot.align = 64
+        return b.bitcast(slot, ty.as_pointer())
+
+    def vector_at(pointer: ir.Value, offset: ir.Value | int, ty: ir.Type = _VEC) -> ir.Value:
+        offset = i64(offset) if isinstance(offset, int) else offset
+        return b.bitcast(b.gep(pointer, [offset]), ty.as_pointer())
+
+    scores = buffer(F32, KEYS * ROWS)  # S^T of a block: [key][row]
+    weights_hi, weights_lo = buffer(I32, KEYS // 2 * ROWS), buffer(I32, KEYS // 2 * ROWS)  # [key pair][row]
+    numerators = buffer(F32, ep * ROWS)  # the block's (P V)^T: [value][row]
+    rescale = b.alloca(_VEC)
+    # scores scaled to log2 units: exp(scale s - max) = 2^(u - max2) with u = s scale log2(e)
+    factor = b.insert_element(ir.Constant(_VEC, None), b.fmul(scale, ir.Constant(F32, _LOG2E)), i64(0))
+    factor = b.shuffle_vector(factor, factor, ir.Constant(ir.VectorType(I32, ROWS), [0] * ROWS))
+
+    def row_state(rb: ir.Value, base: ir.Value) -> ir.Value:
+        return b.bitcast(b.gep(base, [rb]), _VEC.as_pointer())
+
+    def acc_at(rb: ir.Value, e: int | ir.Value) -> ir.Value:
+        e = i64(e) if isinstance(e, int) else e
+        return vector_at(acc, b.add(b.mul(rb, i64(ep)), b.mul(e, i64(ROWS))))
+
+    def init(rb: ir.Value) -> None:
+        b.store(splat(float("-inf")), row_state(rb, row_max), align=4)
+        b.store(splat(0.0), row_state(rb, row_sum), align=4)
+        ops.loop(b, i64(0), i64(ep), "init.e", lambda e: b.store(splat(0.0), acc_at(rb, e), align=4))
+
+    ops.loop(b, r0, r1, "init", init, ROWS)
+    padded_m = b.and_(b.add(m, i64(KEYS - 1)), i64(-KEYS))
+
+    def key_tile(t0: ir.Value) -> None:
+        end = b.add(t0, i64(att.tile_keys))
+        t1 = b.select(b.icmp_signed("<", end, padded_m), end, padded_m)
+        ops.loop(b, r0, r1, "rows", lambda rb: ops.loop(b, t0, t1, "keys", lambda kb: block(rb, kb), KEYS), ROWS)
+
+    def block(rb: ir.Value, kb: ir.Value) -> None:
+        # S^T, 32 keys x 16 rows: two 16 x 16 tiles, each a sum over the 3 Dp split components
+        s = [tiles.zero(), tiles.zero()]
+        x_tiles = b.gep(x, [b.mul(b.udiv(rb, i64(ROWS)), i64(chunks * tile_u16))])
+        for c in range(chunks):
+            x_tile = tiles.load(b.gep(x_tiles, [i64(c * tile_u16)]), TILE_BYTES)
+            for half in range(2):
+                keys = b.gep(y, [b.add(b.mul(b.add(kb, i64(half * ROWS)), i64(3 * dp)), i64(c * KEYS))])
+                s[half] = tiles.dot(s[half], tiles.load(keys, 3 * dp * 2), x_tile)
+        for half in range(2):
+            tiles.store(b.gep(scores, [i64(half * ROWS * ROWS)]), TILE_BYTES, s[half])
+        with b.if_else(b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)) as (whole, last):
+            with whole:
+                weights(rb, None)
+            with last:  # the last block: keys at m and beyond are padding
+                weights(rb, b.sub(m, kb))
+        # (P V)^T = V^T P^T, Ep x 16 per block: Vhi Phi + Vlo Phi + Vhi Plo
+        p_hi, p_lo = tiles.load(weights_hi, TILE_BYTES), tiles.load(weights_lo, TILE_BYTES)
+        v_tiles = b.gep(v, [b.mul(b.udiv(kb, i64(KEYS)), i64(2 * (ep // ROWS) * tile_u16))])
+        for e in range(ep // ROWS):
+            v_hi = tiles.load(b.gep(v_tiles, [i64(e * tile_u16)]), KEYS * 2)
+            v_lo = tiles.load(b.gep(v_tiles, [i64((ep // ROWS + e) * tile_u16)]), KEYS * 2)
+            t = tiles.dot(tiles.zero(), v_hi, p_hi)
+            t = tiles.dot(t, v_lo, p_hi)
+            t = tiles.dot(t, v_hi, p_lo)
+            tiles.store(b.gep(numerators, [i64(e * ROWS * ROWS)]), TILE_BYTES, t)
+        alpha = b.load(rescale)
+        for e in range(ep):
+            at = acc_at(rb, e)
+            b.store(math.intrinsic(b, "fma", b.load(at, align=4), alpha,
+                                   b.load(vector_at(numerators, e * ROWS), align=64)), at, align=4)
+
+    def weights(rb: ir.Value, valid: ir.Value | None) -> None:
+        """The block's weights 2^(u - max) as bf16 hi and lo, the rows' new maxima and sums, and
+        the factor exp(old max - new max) of their numerators (`rescale`)."""
+        u = []
+        for k in range(KEYS):
+            value = b.fmul(b.load(vector_at(scores, k * ROWS), align=64), factor)
+            if valid is not None:
+                value = b.select(b.icmp_signed("<", i64(k), valid), value, splat(float("-inf")))
+            u.append(value)
+        top = _tree(u, lambda p, q: math.intrinsic(b, "maxnum", p, q, flags=("nnan",)))
+        old = b.load(row_state(rb, row_max), align=4)
+        new = math.intrinsic(b, "maxnum", old, top, flags=("nnan",))  # finite: a block has a key below m
+        b.store(new, row_state(rb, row_max), align=4)
+        alpha = ops.approx_exp2(b, math, b.fsub(old, new), nonpositive=True)
+        b.store(alpha, rescale)
+        p = [ops.approx_exp2(b, math, b.fsub(value, new), nonpositive=True) for value in u]
+        total = _tree(p, lambda a, c: b.fadd(a, c, flags=("reassoc",)))
+        state = row_state(rb, row_sum)
+        b.store(math.intrinsic(b, "fma", b.load(state, align=4), alpha, total), state, align=4)
+        for pair in range(KEYS // 2):
+            his = [_round_bf16_bits(b, w) for w in p[2 * pair:2 * pair + 2]]
+            los = [_round_bf16_bits(b, b.fsub(w, b.bitcast(h, _VEC))) for w, h in zip(p[2 * pair:2 * pair + 2], his)]
+            for parts, out in ((his, weights_hi), (los, weights_lo)):
+                packed = b.or_(b.lshr(parts[0], ops.const(_IVEC, 16)), parts[1])  # key 2r low, 2r + 1 high
+                b.store(packed, vector_at(out, pair * ROWS, _IVEC), align=64)
+
+    ops.loop(b, i64(0), padded_m, "tiles", key_tile, att.tile_keys)
+    b.ret_void()
+    return str(module)
+
+
+def _tree(values: list[ir.Value], combine) -> ir.Value:
+    """values combined pairwise (a tree: log2 of the length deep, not a chain)."""
+    while len(values) > 1:
+        values = [combine(values[k], values[k + 1]) if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
+
+
+def _round_bf16_bits(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    """The bits of `value` (finite f32 lanes) rounded to bf16 (to nearest, ties to even), low
+    half zero."""
+    bits = b.bitcast(value, _IVEC)
+    odd = b.and_(b.lshr(bits, ops.const(_IVEC, 16)), ops.const(_IVEC, 1))
+    rounded = b.add(b.add(bits, ops.const(_IVEC, 0x7FFF)), odd)
+    return b.and_(rounded, ops.const(_IVEC, -0x10000))
+
+
+# --- the call ---------------------------------------------------------------------------------------
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """f32 -> (hi, lo) bf16 bit patterns with hi + lo = a to about 16 bits (finite a)."""
+    def rounded(f: np.ndarray) -> np.ndarray:
+        u = f.view(np.uint32)
+        return ((u + np.uint32(0x7FFF) + ((u >> 16) & np.uint32(1))) >> 16).astype(np.uint16)
+
+    hi = rounded(a)
+    lo = rounded(a - (hi.astype(np.uint32) << 16).view(np.float32))
+    return hi, lo
+
+
+def safe(*arrays: np.ndarray) -> bool:
+    """Whether every value is 0 or of magnitude in [2^-40, 2^40] (so finite): the bf16 split
+    and the tile unit's f32 sums then stay clear of overflow and of subnormals."""
+    for a in arrays:
+        if a.size == 0:
+            continue
+        mag = np.abs(a)
+        if not (mag.max() <= 2.0 ** SAFE_EXPONENT):  # also False for NaN
+            return False
+        if np.any((mag < 2.0 ** -SAFE_EXPONENT) & (mag != 0)):
+            return False
+    return True
+
+
+def prepare(att: Attention, x: np.ndarray, y: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The split, padded, tile-ordered copies of x (per 16 rows and 32-deep chunk of [hi | hi |
+    lo], one pair-interleaved B tile), y (Mp x 3 Dp rows [hi | lo | hi], read as A tiles) and v
+    (per 32 keys: hi then lo, per 16 values one A tile of V^T)."""
+    n, m = len(x), len(y)
+    dp, ep, d, e = att.padded_dim, att.padded_values, att.dim, att.values_dim
+    np_, mp = -(-n // ROWS) * ROWS, -(-m // KEYS) * KEYS
+    xs = np.zeros((np_, 3 * dp), np.uint16)
+    hi, lo = _split(x)
+    xs[:n, :d], xs[:n, dp:dp + d], xs[:n, 2 * dp:2 * dp + d] = hi, hi, lo
+    # [16-row block, row n, chunk c, pair r, t] -> [block, c, r, n, t]: tile row r holds the pairs
+    xs = np.ascontiguousarray(xs.reshape(np_ // ROWS, ROWS, att.chunks, ROWS, 2).transpose(0, 2, 3, 1, 4))
+    ys = np.zeros((mp, 3 * dp), np.uint16)
+    hi, lo = _split(y)
+    ys[:m, :d], ys[:m, dp:dp + d], ys[:m, 2 * dp:2 * dp + d] = hi, lo, hi
+    vs = np.zeros((2, mp, ep), np.uint16)
+    vs[0, :m, :e], vs[1, :m, :e] = _split(v)
+    # [part, 32-key block, key, value chunk, value] -> [block, part, chunk, value, key]
+    vs = np.ascontiguousarray(vs.reshape(2, mp // KEYS, KEYS, ep // ROWS, ROWS).transpose(1, 0, 3, 4, 2))
+    return xs, ys, vs
+
+
+_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
+
+
+class AttentionExecutable:
+    """The compiled attention function and the per-call work around it: checks, split copies,
+    row blocks over threads, and the final division."""
+
+    def __init__(self, att: Attention, tag: str, key: str, threads: int, chunks_per_thread: int) -> None:
+        from kernelc.backends.llvm.jit import compile_ir
+
+        reason = unavailable()  # also asks the OS for the tile state, without which tiles fault
+        if reason is not None:
+            raise RuntimeError(f"no AMX-BF16 here: {reason}")
+        self.att, self.threads, self.chunks_per_thread = att, threads, chunks_per_thread
+        self._text = lambda: generate(att, tag)
+        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key + "-amx", VECTOR_BITS)
+        self.fn = _FN(addresses[symbol(tag)])
+
+    @property
+    def code(self) -> str:
+        from kernelc.backends.llvm.jit import optimized_ir
+
+        return self.optimized_ir or optimized_ir(self._text(), VECTOR_BITS)
+
+    def scale(self, inputs: dict[str, np.ndarray]) -> float | None:
+        """The scores' factor for this call (None: not a finite nonzero f32)."""
+        att = self.att
+        value = np.float32(1.0) if att.scale is None else np.float32(
+            att.scale if isinstance(att.scale, float) else inputs[att.scale])
+        with np.errstate(all="ignore"):
+            value = np.float32(1.0) / value if att.invert else value
+        return float(value) if np.isfinite(value) and value != 0 else None
+
+    def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
+        """Compute the output into `out` (N x E); False, having done nothing, for calls the tile
+        path does not take (no rows or keys, inputs outside the safe range, a zero scale)."""
+        att = self.att
+        x, y, v = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys, att.values))
+        scale = self.scale(inputs)
+        n, m = len(x), len(y)
+        if n == 0 or m == 0 or scale is None or not safe(x, y, v):
+            return False
+        xs, ys, vs = prepare(att, x, y, v)
+        rows = -(-n // ROWS) * ROWS
+        row_max, row_sum = np.empty(rows, np.float32), np.empty(rows, np.float32)
+        acc = np.empty((rows, att.padded_values), np.float32)
+        blocks = rows // ROWS
+        chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
+        bounds = [blocks * c // chunks * ROWS for c in range(chunks + 1)]
+        pointers = [a.ctypes.data for a in (xs, ys, vs, row_max, row_sum, acc)]
+
+        def run_chunk(c: int) -> None:
+            self.fn(*pointers, bounds[c], bounds[c + 1], m, scale)
+
+        if chunks == 1:
+            run_chunk(0)
+        else:
+            from kernelc.backends.threads import pool
+
+            list(pool(min(self.threads, chunks)).map(run_chunk, range(chunks)))
+        acc = acc.reshape(rows // ROWS, att.padded_values, ROWS).transpose(0, 2, 1).reshape(rows, -1)
+        np.divide(acc[:n, :att.values_dim], row_sum[:n, None], out=out)
+        return True
