@@ -53,8 +53,8 @@ _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 @dataclass(frozen=True)
 class Attention:
     """A kernel whose one output is softmax[j](dot(x, y) * scale, v), x: f32<D>[i], y: f32<D>[j],
-    v: f32<E>[j]; `scale` is a constant, a scalar parameter's name, or None (1), and `invert`
-    divides by it instead."""
+    v: f32<E>[j]; `scale` is a constant, a scalar parameter's name, or None (1), `invert`
+    divides by it instead, and `negate` flips the scores' sign."""
 
     queries: str
     keys: str
@@ -63,6 +63,7 @@ class Attention:
     values_dim: int
     scale: float | str | None = None
     invert: bool = False
+    negate: bool = False
 
     @property
     def padded_dim(self) -> int:
@@ -100,7 +101,9 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     score, values = red.src
     if not _is_param(values, params, ("j",)):
         return None
-    scale, invert = None, False
+    scale, invert, negate = None, False, score.op is Op.NEG
+    if negate:
+        score = score.src[0]
     if score.op in (Op.MUL, Op.DIV):
         invert = score.op is Op.DIV
         score, factor = score.src
@@ -119,7 +122,11 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     dim = a.dim.evaluate(bindings)
     if dim < MIN_DIM:
         return None
-    return Attention(a.arg, b.arg, values.arg, dim, values.dim.evaluate(bindings), scale, invert)
+    if isinstance(scale, float) and not invert:  # a constant factor, its sign folded in
+        scale, negate = -scale if negate else scale, False
+    elif scale is None and negate:
+        scale, negate = -1.0, False
+    return Attention(a.arg, b.arg, values.arg, dim, values.dim.evaluate(bindings), scale, invert, negate)
 
 
 def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
@@ -443,6 +450,7 @@ class AttentionExecutable:
             att.scale if isinstance(att.scale, float) else inputs[att.scale])
         with np.errstate(all="ignore"):
             value = np.float32(1.0) / value if att.invert else value
+        value = -value if att.negate else value
         return float(value) if np.isfinite(value) and value != 0 else None
 
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:

@@ -1,0 +1,199 @@
+"""The llvm backend's attention on the matrix unit (kernelc/backends/llvm/amx.py): which kernels
+take it, its results against a float64 evaluation on awkward shapes and data, the calls it
+passes to the f32 code, and that exact kernels never take it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import kernelc as kc
+from kernelc.backends.llvm import amx
+
+ATTENTION = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i, E] {{ return softmax[j]({score}, v) }}"
+needs_amx = pytest.mark.skipif(amx.unavailable() is not None, reason=f"no AMX-BF16: {amx.unavailable()}")
+
+
+def _match(source: str, d: int = 64, e: int = 64) -> amx.Attention | None:
+    return amx.match(kc.kernel(source).optimized, {"D": d, "E": e})
+
+
+@pytest.mark.parametrize("score, scale, invert", [
+    ("dot(x, y) * 0.125", 0.125, False), ("0.5 * dot(y, x)", 0.5, False), ("dot(x, y)", None, False),
+    ("dot(x, y) / 8.0", 0.125, False), ("-dot(x, y)", -1.0, False)])
+def test_match_recognizes_attention(score: str, scale: float | None, invert: bool) -> None:
+    found = _match(ATTENTION.format(score=score))
+    assert found is not None
+    assert (found.queries, found.keys, found.values, found.dim, found.values_dim) == ("x", "y", "v", 64, 64)
+    assert (found.scale, found.invert) == (scale, invert)
+
+
+def test_match_scale_parameter() -> None:
+    source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] { return softmax[j](dot(x, y) / s, v) }"
+    found = _match(source)
+    assert found is not None and (found.scale, found.invert) == ("s", True)
+
+
+@pytest.mark.parametrize("source", [
+    ATTENTION.format(score="sqdist(x, y)"),  # not a dot product
+    ATTENTION.format(score="dot(x, y) + 1.0"),
+    ATTENTION.format(score="exp(dot(x, y))"),
+    "kernel t(x: f64[i, D], y: f64[j, D], v: f64[j, E]) -> f64[i, E] { return softmax[j](dot(x, y), v) }",
+    "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[j, E] { return softmax[i](dot(x, y), v) }",
+    "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i] { return logsumexp[j](dot(x, y)) }",
+    "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> (f32[i, E], f32[i]) "
+    "{ return softmax[j](dot(x, y), v), max[j](dot(x, y)) }",
+    "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32[i]) -> f32[i, E] "
+    "{ return softmax[j](dot(x, y) * s, v) }",  # a factor per row
+])
+def test_match_rejects(source: str) -> None:
+    assert _match(source) is None
+
+
+def test_match_rejects_short_dot_products() -> None:
+    assert _match(ATTENTION.format(score="dot(x, y)"), d=amx.MIN_DIM - 1) is None
+    assert _match(ATTENTION.format(score="dot(x, y)"), d=amx.MIN_DIM) is not None
+
+
+def _reference(x: np.ndarray, y: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    s = x.astype(np.float64) @ y.T.astype(np.float64) * scale
+    p = np.exp(s - s.max(1, keepdims=True))
+    return p @ v.astype(np.float64) / p.sum(1, keepdims=True)
+
+
+def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+def _executable(d: int, e: int, scale: str = "0.125") -> amx.AttentionExecutable:
+    found = _match(ATTENTION.format(score=f"dot(x, y) * {scale}"), d, e)
+    assert found is not None
+    return amx.AttentionExecutable(found, f"_test{d}_{e}", f"test-amx-{d}-{e}-{scale}", threads=2, chunks_per_thread=2)
+
+
+@needs_amx
+@pytest.mark.parametrize("n, m, d, e", [
+    (1, 1, 16, 1), (15, 31, 16, 17), (17, 33, 40, 64), (100, 77, 64, 64), (33, 2500, 100, 3), (64, 1100, 64, 16)])
+def test_attention_against_float64(n: int, m: int, d: int, e: int) -> None:
+    """Rows and keys not multiples of the tiles, dimensions not multiples of 32, several key
+    tiles (2500 keys), one row and one key."""
+    rng = np.random.default_rng(n * m + d)
+    x, y = rng.standard_normal((n, d), np.float32), rng.standard_normal((m, d), np.float32)
+    v = rng.standard_normal((m, e), np.float32)
+    out = np.full((n, e), np.nan, np.float32)
+    assert _executable(d, e).run({"x": x, "y": y, "v": v}, out)
+    assert _relative(out, _reference(x, y, v, 0.125)) < 2e-5
+
+
+@needs_amx
+def test_attention_large_scores_and_negative_scale() -> None:
+    """Scores spread over hundreds (the running maximum moves, most weights underflow to 0) and a
+    negative factor (the smallest dot product wins). bf16x3 scores are off by about 2^-16 of
+    sum |x_d y_d| |scale| (here ~5e-3 on scores of ~64), so the outputs by ~1e-4: f32 would be
+    100x closer, which is why only a tolerance variant takes this path (its error measured)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((40, 64), np.float32) * 4, rng.standard_normal((700, 64), np.float32) * 4
+    v = rng.standard_normal((700, 8), np.float32)
+    for scale in ("0.5", "-0.25"):
+        out = np.empty((40, 8), np.float32)
+        assert _executable(64, 8, scale).run({"x": x, "y": y, "v": v}, out)
+        assert _relative(out, _reference(x, y, v, float(scale))) < 1e-3
+
+
+@needs_amx
+def test_attention_strided_and_ties() -> None:
+    """Non-contiguous inputs, and equal keys (equal scores share the weight)."""
+    rng = np.random.default_rng(4)
+    x = rng.random((50, 128), np.float32)[:, ::2]
+    y = np.repeat(rng.random((20, 64), np.float32), 5, axis=0)
+    v = rng.random((100, 32), np.float32)[:, ::2]
+    out = np.empty((50, 16), np.float32)
+    assert _executable(64, 16).run({"x": x, "y": y, "v": v}, out)
+    assert _relative(out, _reference(x, y, v, 0.125)) < 2e-5
+
+
+@needs_amx
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 2.0 ** 41, 2.0 ** -41])
+def test_unsafe_inputs_take_the_f32_code(bad: float) -> None:
+    """Values the bf16 split cannot carry to ~16 bits: the tile path declines, and the kernel's
+    result is the f32 code's (as exact, NaN and infinities included)."""
+    rng = np.random.default_rng(5)
+    x, y, v = rng.random((20, 64), np.float32), rng.random((40, 64), np.float32), rng.random((40, 4), np.float32)
+    y[7, 3] = bad
+    out = np.empty((20, 4), np.float32)
+    assert not _executable(64, 4).run({"x": x, "y": y, "v": v}, out)
+    source = ATTENTION.format(score="dot(x, y) * 0.125")
+    got = kc.kernel(source, tolerance=1e-4, autotune="off")(x, y, v, backend="llvm")
+    want = kc.kernel(source, autotune="off")(x, y, v, backend="llvm")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    assert np.allclose(got[finite], want[finite], rtol=1e-4, atol=1e-6)
+
+
+@needs_amx
+def test_zero_scale_and_empty_calls_decline() -> None:
+    source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] " \
+             "{ return softmax[j](dot(x, y) * s, v) }"
+    ex = amx.AttentionExecutable(_match(source, 64, 4), "_test_s", "test-amx-s", threads=1, chunks_per_thread=1)
+    x, y, v = np.ones((3, 64), np.float32), np.ones((0, 64), np.float32), np.ones((0, 4), np.float32)
+    assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(1)}, np.empty((3, 4), np.float32))
+    y, v = np.ones((5, 64), np.float32), np.ones((5, 4), np.float32)
+    assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(0)}, np.empty((3, 4), np.float32))
+
+
+def _stage(k: kc.Kernel, *args: np.ndarray):
+    _, _, executable = k.compiled(*args, backend="llvm")
+    return executable.stages[0][0]
+
+
+@needs_amx
+def test_only_tolerance_variants_use_the_matrix_unit() -> None:
+    rng = np.random.default_rng(6)
+    x, y, v = rng.random((64, 64), np.float32), rng.random((300, 64), np.float32), rng.random((300, 64), np.float32)
+    source = ATTENTION.format(score="dot(x, y) * 0.125")
+    exact = kc.kernel(source, autotune="off")
+    loose = kc.kernel(source, tolerance=1e-4, autotune="off")
+    assert _stage(exact, x, y, v).matrix is None
+    assert _stage(loose, x, y, v).matrix is not None
+    assert "tdpbf16ps" in _stage(loose, x, y, v).code
+    assert _relative(loose(x, y, v, backend="llvm"), _reference(x, y, v, 0.125)) < 1e-4
+
+
+@needs_amx
+def test_matrix_unit_knob_turns_it_off() -> None:
+    from kernelc.backends import registry
+    from kernelc.backends.interface import Schedule, Sizes
+
+    k = kc.kernel(ATTENTION.format(score="dot(x, y)"), tolerance=1e-4)
+    backend = registry.get("llvm")
+    sizes = Sizes(64, 300, (("D", 64), ("E", 64)))
+    knobs = dict(backend.default_schedule(k.optimized, sizes).knobs) | {"approx_math": True}
+    on = backend.compile(k.optimized, Schedule("llvm", tuple(sorted(knobs.items()))))
+    off = backend.compile(k.optimized, Schedule("llvm", tuple(sorted((knobs | {"matrix_unit": False}).items()))))
+    assert on.stages[0][0].matrix is not None and off.stages[0][0].matrix is None
+
+
+@needs_amx
+def test_cached_tile_code_in_a_fresh_process(tmp_path) -> None:
+    """Object code from the disk cache runs in a process that has not yet asked the OS for the
+    tile state (a tile instruction before that faults)."""
+    script = textwrap.dedent(f"""
+        import numpy as np, kernelc as kc
+        k = kc.kernel({ATTENTION.format(score="dot(x, y)")!r}, tolerance=1e-4, autotune="off")
+        rng = np.random.default_rng(0)
+        x, y, v = rng.random((32, 64), np.float32), rng.random((64, 64), np.float32), rng.random((64, 16), np.float32)
+        s = x.astype(np.float64) @ y.T.astype(np.float64)
+        p = np.exp(s - s.max(1, keepdims=True))
+        want = p @ v / p.sum(1, keepdims=True)
+        got = k(x, y, v, backend="llvm")
+        print(float(np.abs(got - want).max()))
+    """)
+    env = {"KERNELC_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    for _ in range(2):  # compiled, then from the cache
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert float(done.stdout) < 1e-4
