@@ -72,7 +72,7 @@ def _relative(got: np.ndarray, want: np.ndarray) -> float:
 def _executable(d: int, e: int, scale: str = "0.125") -> amx.AttentionExecutable:
     found = _match(ATTENTION.format(score=f"dot(x, y) * {scale}"), d, e)
     assert found is not None
-    return amx.AttentionExecutable(found, f"_test{d}_{e}", f"test-amx-{d}-{e}-{scale}", threads=2, chunks_per_thread=2)
+    return amx.AttentionExecutable(found, threads=2, chunks_per_thread=2)
 
 
 @needs_amx
@@ -138,7 +138,7 @@ def test_unsafe_inputs_take_the_f32_code(bad: float) -> None:
 def test_zero_scale_and_empty_calls_decline() -> None:
     source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] " \
              "{ return softmax[j](dot(x, y) * s, v) }"
-    ex = amx.AttentionExecutable(_match(source, 64, 4), "_test_s", "test-amx-s", threads=1, chunks_per_thread=1)
+    ex = amx.AttentionExecutable(_match(source, 64, 4), threads=1, chunks_per_thread=1)
     x, y, v = np.ones((3, 64), np.float32), np.ones((0, 64), np.float32), np.ones((0, 4), np.float32)
     assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(1)}, np.empty((3, 4), np.float32))
     y, v = np.ones((5, 64), np.float32), np.ones((5, 4), np.float32)

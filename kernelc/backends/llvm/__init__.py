@@ -29,7 +29,7 @@ from kernelc.plugins import API_VERSION
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "44"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "45"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -107,7 +107,7 @@ class _StageExecutable:
         self._functions: list[Any] | None = None
         self._partial: Any = None
         self.optimized_ir = ""
-        self.matrix = _matrix_path(kernel, self.dims, schedule, tag, key, self.threads, self.chunks_per_thread)
+        self.matrix = _matrix_path(kernel, self.dims, schedule, self.threads, self.chunks_per_thread)
         # compiled now (the autotuner compiles in worker processes, for the disk cache): the
         # functions this schedule runs: on the matrix unit (the others then only for calls it
         # does not take), the row functions or, with tiles, the partial function
@@ -277,7 +277,7 @@ class _StageExecutable:
             list(pool(threads).map(run_chunk, range(chunks)))
 
 
-def _matrix_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, tag: str, key: str, threads: int,
+def _matrix_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, threads: int,
                  chunks_per_thread: int) -> Any:
     """The attention on the matrix unit (amx.AttentionExecutable) that this tolerance variant
     runs, or None: an exact kernel, not an attention amx.py knows, or no AMX-BF16 here."""
@@ -288,7 +288,7 @@ def _matrix_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, tag: 
     found = amx.match(kernel, dims)
     if found is None or amx.unavailable() is not None:
         return None
-    return amx.AttentionExecutable(found, tag, key, threads, chunks_per_thread)
+    return amx.AttentionExecutable(found, threads, chunks_per_thread)
 
 
 def _hoisted(stage: Stage) -> list[Stage]:

@@ -42,9 +42,12 @@ from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node
 from kernelc.ir.ops import Op, ReduceKind
 
-ROWS = 16  # rows of a tile (and of a block of queries)
+ROWS = 16  # rows of a tile
+BLOCK_ROWS = 32  # rows of a block of queries: two row tiles (generate)
 KEYS = 32  # keys per block: two 16-key score tiles, one 32-deep numerator product
 TILE_BYTES = 64  # bytes per tile row: 32 bf16 or 16 f32
+HEADROOM = 8.0  # log2 units a block's maximum may pass a row's reference before it moves (weights)
+ALIGN = 64  # tile rows are read from addresses that are multiples of this (_aligned)
 TILE_KEYS_BYTES = 640 << 10  # keys per L2 tile: their split Y and V take about this many bytes
 SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the matrix unit
 _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
@@ -225,16 +228,22 @@ _IVEC = ir.VectorType(I32, ROWS)
 _LOG2E = 1.4426950408889634
 
 
-def generate(att: Attention, tag: str) -> str:
+def generate(att: Attention, tag: str, tile_keys: int | None = None, skip: str = "") -> str:
     """The module of `void f(i16* x, i16* y, i16* v, f32* max, f32* sum, f32* acc, i64 r0, i64 r1,
-    i64 m, f32 scale)`: rows [r0, r1) (multiples of 16) of the split inputs (`prepare`) over m
-    keys, leaving each row's maximum (in units of log2), sum, and unnormalized numerators
-    (transposed per block of 16 rows: acc[block][e][row]).
+    i64 m, f32 scale)`: rows [r0, r1) (multiples of BLOCK_ROWS) of the split inputs (`prepare`)
+    over m keys, leaving each row's maximum (in units of log2), sum, and unnormalized numerators
+    (transposed per 16 rows: acc[row tile][e][row]).
 
     Everything is computed transposed, keys by rows, so that the vector code between the tile
-    products runs across the 16 rows of a block, one row per lane: the running maximum and sum
+    products runs across the 16 rows of a tile, one row per lane: the running maximum and sum
     need no reduction across lanes, and two keys' bf16 weights interleave into the pairs of the
-    numerator product's B tile with one shift and one or."""
+    numerator product's B tile with one shift and one or.
+
+    A block is 32 rows (two row tiles) by 32 keys (two key tiles): its scores are 2 x 2
+    accumulator tiles, so each operand tile loaded serves two products. Tile registers are not
+    renamed: a load into a register waits until the products reading it are done, so with one
+    row tile (operands in two registers) the products ran one after another (1.3 ns per pair
+    with a product of 16 cycles at full rate)."""
     module = ir.Module(name="kernelc_amx")
     u16p, f32p = I16.as_pointer(), F32.as_pointer()
     fnty = ir.FunctionType(ir.VoidType(), [u16p, u16p, u16p, f32p, f32p, f32p, I64, I64, I64, F32])
@@ -250,6 +259,7 @@ def generate(att: Attention, tag: str) -> str:
     splat = lambda k: ops.const(_VEC, k)  # noqa: E731
     dp, ep, chunks = att.padded_dim, att.padded_values, att.chunks
     tile_u16 = ROWS * TILE_BYTES // 2  # bf16 elements per tile
+    row_tiles = range(BLOCK_ROWS // ROWS)
 
     def buffer(ty: ir.Type, count: int) -> ir.Value:
         slot = b.alloca(ir.ArrayType(ty, count))
@@ -260,93 +270,124 @@ def generate(att: Attention, tag: str) -> str:
         offset = i64(offset) if isinstance(offset, int) else offset
         return b.bitcast(b.gep(pointer, [offset]), ty.as_pointer())
 
-    scores = buffer(F32, KEYS * ROWS)  # S^T of a block: [key][row]
-    weights_hi, weights_lo = buffer(I32, KEYS // 2 * ROWS), buffer(I32, KEYS // 2 * ROWS)  # [key pair][row]
-    numerators = buffer(F32, ep * ROWS)  # the block's (P V)^T: [value][row]
-    rescale = b.alloca(_VEC)
+    # per row tile: S^T of the block [key][row], its weights as bf16 pairs [key pair][row]
+    scores = [buffer(F32, KEYS * ROWS) for _ in row_tiles]
+    weights_hi = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
+    weights_lo = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
     # scores scaled to log2 units: exp(scale s - max) = 2^(u - max2) with u = s scale log2(e)
     factor = b.insert_element(ir.Constant(_VEC, None), b.fmul(scale, ir.Constant(F32, _LOG2E)), i64(0))
     factor = b.shuffle_vector(factor, factor, ir.Constant(ir.VectorType(I32, ROWS), [0] * ROWS))
 
-    def row_state(rb: ir.Value, base: ir.Value) -> ir.Value:
-        return b.bitcast(b.gep(base, [rb]), _VEC.as_pointer())
+    def row_state(rt: ir.Value, base: ir.Value) -> ir.Value:
+        return b.bitcast(b.gep(base, [rt]), _VEC.as_pointer())
 
-    def acc_at(rb: ir.Value, e: int | ir.Value) -> ir.Value:
+    def acc_at(rt: ir.Value, e: int | ir.Value) -> ir.Value:
         e = i64(e) if isinstance(e, int) else e
-        return vector_at(acc, b.add(b.mul(rb, i64(ep)), b.mul(e, i64(ROWS))))
+        return vector_at(acc, b.add(b.mul(rt, i64(ep)), b.mul(e, i64(ROWS))))
 
-    def init(rb: ir.Value) -> None:
-        b.store(splat(float("-inf")), row_state(rb, row_max), align=4)
-        b.store(splat(0.0), row_state(rb, row_sum), align=4)
-        ops.loop(b, i64(0), i64(ep), "init.e", lambda e: b.store(splat(0.0), acc_at(rb, e), align=4))
+    def init(rt: ir.Value) -> None:
+        b.store(splat(float("-inf")), row_state(rt, row_max), align=4)
+        b.store(splat(0.0), row_state(rt, row_sum), align=4)
+        ops.loop(b, i64(0), i64(ep), "init.e", lambda e: b.store(splat(0.0), acc_at(rt, e), align=4))
 
     ops.loop(b, r0, r1, "init", init, ROWS)
     padded_m = b.and_(b.add(m, i64(KEYS - 1)), i64(-KEYS))
 
     def key_tile(t0: ir.Value) -> None:
-        end = b.add(t0, i64(att.tile_keys))
+        end = b.add(t0, i64(tile_keys or att.tile_keys))
         t1 = b.select(b.icmp_signed("<", end, padded_m), end, padded_m)
-        ops.loop(b, r0, r1, "rows", lambda rb: ops.loop(b, t0, t1, "keys", lambda kb: block(rb, kb), KEYS), ROWS)
+        ops.loop(b, r0, r1, "rows", lambda rb: ops.loop(b, t0, t1, "keys", lambda kb: block(rb, kb), KEYS),
+                 BLOCK_ROWS)
 
     def block(rb: ir.Value, kb: ir.Value) -> None:
-        # S^T, 32 keys x 16 rows: two 16 x 16 tiles, each a sum over the 3 Dp split components
-        s = [tiles.zero(), tiles.zero()]
-        x_tiles = b.gep(x, [b.mul(b.udiv(rb, i64(ROWS)), i64(chunks * tile_u16))])
-        for c in range(chunks):
-            x_tile = tiles.load(b.gep(x_tiles, [i64(c * tile_u16)]), TILE_BYTES)
+        firsts = [b.add(rb, i64(q * ROWS)) for q in row_tiles]
+        # S^T, 32 keys x 32 rows: 2 x 2 tiles, each a sum over the 3 Dp split components
+        s = [[tiles.zero() for _ in row_tiles] for _ in range(2)]
+        x_tiles = [b.gep(x, [b.mul(b.udiv(first, i64(ROWS)), i64(chunks * tile_u16))]) for first in firsts]
+        for c in range(0 if 'qk' in skip else chunks):
+            xs = [tiles.load(b.gep(base, [i64(c * tile_u16)]), TILE_BYTES) for base in x_tiles]
+            ys = [tiles.load(b.gep(y, [b.add(b.mul(b.add(kb, i64(half * ROWS)), i64(3 * dp)), i64(c * KEYS))]),
+                             3 * dp * 2 if "ystride" not in skip else 64) for half in range(2)]
             for half in range(2):
-                keys = b.gep(y, [b.add(b.mul(b.add(kb, i64(half * ROWS)), i64(3 * dp)), i64(c * KEYS))])
-                s[half] = tiles.dot(s[half], tiles.load(keys, 3 * dp * 2), x_tile)
+                for q in row_tiles:
+                    s[half][q] = tiles.dot(s[half][q], ys[half], xs[q])
         for half in range(2):
-            tiles.store(b.gep(scores, [i64(half * ROWS * ROWS)]), TILE_BYTES, s[half])
+            for q in row_tiles:
+                tiles.store(b.gep(scores[q], [i64(half * ROWS * ROWS)]), TILE_BYTES, s[half][q])
         with b.if_else(b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)) as (whole, last):
             with whole:
-                weights(rb, None)
+                for q in row_tiles:
+                    if "vec" not in skip:
+                        weights(firsts[q], q, None)
             with last:  # the last block: keys at m and beyond are padding
-                weights(rb, b.sub(m, kb))
-        # (P V)^T = V^T P^T, Ep x 16 per block: Vhi Phi + Vlo Phi + Vhi Plo
-        p_hi, p_lo = tiles.load(weights_hi, TILE_BYTES), tiles.load(weights_lo, TILE_BYTES)
+                for q in row_tiles:
+                    weights(firsts[q], q, b.sub(m, kb))
+        # (P V)^T = V^T P^T, Ep x 16 per row tile: Vhi Phi + Vlo Phi + Vhi Plo
+        # acc^T += V^T P^T, Ep x 16 per row tile, in the accumulator tiles: Vhi Phi + Vlo Phi + Vhi Plo
+        p_hi = [tiles.load(weights_hi[q], TILE_BYTES) for q in row_tiles]
+        p_lo = [tiles.load(weights_lo[q], TILE_BYTES) for q in row_tiles]
         v_tiles = b.gep(v, [b.mul(b.udiv(kb, i64(KEYS)), i64(2 * (ep // ROWS) * tile_u16))])
         for e in range(ep // ROWS):
+            sums = [b.gep(acc, [b.add(b.mul(first, i64(ep)), i64(e * ROWS * ROWS))]) for first in firsts]
+            t = [tiles.load(at, TILE_BYTES) for at in sums]
             v_hi = tiles.load(b.gep(v_tiles, [i64(e * tile_u16)]), KEYS * 2)
+            t = [tiles.dot(t[q], v_hi, p_hi[q]) for q in row_tiles]
             v_lo = tiles.load(b.gep(v_tiles, [i64((ep // ROWS + e) * tile_u16)]), KEYS * 2)
-            t = tiles.dot(tiles.zero(), v_hi, p_hi)
-            t = tiles.dot(t, v_lo, p_hi)
-            t = tiles.dot(t, v_hi, p_lo)
-            tiles.store(b.gep(numerators, [i64(e * ROWS * ROWS)]), TILE_BYTES, t)
-        alpha = b.load(rescale)
-        for e in range(ep):
-            at = acc_at(rb, e)
-            b.store(math.intrinsic(b, "fma", b.load(at, align=4), alpha,
-                                   b.load(vector_at(numerators, e * ROWS), align=64)), at, align=4)
+            t = [tiles.dot(t[q], v_lo, p_hi[q]) for q in row_tiles]
+            t = [tiles.dot(t[q], v_hi, p_lo[q]) for q in row_tiles]
+            for q in row_tiles:
+                tiles.store(sums[q], TILE_BYTES, t[q])
 
-    def weights(rb: ir.Value, valid: ir.Value | None) -> None:
-        """The block's weights 2^(u - max) as bf16 hi and lo, the rows' new maxima and sums, and
-        the factor exp(old max - new max) of their numerators (`rescale`)."""
+    def rescale(rt: ir.Value, old: ir.Value, new: ir.Value) -> None:
+        """Move the row tile's reference maxima from old to new: sums and accumulators times
+        2^(old - new) (0 the first time, where old is -inf)."""
+        alpha = ops.approx_exp2(b, math, b.fsub(old, new), nonpositive=True)
+        b.store(new, row_state(rt, row_max), align=4)
+        state = row_state(rt, row_sum)
+        b.store(b.fmul(b.load(state, align=4), alpha), state, align=4)
+
+        def scale_sums(e: ir.Value) -> None:
+            at = acc_at(rt, e)
+            b.store(b.fmul(b.load(at, align=64), alpha), at, align=64)
+
+        ops.loop(b, i64(0), i64(ep), "rescale", scale_sums)
+
+    def weights(rt: ir.Value, q: int, valid: ir.Value | None) -> None:
+        """Row tile q's weights 2^(u - reference) as bf16 hi and lo, and its rows' sums. A row's
+        reference is its maximum so far, moved (`rescale`) only when a block's maximum passes it
+        by more than HEADROOM: weights up to 2^HEADROOM, and the accumulators stay in tile
+        layout, added to by the tile unit (rescaling every block, in vector code, cost 0.2 ns of
+        1.2 per pair)."""
         u = []
         for k in range(KEYS):
-            value = b.fmul(b.load(vector_at(scores, k * ROWS), align=64), factor)
+            value = b.fmul(b.load(vector_at(scores[q], k * ROWS), align=64), factor)
             if valid is not None:
                 value = b.select(b.icmp_signed("<", i64(k), valid), value, splat(float("-inf")))
             u.append(value)
-        top = _tree(u, lambda p, q: math.intrinsic(b, "maxnum", p, q, flags=("nnan",)))
-        old = b.load(row_state(rb, row_max), align=4)
-        new = math.intrinsic(b, "maxnum", old, top, flags=("nnan",))  # finite: a block has a key below m
-        b.store(new, row_state(rb, row_max), align=4)
-        alpha = ops.approx_exp2(b, math, b.fsub(old, new), nonpositive=True)
-        b.store(alpha, rescale)
-        p = [ops.approx_exp2(b, math, b.fsub(value, new), nonpositive=True) for value in u]
+        top = _tree(u, lambda p, r: math.intrinsic(b, "maxnum", p, r, flags=("nnan",)))
+        reference = row_state(rt, row_max)
+        old = b.load(reference, align=4)
+        grows = b.fcmp_ordered(">", top, b.fadd(old, splat(HEADROOM)))
+        with b.if_then(b.icmp_unsigned("!=", b.bitcast(grows, ir.IntType(ROWS)), ir.Constant(ir.IntType(ROWS), 0))):
+            rescale(rt, old, math.intrinsic(b, "maxnum", old, top, flags=("nnan",)))  # finite: a key below m
+        new = b.load(reference, align=4)
+        p = [ops.approx_exp2(b, math, b.fsub(value, new), nonpositive=True) for value in u]  # <= 2^HEADROOM
         total = _tree(p, lambda a, c: b.fadd(a, c, flags=("reassoc",)))
-        state = row_state(rb, row_sum)
-        b.store(math.intrinsic(b, "fma", b.load(state, align=4), alpha, total), state, align=4)
+        state = row_state(rt, row_sum)
+        b.store(b.fadd(b.load(state, align=4), total), state, align=4)
+        mask, half = ops.const(_IVEC, -0x10000), ops.const(_IVEC, 0x8000)
         for pair in range(KEYS // 2):
-            his = [_round_bf16_bits(b, w) for w in p[2 * pair:2 * pair + 2]]
-            los = [_round_bf16_bits(b, b.fsub(w, b.bitcast(h, _VEC))) for w, h in zip(p[2 * pair:2 * pair + 2], his)]
-            for parts, out in ((his, weights_hi), (los, weights_lo)):
-                packed = b.or_(b.lshr(parts[0], ops.const(_IVEC, 16)), parts[1])  # key 2r low, 2r + 1 high
+            # hi: the weight's bits truncated to bf16; lo: the exact rest, rounded half away from
+            # zero by adding half an ulp of bf16 (about 2^-17 of the weight together, in 4 integer
+            # operations per pair where round-to-even took 12)
+            bits = [b.bitcast(w, _IVEC) for w in p[2 * pair:2 * pair + 2]]
+            rests = [b.add(b.bitcast(b.fsub(w, b.bitcast(b.and_(bw, mask), _VEC)), _IVEC), half)
+                     for w, bw in zip(p[2 * pair:2 * pair + 2], bits)]
+            for parts, out in ((bits, weights_hi[q]), (rests, weights_lo[q])):
+                packed = b.or_(b.lshr(parts[0], ops.const(_IVEC, 16)), b.and_(parts[1], mask))  # 2r low, 2r + 1 high
                 b.store(packed, vector_at(out, pair * ROWS, _IVEC), align=64)
 
-    ops.loop(b, i64(0), padded_m, "tiles", key_tile, att.tile_keys)
+    ops.loop(b, i64(0), padded_m, "tiles", key_tile, tile_keys or att.tile_keys)
     b.ret_void()
     return str(module)
 
@@ -419,20 +460,31 @@ def prepare(att: Attention, x: np.ndarray, y: np.ndarray, v: np.ndarray) -> tupl
     return _queries(att, x), _keys(att, y), _values(att, v)
 
 
+def _aligned(shape: tuple[int, ...], zero: bool = True, dtype: type = np.uint16) -> np.ndarray:
+    """An array whose data starts at a multiple of 64 bytes: tile loads of rows that cross
+    cache lines ran 4x slower (60 against 14.5 cycles per product, measured)."""
+    count, size = int(np.prod(shape)), np.dtype(dtype).itemsize
+    raw = (np.zeros if zero else np.empty)(count + ALIGN // size, dtype)
+    start = (-raw.ctypes.data % ALIGN) // size
+    return raw[start:start + count].reshape(shape)
+
+
 def _queries(att: Attention, x: np.ndarray) -> np.ndarray:
     n, d, dp = len(x), att.dim, att.padded_dim
-    rows = -(-n // ROWS) * ROWS
-    xs = np.zeros((rows, 3 * dp), np.uint16)
+    rows = -(-n // BLOCK_ROWS) * BLOCK_ROWS
+    xs = _aligned((rows, 3 * dp))
     _split_into(x, xs[:n, :d], xs[:n, 2 * dp:2 * dp + d])
     xs[:n, dp:dp + d] = xs[:n, :d]
     # [16-row block, row n, chunk c, pair r] -> [block, c, r, n], a pair of bf16 as one uint32
     pairs = xs.view(np.uint32).reshape(rows // ROWS, ROWS, att.chunks, ROWS)
-    return np.ascontiguousarray(pairs.transpose(0, 2, 3, 1)).view(np.uint16)
+    out = _aligned((rows // ROWS, att.chunks, ROWS, ROWS * 2), zero=False)
+    out.view(np.uint32)[...] = pairs.transpose(0, 2, 3, 1)
+    return out
 
 
 def _keys(att: Attention, y: np.ndarray) -> np.ndarray:
     m, d, dp = len(y), att.dim, att.padded_dim
-    ys = np.zeros((-(-m // KEYS) * KEYS, 3 * dp), np.uint16)
+    ys = _aligned((-(-m // KEYS) * KEYS, 3 * dp))
     _split_into(y, ys[:m, :d], ys[:m, dp:dp + d])
     ys[:m, 2 * dp:2 * dp + d] = ys[:m, :d]
     return ys
@@ -445,26 +497,44 @@ def _values(att: Attention, v: np.ndarray) -> np.ndarray:
     _split_into(np.ascontiguousarray(v.T), vt[0, :e, :m], vt[1, :e, :m])
     # [part, chunk, value, 32-key block, key] -> [block, part, chunk, value, key]
     blocks = vt.reshape(2, ep // ROWS, ROWS, keys // KEYS, KEYS)
-    return np.ascontiguousarray(blocks.transpose(3, 0, 1, 2, 4))
+    out = _aligned((keys // KEYS, 2, ep // ROWS, ROWS, KEYS), zero=False)
+    out[...] = blocks.transpose(3, 0, 1, 2, 4)
+    return out
 
 
 _FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
 
 
+def cache_key(att: Attention) -> str:
+    """The disk cache key of the generated code: what it depends on (the padded dimensions; the
+    names and the scale are per call)."""
+    import llvmlite
+
+    from kernelc import __version__
+    from kernelc.backends.cache import make_key
+    from kernelc.backends.llvm import CODEGEN_VERSION
+    from kernelc.backends.llvm.jit import host_description
+
+    return make_key("llvm-amx", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
+                    str((att.padded_dim, att.padded_values, att.tile_keys)))
+
+
 class AttentionExecutable:
     """The compiled attention function and the per-call work around it: checks, split copies,
     row blocks over threads, and the final division."""
 
-    def __init__(self, att: Attention, tag: str, key: str, threads: int, chunks_per_thread: int) -> None:
+    def __init__(self, att: Attention, threads: int, chunks_per_thread: int) -> None:
         from kernelc.backends.llvm.jit import compile_ir
 
         reason = unavailable()  # also asks the OS for the tile state, without which tiles fault
         if reason is not None:
             raise RuntimeError(f"no AMX-BF16 here: {reason}")
         self.att, self.threads, self.chunks_per_thread = att, threads, chunks_per_thread
+        key = cache_key(att)
+        tag = "_" + key[:20]
         self._text = lambda: generate(att, tag)
-        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key + "-amx", VECTOR_BITS)
+        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key, VECTOR_BITS)
         self.fn = _FN(addresses[symbol(tag)])
 
     @property
@@ -493,12 +563,12 @@ class AttentionExecutable:
         if n == 0 or m == 0 or scale is None or not safe(x, y, v):
             return False
         xs, ys, vs = prepare(att, x, y, v)
-        rows = -(-n // ROWS) * ROWS
+        rows = -(-n // BLOCK_ROWS) * BLOCK_ROWS
         row_max, row_sum = np.empty(rows, np.float32), np.empty(rows, np.float32)
-        acc = np.empty((rows, att.padded_values), np.float32)
-        blocks = rows // ROWS
+        acc = _aligned((rows, att.padded_values), zero=False, dtype=np.float32)
+        blocks = rows // BLOCK_ROWS
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
-        bounds = [blocks * c // chunks * ROWS for c in range(chunks + 1)]
+        bounds = [blocks * c // chunks * BLOCK_ROWS for c in range(chunks + 1)]
         pointers = [a.ctypes.data for a in (xs, ys, vs, row_max, row_sum, acc)]
 
         def run_chunk(c: int) -> None:
