@@ -105,6 +105,19 @@ def test_attention_large_scores_and_negative_scale() -> None:
 
 
 @needs_amx
+def test_scalar_values() -> None:
+    """softmax[j](s, w) with w: f32[j] (one value per key): the output is f32[i]."""
+    source = "kernel t(x: f32[i, D], y: f32[j, D], w: f32[j]) -> f32[i] { return softmax[j](dot(x, y), w) }"
+    k = kc.kernel(source, tolerance=1e-4, autotune="off")
+    rng = np.random.default_rng(7)
+    x, y, w = rng.random((40, 32), np.float32), rng.random((90, 32), np.float32), rng.random(90, np.float32)
+    assert _stage(k, x, y, w).matrix is not None
+    got = k(x, y, w, backend="llvm")
+    assert got.shape == (40,)
+    assert _relative(got, _reference(x, y, w[:, None], 1.0)[:, 0]) < 2e-5
+
+
+@needs_amx
 def test_attention_strided_and_ties() -> None:
     """Non-contiguous inputs, and equal keys (equal scores share the weight)."""
     rng = np.random.default_rng(4)

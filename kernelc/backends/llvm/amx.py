@@ -7,24 +7,26 @@ products: scores S = X Y^T and numerators P V. With f32 FMAs this is bound by th
 
 bf16 keeps 8 bits of a float's 24, so each f32 operand is split as a = a_hi + a_lo (both bf16,
 16 bits together) and a product as a_hi b_hi + a_hi b_lo + a_lo b_hi ("bf16x3"): relative error
-about 2^-16 per product, summed in f32 by the tile unit. That is a precision variant, so the
-kernel runs this way only under a `tolerance=` (schedule knob `approx_math`, and `matrix_unit`
-not turned off), and the autotuner and the variant choice measure the error like any other
-variant's. Inputs the split cannot represent to that accuracy (not finite, or magnitudes outside
-[2^-40, 2^40], where bf16 parts of products would underflow or overflow) run the f32 code.
+about 2^-16 per product, summed in f32 by the tile unit; a score is off by about 2^-16 of
+sum |x_d y_d| |c|. That is a precision variant, so the kernel runs this way only under a
+`tolerance=` (schedule knob `approx_math`, and `matrix_unit` not turned off), and the autotuner
+and the variant choice measure the error like any other variant's. Inputs the split cannot
+represent to that accuracy (not finite, or magnitudes outside [2^-40, 2^40], where bf16 parts of
+products would underflow or overflow) run the f32 code.
 
-Layout: X's split rows are [x_hi | x_hi | x_lo] and Y's [y_hi | y_lo | y_hi] (each part padded to
-Dp, a multiple of 32), so one bf16 product of length 3 Dp is the bf16x3 dot product. Y and V are
-copied per call into the tile unit's pair-interleaved ("VNNI") layout, zero-padded to Mp, a
-multiple of 32 keys; X to Np rows, a multiple of 16. That copying is O((N + M)(D + E)), against
-O(N M (D + E)) of the products.
+Layout (`prepare`, per call, O((N + M)(D + E)) against the products' O(N M (D + E))): X's split
+rows are [x_hi | x_hi | x_lo] and Y's [y_hi | y_lo | y_hi], each part padded to Dp (a multiple of
+32), so one bf16 product of length 3 Dp is the bf16x3 dot product; X is cut into
+pair-interleaved ("VNNI") B tiles per 16 rows, V into V^T A tiles per 32 keys; everything is
+zero-padded (rows to a multiple of 32, keys of 32) and 64-byte aligned.
 
-The generated function walks the keys in tiles that stay in L2 (`TILE_KEYS`), and for each block
-of 16 rows and 32 keys: 2 x (3 Dp / 32) tile products give the scores; vector code scales and
-masks them, updates each row's running maximum and sum (the online softmax of
-`kernelc.ir.monoids`), and splits exp(s - max) into bf16 hi and lo; 3 x Ep / 16 tile products
-give the block's numerators, which are added to the row's accumulators rescaled by exp(old max
-- new max). The outputs are the accumulators divided by the sums.
+The generated function walks the keys in tiles that stay in L2 (`tile_keys`), and for each
+block of 32 rows and 32 keys: 2 x 2 x (3 Dp / 32) tile products give the scores, transposed
+(keys by rows); vector code across the rows turns them into weights 2^(u - reference) (the
+online softmax of `kernelc.ir.monoids` with a lazily moved reference maximum), adds them to the
+rows' sums and splits them into bf16 hi and lo; 3 x 2 x Ep / 16 tile products add V^T P^T to
+the accumulators, which stay in tile layout. The outputs are the accumulators divided by the
+sums.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ _IVEC = ir.VectorType(I32, ROWS)
 _LOG2E = 1.4426950408889634
 
 
-def generate(att: Attention, tag: str, tile_keys: int | None = None, skip: str = "") -> str:
+def generate(att: Attention, tag: str) -> str:
     """The module of `void f(i16* x, i16* y, i16* v, f32* max, f32* sum, f32* acc, i64 r0, i64 r1,
     i64 m, f32 scale)`: rows [r0, r1) (multiples of BLOCK_ROWS) of the split inputs (`prepare`)
     over m keys, leaving each row's maximum (in units of log2), sum, and unnormalized numerators
@@ -294,7 +296,7 @@ def generate(att: Attention, tag: str, tile_keys: int | None = None, skip: str =
     padded_m = b.and_(b.add(m, i64(KEYS - 1)), i64(-KEYS))
 
     def key_tile(t0: ir.Value) -> None:
-        end = b.add(t0, i64(tile_keys or att.tile_keys))
+        end = b.add(t0, i64(att.tile_keys))
         t1 = b.select(b.icmp_signed("<", end, padded_m), end, padded_m)
         ops.loop(b, r0, r1, "rows", lambda rb: ops.loop(b, t0, t1, "keys", lambda kb: block(rb, kb), KEYS),
                  BLOCK_ROWS)
@@ -304,10 +306,10 @@ def generate(att: Attention, tag: str, tile_keys: int | None = None, skip: str =
         # S^T, 32 keys x 32 rows: 2 x 2 tiles, each a sum over the 3 Dp split components
         s = [[tiles.zero() for _ in row_tiles] for _ in range(2)]
         x_tiles = [b.gep(x, [b.mul(b.udiv(first, i64(ROWS)), i64(chunks * tile_u16))]) for first in firsts]
-        for c in range(0 if 'qk' in skip else chunks):
+        for c in range(chunks):
             xs = [tiles.load(b.gep(base, [i64(c * tile_u16)]), TILE_BYTES) for base in x_tiles]
             ys = [tiles.load(b.gep(y, [b.add(b.mul(b.add(kb, i64(half * ROWS)), i64(3 * dp)), i64(c * KEYS))]),
-                             3 * dp * 2 if "ystride" not in skip else 64) for half in range(2)]
+                             3 * dp * 2) for half in range(2)]
             for half in range(2):
                 for q in row_tiles:
                     s[half][q] = tiles.dot(s[half][q], ys[half], xs[q])
@@ -317,8 +319,7 @@ def generate(att: Attention, tag: str, tile_keys: int | None = None, skip: str =
         with b.if_else(b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)) as (whole, last):
             with whole:
                 for q in row_tiles:
-                    if "vec" not in skip:
-                        weights(firsts[q], q, None)
+                    weights(firsts[q], q, None)
             with last:  # the last block: keys at m and beyond are padding
                 for q in row_tiles:
                     weights(firsts[q], q, b.sub(m, kb))
@@ -387,7 +388,7 @@ def generate(att: Attention, tag: str, tile_keys: int | None = None, skip: str =
                 packed = b.or_(b.lshr(parts[0], ops.const(_IVEC, 16)), b.and_(parts[1], mask))  # 2r low, 2r + 1 high
                 b.store(packed, vector_at(out, pair * ROWS, _IVEC), align=64)
 
-    ops.loop(b, i64(0), padded_m, "tiles", key_tile, tile_keys or att.tile_keys)
+    ops.loop(b, i64(0), padded_m, "tiles", key_tile, att.tile_keys)
     b.ret_void()
     return str(module)
 
@@ -554,10 +555,12 @@ class AttentionExecutable:
         return float(value) if np.isfinite(value) and value != 0 else None
 
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
-        """Compute the output into `out` (N x E); False, having done nothing, for calls the tile
-        path does not take (no rows or keys, inputs outside the safe range, a zero scale)."""
+        """Compute the output into `out` (N x E, or N for scalar values); False, having done
+        nothing, for calls the tile path does not take (no rows or keys, inputs outside the safe
+        range, a zero or non-finite scale)."""
         att = self.att
         x, y, v = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys, att.values))
+        v = v.reshape(len(v), att.values_dim)  # scalar values: one column
         scale = self.scale(inputs)
         n, m = len(x), len(y)
         if n == 0 or m == 0 or scale is None or not safe(x, y, v):
@@ -581,5 +584,5 @@ class AttentionExecutable:
 
             list(pool(min(self.threads, chunks)).map(run_chunk, range(chunks)))
         acc = acc.reshape(rows // ROWS, att.padded_values, ROWS).transpose(0, 2, 1).reshape(rows, -1)
-        np.divide(acc[:n, :att.values_dim], row_sum[:n, None], out=out)
+        np.divide(acc[:n, :att.values_dim], row_sum[:n, None], out=out.reshape(n, att.values_dim))
         return True
