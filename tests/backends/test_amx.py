@@ -22,26 +22,39 @@ def _match(source: str, d: int = 64, e: int = 64) -> amx.Attention | None:
     return amx.match(kc.kernel(source).optimized, {"D": d, "E": e})
 
 
-@pytest.mark.parametrize("score, scale, invert", [
-    ("dot(x, y) * 0.125", 0.125, False), ("0.5 * dot(y, x)", 0.5, False), ("dot(x, y)", None, False),
-    ("dot(x, y) / 8.0", 0.125, False), ("-dot(x, y)", -1.0, False)])
-def test_match_recognizes_attention(score: str, scale: float | None, invert: bool) -> None:
+@pytest.mark.parametrize("score, scale", [
+    ("dot(x, y) * 0.125", 0.125), ("0.5 * dot(y, x)", 0.5), ("dot(x, y)", 1.0), ("dot(x, y) / 8.0", 0.125),
+    ("dot(x, y) / 3.0", np.float32(1) / np.float32(3)), ("-dot(x, y)", -1.0), ("-(dot(x, y) * 2.0)", -2.0),
+    ("dot(x, y) * rsqrt(f32(D))", 0.125)])
+def test_match_recognizes_attention(score: str, scale: float) -> None:
     found = _match(ATTENTION.format(score=score))
-    assert found is not None
+    assert found is not None and not found.causal
     assert (found.queries, found.keys, found.values, found.dim, found.values_dim) == ("x", "y", "v", 64, 64)
-    assert (found.scale, found.invert) == (scale, invert)
+    assert amx.factor(found, {}) == pytest.approx(float(scale), rel=1e-7)
 
 
 def test_match_scale_parameter() -> None:
     source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] { return softmax[j](dot(x, y) / s, v) }"
     found = _match(source)
-    assert found is not None and (found.scale, found.invert) == ("s", True)
+    assert found is not None
+    assert amx.factor(found, {"s": np.float32(4)}) == 0.25
+    assert amx.factor(found, {"s": np.float32(0)}) is None  # 1/0: not finite, the f32 code runs
+    assert amx.factor(found, {"s": np.float32(np.inf)}) is None  # 1/inf = 0: every score 0
+
+
+@pytest.mark.parametrize("mask", ["j <= i", "i >= j"])
+def test_match_causal_mask(mask: str) -> None:
+    found = _match(ATTENTION.format(score=f"where({mask}, dot(x, y) * 0.125, -inf)"))
+    assert found is not None and found.causal
 
 
 @pytest.mark.parametrize("source", [
     ATTENTION.format(score="sqdist(x, y)"),  # not a dot product
     ATTENTION.format(score="dot(x, y) + 1.0"),
     ATTENTION.format(score="exp(dot(x, y))"),
+    ATTENTION.format(score="where(j < i, dot(x, y), -inf)"),  # row 0 sees no key
+    ATTENTION.format(score="where(j <= i, dot(x, y), 0.0)"),
+    ATTENTION.format(score="dot(x, y) * x[0]"),  # a factor per row
     "kernel t(x: f64[i, D], y: f64[j, D], v: f64[j, E]) -> f64[i, E] { return softmax[j](dot(x, y), v) }",
     "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[j, E] { return softmax[i](dot(x, y), v) }",
     "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i] { return logsumexp[j](dot(x, y)) }",
@@ -102,6 +115,43 @@ def test_attention_large_scores_and_negative_scale() -> None:
         out = np.empty((40, 8), np.float32)
         assert _executable(64, 8, scale).run({"x": x, "y": y, "v": v}, out)
         assert _relative(out, _reference(x, y, v, float(scale))) < 1e-3
+
+
+def _causal_reference(x: np.ndarray, y: np.ndarray, v: np.ndarray, scale: float) -> np.ndarray:
+    s = x.astype(np.float64) @ y.T.astype(np.float64) * scale
+    s[np.arange(len(x))[:, None] < np.arange(len(y))[None, :]] = -np.inf
+    p = np.exp(s - s.max(1, keepdims=True))
+    return p @ v.astype(np.float64) / p.sum(1, keepdims=True)
+
+
+@needs_amx
+@pytest.mark.parametrize("n, m", [(1, 1), (40, 40), (33, 100), (100, 33), (1500, 1500), (70, 2100)])
+def test_causal_attention_against_float64(n: int, m: int) -> None:
+    """where(j <= i, s, -inf): blocks on the diagonal masked per row, blocks past it skipped;
+    more rows than keys, more keys than rows, several key tiles."""
+    source = ATTENTION.format(score="where(j <= i, dot(x, y) * rsqrt(f32(D)), -inf)")
+    found = _match(source, 64, 24)
+    assert found is not None and found.causal
+    rng = np.random.default_rng(n + m)
+    x, y = rng.standard_normal((n, 64), np.float32), rng.standard_normal((m, 64), np.float32)
+    v = rng.standard_normal((m, 24), np.float32)
+    out = np.full((n, 24), np.nan, np.float32)
+    assert amx.AttentionExecutable(found, threads=2, chunks_per_thread=2).run({"x": x, "y": y, "v": v}, out)
+    assert _relative(out, _causal_reference(x, y, v, 0.125)) < 2e-5
+
+
+@needs_amx
+def test_causal_example_takes_the_tile_path() -> None:
+    """examples/attention.kc under a tolerance: the same result as its exact f32 run, within it."""
+    import pathlib
+
+    path = pathlib.Path(__file__).parents[2] / "examples" / "attention.kc"
+    rng = np.random.default_rng(8)
+    q, k, v = (rng.standard_normal((300, 64), np.float32) for _ in range(3))
+    loose = kc.load(path, tolerance=1e-4, autotune="off").causal_attention
+    exact = kc.load(path, autotune="off").causal_attention
+    assert _stage(loose, q, k, v).matrix is not None
+    assert _relative(loose(q, k, v, backend="llvm"), exact(q, k, v, backend="llvm")) < 1e-4
 
 
 @needs_amx

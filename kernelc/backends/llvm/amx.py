@@ -41,8 +41,8 @@ from llvmlite import ir
 from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.ops import F32, I16, I32, I64
 from kernelc.ir.dtypes import DType
-from kernelc.ir.nodes import Kernel, Node
-from kernelc.ir.ops import Op, ReduceKind
+from kernelc.ir.nodes import Kernel, Node, walk
+from kernelc.ir.ops import ELEMENTWISE_OPS, Op, ReduceKind
 
 ROWS = 16  # rows of a tile
 BLOCK_ROWS = 32  # rows of a block of queries: two row tiles (generate)
@@ -58,17 +58,20 @@ _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 @dataclass(frozen=True)
 class Attention:
     """A kernel whose one output is softmax[j](dot(x, y) * scale, v), x: f32<D>[i], y: f32<D>[j],
-    v: f32<E>[j]; `scale` is a constant, a scalar parameter's name, or None (1), `invert`
-    divides by it instead, and `negate` flips the scores' sign."""
+    v: f32<E>[j] (or f32[j]): `scale` a value computed once per call (constants, dimensions,
+    scalar parameters; None: 1), `invert` divides by it instead, `negate` flips the scores'
+    sign, and `causal` masks keys after the row (`where(j <= i, s, -inf)`)."""
 
     queries: str
     keys: str
     values: str
     dim: int
     values_dim: int
-    scale: float | str | None = None
+    scale: Node | None = None
     invert: bool = False
     negate: bool = False
+    causal: bool = False
+    bindings: tuple[tuple[str, int], ...] = ()
 
     @property
     def padded_dim(self) -> int:
@@ -106,18 +109,21 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     score, values = red.src
     if not _is_param(values, params, ("j",)):
         return None
+    causal = score.op is Op.WHERE and _is_causal(score.src[0]) and score.src[2].op is Op.CONST \
+        and score.src[2].arg == float("-inf")
+    if causal:
+        score = score.src[1]
     scale, invert, negate = None, False, score.op is Op.NEG
     if negate:
         score = score.src[0]
     if score.op in (Op.MUL, Op.DIV):
         invert = score.op is Op.DIV
-        score, factor = score.src
+        score, scale = score.src
         if score.op is not Op.VSUM and not invert:  # c * dot(x, y)
-            score, factor = factor, score
-        if factor.op is Op.INV:
-            invert, factor = not invert, factor.src[0]
-        scale = _scalar(factor, params, bindings)
-    if scale is False or score.op is not Op.VSUM or score.src[0].op is not Op.MUL:
+            score, scale = scale, score
+        if not _per_call(scale, params):
+            return None
+    if score.op is not Op.VSUM or score.src[0].op is not Op.MUL:
         return None
     a, b = score.src[0].src
     if _is_param(b, params, ("i",)) and _is_param(a, params, ("j",)):
@@ -127,26 +133,56 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     dim = a.dim.evaluate(bindings)
     if dim < MIN_DIM:
         return None
-    if isinstance(scale, float) and not invert:  # a constant factor, its sign folded in
-        scale, negate = -scale if negate else scale, False
-    elif scale is None and negate:
-        scale, negate = -1.0, False
-    return Attention(a.arg, b.arg, values.arg, dim, values.dim.evaluate(bindings), scale, invert, negate)
+    return Attention(a.arg, b.arg, values.arg, dim, values.dim.evaluate(bindings), scale, invert, negate, causal,
+                     tuple(sorted(bindings.items())))
+
+
+def _is_causal(cond: Node) -> bool:
+    """j <= i (or i >= j): each row's keys up to its own index."""
+    index = [n.arg if n.op is Op.INDEX else None for n in cond.src]
+    return (cond.op is Op.LE and index == ["j", "i"]) or (cond.op is Op.GE and index == ["i", "j"])
+
+
+def _per_call(node: Node, params: dict) -> bool:
+    """Whether `node` is one float computed once per call from constants, dimensions and scalar
+    parameters by elementwise operations (the scores' factor, `factor`)."""
+    if node.deps or node.dtype not in (DType.F32, DType.F64):
+        return False
+    for n in walk([node]):
+        if n.op is Op.PARAM:
+            if params[n.arg].type.index or params[n.arg].type.dim is not None:
+                return False
+        elif n.op not in (Op.CONST, Op.DIMSIZE) and n.op not in ELEMENTWISE_OPS:
+            return False
+    return True
+
+
+def factor(att: Attention, inputs: dict[str, np.ndarray]) -> float | None:
+    """The scores' factor for this call (None: not a finite nonzero f32), computed as the NumPy
+    reference computes the kernel's scalar subexpression."""
+    from kernelc.ir.reference import evaluate_elementwise, round_to
+
+    bindings = dict(att.bindings)
+    values: dict[Node, np.ndarray] = {}
+    for n in walk([att.scale] if att.scale is not None else []):
+        if n.op is Op.CONST:
+            value = np.asarray(n.arg, n.dtype.numpy)
+        elif n.op is Op.DIMSIZE:
+            value = np.asarray(n.arg.evaluate(bindings), np.int64)
+        elif n.op is Op.PARAM:
+            value = np.asarray(inputs[n.arg], n.dtype.numpy)
+        else:
+            value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), n.dtype)
+        values[n] = value
+    with np.errstate(all="ignore"):
+        value = np.float32(1.0) if att.scale is None else np.float32(values[att.scale])
+        value = np.float32(1.0) / value if att.invert else value
+    value = -value if att.negate else value
+    return float(value) if np.isfinite(value) and value != 0 else None
 
 
 def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
     return node.op is Op.PARAM and node.dtype is DType.F32 and params[node.arg].type.index == index
-
-
-def _scalar(node: Node, params: dict, bindings: dict[str, int]) -> float | str | bool:
-    """A constant's value or a scalar f32 parameter's name; False for anything else."""
-    if node.dtype is not DType.F32 or node.deps or node.dim.evaluate(bindings) != 1:
-        return False
-    if node.op is Op.CONST:
-        return float(node.arg)
-    if node.op is Op.PARAM and not params[node.arg].type.index:
-        return str(node.arg)
-    return False
 
 
 @lru_cache(maxsize=1)
@@ -227,6 +263,7 @@ def symbol(tag: str) -> str:
 
 _VEC = ir.VectorType(F32, ROWS)  # one value per row of a block: the vector phase runs across rows
 _IVEC = ir.VectorType(I32, ROWS)
+_LVEC = ir.VectorType(I64, ROWS)
 _LOG2E = 1.4426950408889634
 
 
@@ -276,9 +313,13 @@ def generate(att: Attention, tag: str) -> str:
     scores = [buffer(F32, KEYS * ROWS) for _ in row_tiles]
     weights_hi = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
     weights_lo = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
+
+    def broadcast(value: ir.Value, ty: ir.VectorType) -> ir.Value:
+        one = b.insert_element(ir.Constant(ty, None), value, i64(0))
+        return b.shuffle_vector(one, one, ir.Constant(ir.VectorType(I32, ty.count), [0] * ty.count))
+
     # scores scaled to log2 units: exp(scale s - max) = 2^(u - max2) with u = s scale log2(e)
-    factor = b.insert_element(ir.Constant(_VEC, None), b.fmul(scale, ir.Constant(F32, _LOG2E)), i64(0))
-    factor = b.shuffle_vector(factor, factor, ir.Constant(ir.VectorType(I32, ROWS), [0] * ROWS))
+    to_log2 = broadcast(b.fmul(scale, ir.Constant(F32, _LOG2E)), _VEC)
 
     def row_state(rt: ir.Value, base: ir.Value) -> ir.Value:
         return b.bitcast(b.gep(base, [rt]), _VEC.as_pointer())
@@ -298,8 +339,15 @@ def generate(att: Attention, tag: str) -> str:
     def key_tile(t0: ir.Value) -> None:
         end = b.add(t0, i64(att.tile_keys))
         t1 = b.select(b.icmp_signed("<", end, padded_m), end, padded_m)
-        ops.loop(b, r0, r1, "rows", lambda rb: ops.loop(b, t0, t1, "keys", lambda kb: block(rb, kb), KEYS),
-                 BLOCK_ROWS)
+
+        def row_block(rb: ir.Value) -> None:
+            stop = t1
+            if att.causal:  # no key after the block's last row
+                after = b.add(rb, i64(BLOCK_ROWS))
+                stop = b.select(b.icmp_signed("<", after, t1), after, t1)
+            ops.loop(b, t0, stop, "keys", lambda kb: block(rb, kb), KEYS)
+
+        ops.loop(b, r0, r1, "rows", row_block, BLOCK_ROWS)
 
     def block(rb: ir.Value, kb: ir.Value) -> None:
         firsts = [b.add(rb, i64(q * ROWS)) for q in row_tiles]
@@ -316,14 +364,20 @@ def generate(att: Attention, tag: str) -> str:
         for half in range(2):
             for q in row_tiles:
                 tiles.store(b.gep(scores[q], [i64(half * ROWS * ROWS)]), TILE_BYTES, s[half][q])
-        with b.if_else(b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)) as (whole, last):
-            with whole:
+        whole = b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)
+        if att.causal:
+            whole = b.and_(whole, b.icmp_signed("<", kb, rb))  # below the diagonal
+        with b.if_else(whole) as (inside, edge):
+            with inside:
                 for q in row_tiles:
                     weights(firsts[q], q, None)
-            with last:  # the last block: keys at m and beyond are padding
+            with edge:  # keys at m and beyond are padding, and with a causal mask keys after the row
                 for q in row_tiles:
-                    weights(firsts[q], q, b.sub(m, kb))
-        # (P V)^T = V^T P^T, Ep x 16 per row tile: Vhi Phi + Vlo Phi + Vhi Plo
+                    last = broadcast(b.sub(b.sub(m, i64(1)), kb), _LVEC)
+                    if att.causal:
+                        rows = b.add(broadcast(b.sub(firsts[q], kb), _LVEC), ir.Constant(_LVEC, list(range(ROWS))))
+                        last = b.select(b.icmp_signed("<", rows, last), rows, last)
+                    weights(firsts[q], q, last)
         # acc^T += V^T P^T, Ep x 16 per row tile, in the accumulator tiles: Vhi Phi + Vlo Phi + Vhi Plo
         p_hi = [tiles.load(weights_hi[q], TILE_BYTES) for q in row_tiles]
         p_lo = [tiles.load(weights_lo[q], TILE_BYTES) for q in row_tiles]
@@ -353,17 +407,17 @@ def generate(att: Attention, tag: str) -> str:
 
         ops.loop(b, i64(0), i64(ep), "rescale", scale_sums)
 
-    def weights(rt: ir.Value, q: int, valid: ir.Value | None) -> None:
+    def weights(rt: ir.Value, q: int, last: ir.Value | None) -> None:
         """Row tile q's weights 2^(u - reference) as bf16 hi and lo, and its rows' sums. A row's
         reference is its maximum so far, moved (`rescale`) only when a block's maximum passes it
         by more than HEADROOM: weights up to 2^HEADROOM, and the accumulators stay in tile
         layout, added to by the tile unit (rescaling every block, in vector code, cost 0.2 ns of
-        1.2 per pair)."""
+        1.2 per pair). `last`: per row, the last key (from the block's first) it may see."""
         u = []
         for k in range(KEYS):
-            value = b.fmul(b.load(vector_at(scores[q], k * ROWS), align=64), factor)
-            if valid is not None:
-                value = b.select(b.icmp_signed("<", i64(k), valid), value, splat(float("-inf")))
+            value = b.fmul(b.load(vector_at(scores[q], k * ROWS), align=64), to_log2)
+            if last is not None:
+                value = b.select(b.icmp_signed("<=", ops.const(_LVEC, k), last), value, splat(float("-inf")))
             u.append(value)
         top = _tree(u, lambda p, r: math.intrinsic(b, "maxnum", p, r, flags=("nnan",)))
         reference = row_state(rt, row_max)
@@ -518,7 +572,7 @@ def cache_key(att: Attention) -> str:
     from kernelc.backends.llvm.jit import host_description
 
     return make_key("llvm-amx", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
-                    str((att.padded_dim, att.padded_values, att.tile_keys)))
+                    str((att.padded_dim, att.padded_values, att.tile_keys, att.causal)))
 
 
 class AttentionExecutable:
@@ -544,16 +598,6 @@ class AttentionExecutable:
 
         return self.optimized_ir or optimized_ir(self._text(), VECTOR_BITS)
 
-    def scale(self, inputs: dict[str, np.ndarray]) -> float | None:
-        """The scores' factor for this call (None: not a finite nonzero f32)."""
-        att = self.att
-        value = np.float32(1.0) if att.scale is None else np.float32(
-            att.scale if isinstance(att.scale, float) else inputs[att.scale])
-        with np.errstate(all="ignore"):
-            value = np.float32(1.0) / value if att.invert else value
-        value = -value if att.negate else value
-        return float(value) if np.isfinite(value) and value != 0 else None
-
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
         """Compute the output into `out` (N x E, or N for scalar values); False, having done
         nothing, for calls the tile path does not take (no rows or keys, inputs outside the safe
@@ -561,7 +605,7 @@ class AttentionExecutable:
         att = self.att
         x, y, v = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys, att.values))
         v = v.reshape(len(v), att.values_dim)  # scalar values: one column
-        scale = self.scale(inputs)
+        scale = factor(att, inputs)
         n, m = len(x), len(y)
         if n == 0 or m == 0 or scale is None or not safe(x, y, v):
             return False
