@@ -310,7 +310,7 @@ def generate(att: Attention, tag: str) -> str:
         return b.bitcast(b.gep(pointer, [offset]), ty.as_pointer())
 
     # per row tile: S^T of the block [key][row], its weights as bf16 pairs [key pair][row]
-    scores = [buffer(F32, KEYS * ROWS) for _ in row_tiles]
+    score_slots = buffer(F32, 2 * len(row_tiles) * KEYS * ROWS)  # two blocks' S^T (software pipelining)
     weights_hi = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
     weights_lo = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
 
@@ -345,39 +345,70 @@ def generate(att: Attention, tag: str) -> str:
             if att.causal:  # no key after the block's last row
                 after = b.add(rb, i64(BLOCK_ROWS))
                 stop = b.select(b.icmp_signed("<", after, t1), after, t1)
-            ops.loop(b, t0, stop, "keys", lambda kb: block(rb, kb), KEYS)
+            for step in scores_product(rb, t0, slot(t0, t0)):  # the first block's scores
+                step()
+            ops.loop(b, t0, stop, "keys", lambda kb: block(rb, kb, t0, stop), KEYS)
 
         ops.loop(b, r0, r1, "rows", row_block, BLOCK_ROWS)
 
-    def block(rb: ir.Value, kb: ir.Value) -> None:
+    def slot(t0: ir.Value, kb: ir.Value) -> ir.Value:
+        """0 or 1: which score buffer the block of keys at kb uses."""
+        return b.and_(b.udiv(b.sub(kb, t0), i64(KEYS)), i64(1))
+
+    def scores_at(at: ir.Value, q: int) -> ir.Value:
+        return b.gep(score_slots, [b.add(b.mul(at, i64(len(row_tiles) * KEYS * ROWS)), i64(q * KEYS * ROWS))])
+
+    def scores_product(rb: ir.Value, kb: ir.Value, at: ir.Value) -> list:
+        """S^T of rows rb.. and keys kb.. into score slot `at`, as steps to emit one by one: 2 x 2
+        accumulator tiles, each a sum over the 3 Dp split components (one step per 32), then
+        the stores."""
         firsts = [b.add(rb, i64(q * ROWS)) for q in row_tiles]
-        # S^T, 32 keys x 32 rows: 2 x 2 tiles, each a sum over the 3 Dp split components
-        s = [[tiles.zero() for _ in row_tiles] for _ in range(2)]
+        s: list[list] = []
         x_tiles = [b.gep(x, [b.mul(b.udiv(first, i64(ROWS)), i64(chunks * tile_u16))]) for first in firsts]
-        for c in range(chunks):
+
+        def chunk(c: int) -> None:
+            if c == 0:
+                s.extend([[tiles.zero() for _ in row_tiles] for _ in range(2)])
             xs = [tiles.load(b.gep(base, [i64(c * tile_u16)]), TILE_BYTES) for base in x_tiles]
             ys = [tiles.load(b.gep(y, [b.add(b.mul(b.add(kb, i64(half * ROWS)), i64(3 * dp)), i64(c * KEYS))]),
                              3 * dp * 2) for half in range(2)]
             for half in range(2):
                 for q in row_tiles:
                     s[half][q] = tiles.dot(s[half][q], ys[half], xs[q])
-        for half in range(2):
-            for q in row_tiles:
-                tiles.store(b.gep(scores[q], [i64(half * ROWS * ROWS)]), TILE_BYTES, s[half][q])
+
+        def store() -> None:
+            for half in range(2):
+                for q in row_tiles:
+                    tiles.store(b.gep(scores_at(at, q), [i64(half * ROWS * ROWS)]), TILE_BYTES, s[half][q])
+
+        return [lambda c=c: chunk(c) for c in range(chunks)] + [store]
+
+    def block(rb: ir.Value, kb: ir.Value, t0: ir.Value, stop: ir.Value) -> None:
+        """One block of 32 rows x 32 keys, software-pipelined: its scores were computed by the
+        block before, and the tile products of the next block's scores are issued in among this
+        block's vector code (the last block recomputes its own into the other slot), so that
+        the tile unit and the vector unit work at once (0.95 -> 0.86 ns per pair on one thread;
+        issued before the vector code rather than among it, they did not overlap)."""
+        firsts = [b.add(rb, i64(q * ROWS)) for q in row_tiles]
+        here = slot(t0, kb)
+        following = b.add(kb, i64(KEYS))
+        following = b.select(b.icmp_signed("<", following, stop), following, b.sub(stop, i64(KEYS)))
+        side = lambda: scores_product(rb, following, b.sub(i64(1), here))  # noqa: E731
+        scores = [scores_at(here, q) for q in row_tiles]
         whole = b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)
         if att.causal:
             whole = b.and_(whole, b.icmp_signed("<", kb, rb))  # below the diagonal
         with b.if_else(whole) as (inside, edge):
             with inside:
                 for q in row_tiles:
-                    weights(firsts[q], q, None)
+                    weights(firsts[q], q, None, scores[q], side() if q == 0 else [])
             with edge:  # keys at m and beyond are padding, and with a causal mask keys after the row
                 for q in row_tiles:
                     last = broadcast(b.sub(b.sub(m, i64(1)), kb), _LVEC)
                     if att.causal:
                         rows = b.add(broadcast(b.sub(firsts[q], kb), _LVEC), ir.Constant(_LVEC, list(range(ROWS))))
                         last = b.select(b.icmp_signed("<", rows, last), rows, last)
-                    weights(firsts[q], q, last)
+                    weights(firsts[q], q, last, scores[q], side() if q == 0 else [])
         # acc^T += V^T P^T, Ep x 16 per row tile, in the accumulator tiles: Vhi Phi + Vlo Phi + Vhi Plo
         p_hi = [tiles.load(weights_hi[q], TILE_BYTES) for q in row_tiles]
         p_lo = [tiles.load(weights_lo[q], TILE_BYTES) for q in row_tiles]
@@ -407,7 +438,7 @@ def generate(att: Attention, tag: str) -> str:
 
         ops.loop(b, i64(0), i64(ep), "rescale", scale_sums)
 
-    def weights(rt: ir.Value, q: int, last: ir.Value | None) -> None:
+    def weights(rt: ir.Value, q: int, last: ir.Value | None, scores: ir.Value, side: list) -> None:
         """Row tile q's weights 2^(u - reference) as bf16 hi and lo, and its rows' sums. A row's
         reference is its maximum so far, moved (`rescale`) only when a block's maximum passes it
         by more than HEADROOM: weights up to 2^HEADROOM, and the accumulators stay in tile
@@ -415,7 +446,7 @@ def generate(att: Attention, tag: str) -> str:
         1.2 per pair). `last`: per row, the last key (from the block's first) it may see."""
         u = []
         for k in range(KEYS):
-            value = b.fmul(b.load(vector_at(scores[q], k * ROWS), align=64), to_log2)
+            value = b.fmul(b.load(vector_at(scores, k * ROWS), align=64), to_log2)
             if last is not None:
                 value = b.select(b.icmp_signed("<=", ops.const(_LVEC, k), last), value, splat(float("-inf")))
             u.append(value)
@@ -426,21 +457,29 @@ def generate(att: Attention, tag: str) -> str:
         with b.if_then(b.icmp_unsigned("!=", b.bitcast(grows, ir.IntType(ROWS)), ir.Constant(ir.IntType(ROWS), 0))):
             rescale(rt, old, math.intrinsic(b, "maxnum", old, top, flags=("nnan",)))  # finite: a key below m
         new = b.load(reference, align=4)
-        p = [ops.approx_exp2(b, math, b.fsub(value, new), nonpositive=True) for value in u]  # <= 2^HEADROOM
-        total = _tree(p, lambda a, c: b.fadd(a, c, flags=("reassoc",)))
-        state = row_state(rt, row_sum)
-        b.store(b.fadd(b.load(state, align=4), total), state, align=4)
         mask, half = ops.const(_IVEC, -0x10000), ops.const(_IVEC, 0x8000)
+        every = max(1, (KEYS // 2) // max(1, len(side)))
+        p: list[ir.Value] = []
         for pair in range(KEYS // 2):
+            if side and pair % every == 0:
+                side.pop(0)()  # a step of the next block's tile products, among the vector code
+            # weights <= 2^HEADROOM, computed pair by pair (in program order among the tile steps)
+            pw = [ops.approx_exp2(b, math, b.fsub(value, new), nonpositive=True) for value in u[2 * pair:2 * pair + 2]]
+            p += pw
             # hi: the weight's bits truncated to bf16; lo: the exact rest, rounded half away from
             # zero by adding half an ulp of bf16 (about 2^-17 of the weight together, in 4 integer
             # operations per pair where round-to-even took 12)
-            bits = [b.bitcast(w, _IVEC) for w in p[2 * pair:2 * pair + 2]]
+            bits = [b.bitcast(w, _IVEC) for w in pw]
             rests = [b.add(b.bitcast(b.fsub(w, b.bitcast(b.and_(bw, mask), _VEC)), _IVEC), half)
-                     for w, bw in zip(p[2 * pair:2 * pair + 2], bits)]
+                     for w, bw in zip(pw, bits)]
             for parts, out in ((bits, weights_hi[q]), (rests, weights_lo[q])):
                 packed = b.or_(b.lshr(parts[0], ops.const(_IVEC, 16)), b.and_(parts[1], mask))  # 2r low, 2r + 1 high
                 b.store(packed, vector_at(out, pair * ROWS, _IVEC), align=64)
+        for step in side:
+            step()
+        total = _tree(p, lambda a, c: b.fadd(a, c, flags=("reassoc",)))
+        state = row_state(rt, row_sum)
+        b.store(b.fadd(b.load(state, align=4), total), state, align=4)
 
     ops.loop(b, i64(0), padded_m, "tiles", key_tile, att.tile_keys)
     b.ret_void()
