@@ -90,7 +90,7 @@ def _executable(d: int, e: int, scale: str = "0.125") -> amx.AttentionExecutable
 
 @needs_amx
 @pytest.mark.parametrize("n, m, d, e", [
-    (1, 1, 16, 1), (15, 31, 16, 17), (17, 33, 40, 64), (100, 77, 64, 64), (33, 2500, 100, 3), (64, 1100, 64, 16)])
+    (16, 1, 16, 1), (16, 31, 16, 17), (17, 33, 40, 64), (100, 77, 64, 64), (33, 2500, 100, 3), (64, 1100, 64, 16)])
 def test_attention_against_float64(n: int, m: int, d: int, e: int) -> None:
     """Rows and keys not multiples of the tiles, dimensions not multiples of 32, several key
     tiles (2500 keys), one row and one key."""
@@ -125,7 +125,7 @@ def _causal_reference(x: np.ndarray, y: np.ndarray, v: np.ndarray, scale: float)
 
 
 @needs_amx
-@pytest.mark.parametrize("n, m", [(1, 1), (40, 40), (33, 100), (100, 33), (1500, 1500), (70, 2100)])
+@pytest.mark.parametrize("n, m", [(16, 1), (40, 40), (33, 100), (100, 33), (1500, 1500), (70, 2100)])
 def test_causal_attention_against_float64(n: int, m: int) -> None:
     """where(j <= i, s, -inf): blocks on the diagonal masked per row, blocks past it skipped;
     more rows than keys, more keys than rows, several key tiles."""
@@ -198,14 +198,25 @@ def test_unsafe_inputs_take_the_f32_code(bad: float) -> None:
 
 
 @needs_amx
+def test_few_rows_take_the_f32_code() -> None:
+    rng = np.random.default_rng(9)
+    x, y, v = rng.random((amx.MIN_ROWS - 1, 64), np.float32), rng.random((50, 64), np.float32), rng.random((50, 4), np.float32)
+    assert not _executable(64, 4).run({"x": x, "y": y, "v": v}, np.empty((len(x), 4), np.float32))
+    source = ATTENTION.format(score="dot(x, y)")
+    got = kc.kernel(source, tolerance=1e-4, autotune="off")(x, y, v, backend="llvm")
+    assert _relative(got, _reference(x, y, v, 1.0)) < 1e-5
+
+
+@needs_amx
 def test_zero_scale_and_empty_calls_decline() -> None:
     source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] " \
              "{ return softmax[j](dot(x, y) * s, v) }"
     ex = amx.AttentionExecutable(_match(source, 64, 4), threads=1, chunks_per_thread=1)
-    x, y, v = np.ones((3, 64), np.float32), np.ones((0, 64), np.float32), np.ones((0, 4), np.float32)
-    assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(1)}, np.empty((3, 4), np.float32))
+    x, y, v = np.ones((40, 64), np.float32), np.ones((0, 64), np.float32), np.ones((0, 4), np.float32)
+    assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(1)}, np.empty((40, 4), np.float32))
     y, v = np.ones((5, 64), np.float32), np.ones((5, 4), np.float32)
-    assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(0)}, np.empty((3, 4), np.float32))
+    assert not ex.run({"x": x, "y": y, "v": v, "s": np.float32(0)}, np.empty((40, 4), np.float32))
+    assert ex.run({"x": x, "y": y, "v": v, "s": np.float32(2)}, np.empty((40, 4), np.float32))
 
 
 def _stage(k: kc.Kernel, *args: np.ndarray):
