@@ -57,7 +57,7 @@ def test_match_causal_mask(mask: str) -> None:
     ATTENTION.format(score="dot(x, y) * x[0]"),  # a factor per row
     "kernel t(x: f64[i, D], y: f64[j, D], v: f64[j, E]) -> f64[i, E] { return softmax[j](dot(x, y), v) }",
     "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[j, E] { return softmax[i](dot(x, y), v) }",
-    "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i] { return logsumexp[j](dot(x, y)) }",
+    "kernel t(x: f32[i, D], y: f32[j, D], w: f32[j]) -> f32[i] { return logsumexp[j](dot(x, y), w) }",
     "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> (f32[i, E], f32[i]) "
     "{ return softmax[j](dot(x, y), v), max[j](dot(x, y)) }",
     "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32[i]) -> f32[i, E] "
@@ -152,6 +152,28 @@ def test_causal_example_takes_the_tile_path() -> None:
     exact = kc.load(path, autotune="off").causal_attention
     assert _stage(loose, q, k, v).matrix is not None
     assert _relative(loose(q, k, v, backend="llvm"), exact(q, k, v, backend="llvm")) < 1e-4
+
+
+@needs_amx
+@pytest.mark.parametrize("n, m, mask", [(40, 90, False), (100, 1500, False), (70, 70, True), (33, 3000, True)])
+def test_logsumexp_of_scores(n: int, m: int, mask: bool) -> None:
+    """logsumexp[j](c dot(x, y)) takes the tile path too (the sums without the numerators)."""
+    score = "dot(x, y) * 0.25"
+    source = "kernel t(x: f32[i, D], y: f32[j, D]) -> f32[i] " \
+             f"{{ return logsumexp[j]({f'where(j <= i, {score}, -inf)' if mask else score}) }}"
+    k = kc.kernel(source, tolerance=1e-4, autotune="off")
+    found = _match(source, 48, 0)
+    assert found is not None and found.values is None and found.causal == mask
+    rng = np.random.default_rng(n + m)
+    x, y = rng.standard_normal((n, 48), np.float32), rng.standard_normal((m, 48), np.float32)
+    assert _stage(k, x, y).matrix is not None
+    s = x.astype(np.float64) @ y.T.astype(np.float64) * 0.25
+    if mask:
+        s[np.arange(n)[:, None] < np.arange(m)[None, :]] = -np.inf
+    top = s.max(1)
+    want = top + np.log(np.exp(s - top[:, None]).sum(1))
+    got = k(x, y, backend="llvm")
+    assert got.dtype == np.float32 and _relative(got, want) < 2e-5
 
 
 @needs_amx

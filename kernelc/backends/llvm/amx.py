@@ -25,8 +25,9 @@ block of 32 rows and 32 keys: 2 x 2 x (3 Dp / 32) tile products give the scores,
 (keys by rows); vector code across the rows turns them into weights 2^(u - reference) (the
 online softmax of `kernelc.ir.monoids` with a lazily moved reference maximum), adds them to the
 rows' sums and splits them into bf16 hi and lo; 3 x 2 x Ep / 16 tile products add V^T P^T to
-the accumulators, which stay in tile layout. The outputs are the accumulators divided by the
-sums.
+the accumulators, which stay in tile layout. The next block's score products are issued among
+the vector code (software pipelining). The outputs are the accumulators divided by the sums.
+With a causal mask, blocks past the diagonal are skipped.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 @dataclass(frozen=True)
 class Attention:
     """A kernel whose one output is softmax[j](dot(x, y) * scale, v), x: f32<D>[i], y: f32<D>[j],
-    v: f32<E>[j] (or f32[j]): `scale` a value computed once per call (constants, dimensions,
-    scalar parameters; None: 1), `invert` divides by it instead, `negate` flips the scores'
-    sign, and `causal` masks keys after the row (`where(j <= i, s, -inf)`)."""
+    v: f32<E>[j] (or f32[j]), or logsumexp[j](dot(x, y) * scale) (`values` None, E = 0):
+    `scale` a value computed once per call (constants, dimensions, scalar parameters; None: 1),
+    `invert` divides by it instead, `negate` flips the scores' sign, and `causal` masks keys
+    after the row (`where(j <= i, s, -inf)`)."""
 
     queries: str
     keys: str
-    values: str
+    values: str | None
     dim: int
     values_dim: int
     scale: Node | None = None
@@ -98,17 +100,20 @@ MIN_ROWS = 16  # fewer rows run the f32 code (a 32-row block at 1 ns per pair ag
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
-    """The attention this kernel computes, if it is one the matrix unit runs."""
+    """The attention (or log-sum-exp of scores) this kernel computes, if it is one the matrix
+    unit runs."""
     if len(kernel.outputs) != 1:
         return None
     out = kernel.outputs[0]
     red = out.value
-    if out.type.index != ("i",) or red.op is not Op.REDUCE or red.arg.kind is not ReduceKind.SOFTMAX \
-            or red.arg.index != "j" or len(red.src) != 2 or red.dtype is not DType.F32:
+    if out.type.index != ("i",) or red.op is not Op.REDUCE or red.arg.index != "j" or red.dtype is not DType.F32:
         return None
     params = {p.name: p for p in kernel.params}
-    score, values = red.src
-    if not _is_param(values, params, ("j",)):
+    if red.arg.kind is ReduceKind.SOFTMAX and len(red.src) == 2 and _is_param(red.src[1], params, ("j",)):
+        score, values = red.src
+    elif red.arg.kind is ReduceKind.LOGSUMEXP and len(red.src) == 1:
+        score, values = red.src[0], None
+    else:
         return None
     causal = score.op is Op.WHERE and _is_causal(score.src[0]) and score.src[2].op is Op.CONST \
         and score.src[2].arg == float("-inf")
@@ -134,7 +139,8 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     dim = a.dim.evaluate(bindings)
     if dim < MIN_DIM:
         return None
-    return Attention(a.arg, b.arg, values.arg, dim, values.dim.evaluate(bindings), scale, invert, negate, causal,
+    return Attention(a.arg, b.arg, values.arg if values is not None else None, dim,
+                     values.dim.evaluate(bindings) if values is not None else 0, scale, invert, negate, causal,
                      tuple(sorted(bindings.items())))
 
 
@@ -410,6 +416,8 @@ def generate(att: Attention, tag: str) -> str:
                         rows = b.add(broadcast(b.sub(firsts[q], kb), _LVEC), ir.Constant(_LVEC, list(range(ROWS))))
                         last = b.select(b.icmp_signed("<", rows, last), rows, last)
                     weights(firsts[q], q, last, scores[q], side() if q == 0 else [])
+        if not ep:
+            return
         # acc^T += V^T P^T, Ep x 16 per row tile, in the accumulator tiles: Vhi Phi + Vlo Phi + Vhi Plo
         p_hi = [tiles.load(weights_hi[q], TILE_BYTES) for q in row_tiles]
         p_lo = [tiles.load(weights_lo[q], TILE_BYTES) for q in row_tiles]
@@ -467,6 +475,8 @@ def generate(att: Attention, tag: str) -> str:
             # weights <= 2^HEADROOM, computed pair by pair (in program order among the tile steps)
             pw = [ops.approx_exp2(b, math, b.fsub(value, new), nonpositive=True) for value in u[2 * pair:2 * pair + 2]]
             p += pw
+            if not ep:
+                continue  # a log-sum-exp: the sums are all it needs
             # hi: the weight's bits truncated to bf16; lo: the exact rest, rounded half away from
             # zero by adding half an ulp of bf16 (about 2^-17 of the weight together, in 4 integer
             # operations per pair where round-to-even took 12)
@@ -547,12 +557,12 @@ def safe(*arrays: np.ndarray) -> bool:
     return True
 
 
-def prepare(att: Attention, x: np.ndarray, y: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
+def prepare(att: Attention, x: np.ndarray, y: np.ndarray, v: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """The split, padded, tile-ordered copies of x (per 16 rows and 32-deep chunk of [hi | hi |
     lo], one pair-interleaved B tile), y (Mp x 3 Dp rows [hi | lo | hi], read as A tiles) and v
     (per 32 keys: hi then lo, per 16 values one A tile of V^T). (Made on the thread pool, the
     three took longer: the small NumPy steps contend for the GIL.)"""
-    return _queries(att, x), _keys(att, y), _values(att, v)
+    return _queries(att, x), _keys(att, y), _values(att, v) if att.values is not None else _aligned((1,))
 
 
 def _aligned(shape: tuple[int, ...], zero: bool = True, dtype: type = np.uint16) -> np.ndarray:
@@ -639,21 +649,23 @@ class AttentionExecutable:
         return self.optimized_ir or optimized_ir(self._text(), VECTOR_BITS)
 
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
-        """Compute the output into `out` (N x E, or N for scalar values); False, having done
-        nothing, for calls the tile path does not take: fewer than MIN_ROWS rows (a block of 32
-        would be mostly padding, and the f32 code splits few rows' keys over the threads), no
-        keys, inputs outside the safe range, a zero or non-finite scale."""
+        """Compute the output into `out` (N x E, or N for scalar values and log-sum-exps); False,
+        having done nothing, for calls the tile path does not take: fewer than MIN_ROWS rows (a
+        block of 32 would be mostly padding, and the f32 code splits few rows' keys over the
+        threads), no keys, inputs outside the safe range, a zero or non-finite scale."""
         att = self.att
-        x, y, v = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys, att.values))
-        v = v.reshape(len(v), att.values_dim)  # scalar values: one column
+        x, y = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys))
+        v = None
+        if att.values is not None:  # scalar values: one column
+            v = np.ascontiguousarray(inputs[att.values]).reshape(len(y), att.values_dim)
         scale = factor(att, inputs)
         n, m = len(x), len(y)
-        if n < MIN_ROWS or m == 0 or scale is None or not safe(x, y, v):
+        if n < MIN_ROWS or m == 0 or scale is None or not safe(x, y, *([v] if v is not None else [])):
             return False
         xs, ys, vs = prepare(att, x, y, v)
         rows = -(-n // BLOCK_ROWS) * BLOCK_ROWS
         row_max, row_sum = np.empty(rows, np.float32), np.empty(rows, np.float32)
-        acc = _aligned((rows, att.padded_values), zero=False, dtype=np.float32)
+        acc = _aligned((rows, max(1, att.padded_values)), zero=False, dtype=np.float32)
         blocks = rows // BLOCK_ROWS
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         bounds = [blocks * c // chunks * BLOCK_ROWS for c in range(chunks + 1)]
@@ -668,6 +680,9 @@ class AttentionExecutable:
             from kernelc.backends.threads import pool
 
             list(pool(min(self.threads, chunks)).map(run_chunk, range(chunks)))
+        if att.values is None:  # ln sum exp(s) = ln 2 (max + log2 sum 2^(u - max)), max and u in log2 units
+            out[...] = (row_max[:n].astype(np.float64) + np.log2(row_sum[:n].astype(np.float64))) * np.log(2.0)
+            return True
         acc = acc.reshape(rows // ROWS, att.padded_values, ROWS).transpose(0, 2, 1).reshape(rows, -1)
         np.divide(acc[:n, :att.values_dim], row_sum[:n, None], out=out.reshape(n, att.values_dim))
         return True
