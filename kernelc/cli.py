@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default=None, help="a backend name, or auto (default: $KERNELC_BACKEND or auto)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--rows", type=int, default=5, help="how many output rows to print")
+    run.add_argument("--tolerance", type=float, default=None,
+                     help="as kc.kernel(..., tolerance=): lower-precision variants within it may run")
     check = sub.add_parser("check", help="type-check files and print errors with carets")
     check.add_argument("files", nargs="+")
     explain = sub.add_parser("explain", help="print the typed IR of a file's kernels, the optimizer's passes, "
@@ -159,7 +161,7 @@ def _parse_dims(items: list[str]) -> dict[str, int]:
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     t0 = time.perf_counter()
-    module = kc.load(args.file)
+    module = kc.load(args.file, tolerance=args.tolerance)
     t_check = time.perf_counter() - t0
     kernels = _pick(module, args.kernel)
     if len(kernels) > 1:
@@ -183,6 +185,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     uses_pairs = any(len(node.deps) == 2 for o in kernel.ir.outputs for node in _walk(o.value))
     rate = f" ({n * m / t_run:.3g} pairs/s)" if uses_pairs and t_run > 0 else ""
     console.print(f"parse + type-check: {t_check * 1e3:.1f} ms;  compile + run: {t_run:.3f} s{rate}")
+    chosen = next((r for r in kernel.variant_report if r.chosen), None)
+    if chosen is not None:
+        console.print(f"precision variant: {chosen.name} (measured error {chosen.error:.2g}, tolerance {args.tolerance:g})")
     for k, (out, spec) in enumerate(zip(outs, kernel.ir.outputs)):
         console.print(f"output {k}: {_escape(str(spec.type))}, shape {out.shape}, dtype {out.dtype}")
         console.print(_output_table(out, args.rows))

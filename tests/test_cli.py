@@ -16,6 +16,14 @@ def test_run_prints_time_and_rows(capsys):
     assert "pairs/s" in out and "output 0: f32[i, E], shape (200, 2)" in out
 
 
+def test_run_with_a_tolerance(capsys):
+    assert main(["run", str(EXAMPLES / "attention.kc"), "-n", "64", "-d", "D=32", "-d", "E=8",
+                 "--tolerance", "1e-4"]) == 0
+    out = capsys.readouterr().out
+    assert "precision variant: " in out and "tolerance 0.0001" in out and "shape (64, 8)" in out
+    assert main(["run", str(EXAMPLES / "gauss.kc"), "-n", "5", "--tolerance", "2"]) == 1  # not in (0, 1)
+
+
 def test_run_with_keyword_symbol_and_kernel_choice(capsys):
     assert main(["run", str(EXAMPLES / "knn.kc"), "-n", "20", "-d", "K=4", "--backend", "numpy"]) == 0
     assert "shape (20, 4)" in capsys.readouterr().out

@@ -405,17 +405,16 @@ def generate(att: Attention, tag: str) -> str:
         whole = b.icmp_signed("<=", b.add(kb, i64(KEYS)), m)
         if att.causal:
             whole = b.and_(whole, b.icmp_signed("<", kb, rb))  # below the diagonal
-        with b.if_else(whole) as (inside, edge):
-            with inside:
-                for q in row_tiles:
-                    weights(firsts[q], q, None, scores[q], side() if q == 0 else [])
-            with edge:  # keys at m and beyond are padding, and with a causal mask keys after the row
-                for q in row_tiles:
-                    last = broadcast(b.sub(b.sub(m, i64(1)), kb), _LVEC)
-                    if att.causal:
-                        rows = b.add(broadcast(b.sub(firsts[q], kb), _LVEC), ir.Constant(_LVEC, list(range(ROWS))))
-                        last = b.select(b.icmp_signed("<", rows, last), rows, last)
-                    weights(firsts[q], q, last, scores[q], side() if q == 0 else [])
+        with b.if_then(b.not_(whole)):  # keys at m and beyond are padding; causal: keys after the row
+            for q in row_tiles:
+                last = broadcast(b.sub(b.sub(m, i64(1)), kb), _LVEC)  # per row, the last key it sees
+                if att.causal:
+                    rows = b.add(broadcast(b.sub(firsts[q], kb), _LVEC), ir.Constant(_LVEC, list(range(ROWS))))
+                    last = b.select(b.icmp_signed("<", rows, last), rows, last)
+                mask_scores(scores[q], last)
+        steps = side()
+        for q in row_tiles:
+            weights(firsts[q], q, scores[q], steps if q == 0 else [])
         if not ep:
             return
         # acc^T += V^T P^T, Ep x 16 per row tile, in the accumulator tiles: Vhi Phi + Vlo Phi + Vhi Plo
@@ -447,18 +446,28 @@ def generate(att: Attention, tag: str) -> str:
 
         ops.loop(b, i64(0), i64(ep), "rescale", scale_sums)
 
-    def weights(rt: ir.Value, q: int, last: ir.Value | None, scores: ir.Value, side: list) -> None:
+    def mask_scores(at: ir.Value, last: ir.Value) -> None:
+        """For the scores of keys past `last` (per row, from the block's first key), the infinity
+        that scaling turns into -inf: one copy of the weights' code serves every block (two had
+        doubled the compile time)."""
+        unseen = b.select(b.fcmp_ordered(">", to_log2, splat(0.0)), splat(float("-inf")), splat(float("inf")))
+
+        def key(k: ir.Value) -> None:
+            where = vector_at(at, b.mul(k, i64(ROWS)))
+            seen = b.icmp_signed("<=", broadcast(k, _LVEC), last)
+            b.store(b.select(seen, b.load(where, align=64), unseen), where, align=64)
+
+        ops.loop(b, i64(0), i64(KEYS), "mask", key)
+
+    def weights(rt: ir.Value, q: int, scores: ir.Value, side: list) -> None:
         """Row tile q's weights 2^(u - reference) as bf16 hi and lo, and its rows' sums. A row's
         reference is its maximum so far, moved (`rescale`) only when a block's maximum passes it
         by more than HEADROOM: weights up to 2^HEADROOM, and the accumulators stay in tile
         layout, added to by the tile unit (rescaling every block, in vector code, cost 0.2 ns of
-        1.2 per pair). `last`: per row, the last key (from the block's first) it may see."""
+        1.2 per pair)."""
         u = []
         for k in range(KEYS):
-            value = b.fmul(b.load(vector_at(scores, k * ROWS), align=64), to_log2)
-            if last is not None:
-                value = b.select(b.icmp_signed("<=", ops.const(_LVEC, k), last), value, splat(float("-inf")))
-            u.append(value)
+            u.append(b.fmul(b.load(vector_at(scores, k * ROWS), align=64), to_log2))
         top = _tree(u, lambda p, r: math.intrinsic(b, "maxnum", p, r, flags=("nnan",)))
         reference = row_state(rt, row_max)
         old = b.load(reference, align=4)
