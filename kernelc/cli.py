@@ -187,7 +187,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"parse + type-check: {t_check * 1e3:.1f} ms;  compile + run: {t_run:.3f} s{rate}")
     chosen = next((r for r in kernel.variant_report if r.chosen), None)
     if chosen is not None:
-        console.print(f"precision variant: {chosen.name} (measured error {chosen.error:.2g}, tolerance {args.tolerance:g})")
+        error = "not measured" if chosen.error is None else f"measured error {chosen.error:.2g}"
+        console.print(f"precision variant: {chosen.name} ({error}, tolerance {args.tolerance:g})")
     for k, (out, spec) in enumerate(zip(outs, kernel.ir.outputs)):
         console.print(f"output {k}: {_escape(str(spec.type))}, shape {out.shape}, dtype {out.dtype}")
         console.print(_output_table(out, args.rows))

@@ -34,7 +34,8 @@ def test_match_recognizes_attention(score: str, scale: float) -> None:
 
 
 def test_match_scale_parameter() -> None:
-    source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] { return softmax[j](dot(x, y) / s, v) }"
+    source = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] " \
+             "{ return softmax[j](dot(x, y) / s, v) }"
     found = _match(source)
     assert found is not None
     assert amx.factor(found, {"s": np.float32(4)}) == 0.25
@@ -222,7 +223,8 @@ def test_unsafe_inputs_take_the_f32_code(bad: float) -> None:
 @needs_amx
 def test_few_rows_take_the_f32_code() -> None:
     rng = np.random.default_rng(9)
-    x, y, v = rng.random((amx.MIN_ROWS - 1, 64), np.float32), rng.random((50, 64), np.float32), rng.random((50, 4), np.float32)
+    x = rng.random((amx.MIN_ROWS - 1, 64), np.float32)
+    y, v = rng.random((50, 64), np.float32), rng.random((50, 4), np.float32)
     assert not _executable(64, 4).run({"x": x, "y": y, "v": v}, np.empty((len(x), 4), np.float32))
     source = ATTENTION.format(score="dot(x, y)")
     got = kc.kernel(source, tolerance=1e-4, autotune="off")(x, y, v, backend="llvm")

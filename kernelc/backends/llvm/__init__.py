@@ -111,11 +111,9 @@ class _StageExecutable:
         # compiled now (the autotuner compiles in worker processes, for the disk cache): the
         # functions this schedule runs: on the matrix unit (the others then only for calls it
         # does not take), the row functions or, with tiles, the partial function
-        if self.matrix is not None:
-            pass
-        elif self.tile and self.splittable:
+        if self.matrix is None and self.tile and self.splittable:
             self.partial()
-        else:
+        elif self.matrix is None:
             self.functions()
         self.schedule = schedule
         self._finish: _StageExecutable | None = None
