@@ -88,6 +88,7 @@ def plan(k: Any, backend: str | None, code: bool, n: int, m: int, dims: dict[str
     for r in k.variant_report:
         error = "not measured" if r.error is None else f"error {r.error:.2e}"
         parts.append(f"variant {r.name}: weighted cost {r.cost}, {error}{' (chosen)' if r.chosen else ''}")
+    parts += list(getattr(executable, "notes", ()))  # how the backend runs it, where that is notable
     if code:
         text = getattr(executable, "code", None)
         parts.append(f"=== generated code ({name})")

@@ -258,6 +258,9 @@ def test_only_tolerance_variants_use_the_matrix_unit() -> None:
     assert _stage(exact, x, y, v).matrix is None
     assert _stage(loose, x, y, v).matrix is not None
     assert "tdpbf16ps" in _stage(loose, x, y, v).code
+    explained = loose.explain(backend="llvm", n=64, m=300, dims={"D": 64, "E": 64})
+    assert "softmax attention on the AMX-BF16 tile unit" in explained
+    assert "AMX" not in exact.explain(backend="llvm", n=64, m=300, dims={"D": 64, "E": 64})
     assert _relative(loose(x, y, v, backend="llvm"), _reference(x, y, v, 0.125)) < 1e-4
 
 

@@ -67,6 +67,12 @@ class LLVMExecutable:
         """The optimized LLVM IR of every stage (generated again when it came from a cache)."""
         return "\n".join(executable.code for executable, _ in self.stages)
 
+    @property
+    def notes(self) -> list[str]:
+        """What `kernelc explain` says about how this runs, beyond the schedule."""
+        return [f"stage {k}: {executable.matrix.description}" for k, (executable, _) in enumerate(self.stages)
+                if executable.matrix is not None]
+
     def run(self, call: Call) -> None:
         inputs = dict(call.inputs)
         for k, (executable, stage) in enumerate(self.stages):

@@ -652,6 +652,13 @@ class AttentionExecutable:
         self.fn = _FN(addresses[symbol(tag)])
 
     @property
+    def description(self) -> str:
+        what = "softmax attention" if self.att.values is not None else "logsumexp of dot products"
+        return (f"{what}{' (causal)' if self.att.causal else ''} on the AMX-BF16 tile unit, bf16x3 products "
+                f"(calls of {MIN_ROWS}+ rows with inputs of magnitude in [2^-{SAFE_EXPONENT}, 2^{SAFE_EXPONENT}]; "
+                "others run the f32 code)")
+
+    @property
     def code(self) -> str:
         from kernelc.backends.llvm.jit import optimized_ir
 
