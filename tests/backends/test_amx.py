@@ -221,6 +221,31 @@ def test_unsafe_inputs_take_the_f32_code(bad: float) -> None:
 
 
 @needs_amx
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("values", [True, False])
+def test_few_row_blocks_split_the_keys(causal: bool, values: bool) -> None:
+    """One block of rows on two threads: the keys split in two parts whose states are merged
+    (causal: the second part lies past every row's diagonal, so its states are empty)."""
+    score = "where(j <= i, dot(x, y), -inf)" if causal else "dot(x, y)"
+    source = ATTENTION.format(score=score) if values else \
+        f"kernel t(x: f32[i, D], y: f32[j, D]) -> f32[i] {{ return logsumexp[j]({score}) }}"
+    found = _match(source, 32, 8 if values else 0)
+    rng = np.random.default_rng(10)
+    x, y, v = rng.standard_normal((20, 32), np.float32), rng.standard_normal((3000, 32), np.float32), \
+        rng.standard_normal((3000, 8), np.float32)
+    out = np.full((20, 8) if values else 20, np.nan, np.float32)
+    ex = amx.AttentionExecutable(found, threads=2, chunks_per_thread=4)
+    assert ex.run({"x": x, "y": y, "v": v}, out)
+    s = x.astype(np.float64) @ y.T.astype(np.float64)
+    if causal:
+        s[np.arange(20)[:, None] < np.arange(3000)[None, :]] = -np.inf
+    top = s.max(1, keepdims=True)
+    p = np.exp(s - top)
+    want = p @ v / p.sum(1, keepdims=True) if values else (top + np.log(p.sum(1, keepdims=True)))[:, 0]
+    assert _relative(out, want) < 1e-4  # scores up to ~20, off by ~2^-16 sum |x_d y_d|: ~4e-5 here
+
+
+@needs_amx
 def test_few_rows_take_the_f32_code() -> None:
     rng = np.random.default_rng(9)
     x = rng.random((amx.MIN_ROWS - 1, 64), np.float32)
@@ -291,6 +316,8 @@ def test_cached_tile_code_in_a_fresh_process(tmp_path) -> None:
         p = np.exp(s - s.max(1, keepdims=True))
         want = p @ v / p.sum(1, keepdims=True)
         got = k(x, y, v, backend="llvm")
+        _, _, ex = k.compiled(x, y, v, backend="llvm")
+        assert ex.stages[0][0].matrix is not None
         print(float(np.abs(got - want).max()))
     """)
     env = {"KERNELC_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}

@@ -276,9 +276,10 @@ _LOG2E = 1.4426950408889634
 
 def generate(att: Attention, tag: str) -> str:
     """The module of `void f(i16* x, i16* y, i16* v, f32* max, f32* sum, f32* acc, i64 r0, i64 r1,
-    i64 m, f32 scale)`: rows [r0, r1) (multiples of BLOCK_ROWS) of the split inputs (`prepare`)
-    over m keys, leaving each row's maximum (in units of log2), sum, and unnormalized numerators
-    (transposed per 16 rows: acc[row tile][e][row]).
+    i64 k0, i64 k1, i64 m, f32 scale)`: rows [r0, r1) (multiples of BLOCK_ROWS) of the split
+    inputs (`prepare`) over keys [k0, k1) (multiples of 32; keys from m on are padding), leaving
+    each row's maximum (in units of log2), sum, and unnormalized numerators (transposed per 16
+    rows: acc[row tile][e][row]).
 
     Everything is computed transposed, keys by rows, so that the vector code between the tile
     products runs across the 16 rows of a tile, one row per lane: the running maximum and sum
@@ -292,12 +293,12 @@ def generate(att: Attention, tag: str) -> str:
     with a product of 16 cycles at full rate)."""
     module = ir.Module(name="kernelc_amx")
     u16p, f32p = I16.as_pointer(), F32.as_pointer()
-    fnty = ir.FunctionType(ir.VoidType(), [u16p, u16p, u16p, f32p, f32p, f32p, I64, I64, I64, F32])
+    fnty = ir.FunctionType(ir.VoidType(), [u16p, u16p, u16p, f32p, f32p, f32p, I64, I64, I64, I64, I64, F32])
     fn = ir.Function(module, fnty, symbol(tag))
     fn.attributes.add("nounwind")
     for arg in fn.args[:6]:
         arg.add_attribute("noalias")
-    x, y, v, row_max, row_sum, acc, r0, r1, m, scale = fn.args
+    x, y, v, row_max, row_sum, acc, r0, r1, k0, k1, m, scale = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     math = ops.Math(module, approx=True)
     tiles = _Tiles(module, b)
@@ -341,20 +342,20 @@ def generate(att: Attention, tag: str) -> str:
         ops.loop(b, i64(0), i64(ep), "init.e", lambda e: b.store(splat(0.0), acc_at(rt, e), align=4))
 
     ops.loop(b, r0, r1, "init", init, ROWS)
-    padded_m = b.and_(b.add(m, i64(KEYS - 1)), i64(-KEYS))
 
     def key_tile(t0: ir.Value) -> None:
         end = b.add(t0, i64(att.tile_keys))
-        t1 = b.select(b.icmp_signed("<", end, padded_m), end, padded_m)
+        t1 = b.select(b.icmp_signed("<", end, k1), end, k1)
 
         def row_block(rb: ir.Value) -> None:
             stop = t1
             if att.causal:  # no key after the block's last row
                 after = b.add(rb, i64(BLOCK_ROWS))
                 stop = b.select(b.icmp_signed("<", after, t1), after, t1)
-            for step in scores_product(rb, t0, slot(t0, t0)):  # the first block's scores
-                step()
-            ops.loop(b, t0, stop, "keys", lambda kb: block(rb, kb, t0, stop), KEYS)
+            with b.if_then(b.icmp_signed("<", t0, stop)):
+                for step in scores_product(rb, t0, slot(t0, t0)):  # the first block's scores
+                    step()
+                ops.loop(b, t0, stop, "keys", lambda kb: block(rb, kb, t0, stop), KEYS)
 
         ops.loop(b, r0, r1, "rows", row_block, BLOCK_ROWS)
 
@@ -501,7 +502,7 @@ def generate(att: Attention, tag: str) -> str:
         state = row_state(rt, row_sum)
         b.store(b.fadd(b.load(state, align=4), total), state, align=4)
 
-    ops.loop(b, i64(0), padded_m, "tiles", key_tile, att.tile_keys)
+    ops.loop(b, k0, k1, "tiles", key_tile, att.tile_keys)
     b.ret_void()
     return str(module)
 
@@ -616,8 +617,24 @@ def _values(att: Attention, v: np.ndarray) -> np.ndarray:
     return out
 
 
+def _merge(states: list[tuple[np.ndarray, ...]], padded_values: int) -> tuple[np.ndarray, ...]:
+    """One row state from those of key ranges: each part's sums and numerators scaled by 2^(its
+    reference - the largest), as the online softmax's combine (kernelc.ir.monoids). The first
+    part holds key 0, which every row sees, so the largest reference is finite."""
+    refs = np.stack([s[0] for s in states]).astype(np.float64)
+    top = refs.max(0)
+    with np.errstate(invalid="ignore"):
+        scales = np.where(np.isneginf(refs), 0.0, np.exp2(refs - top))
+    total = sum(w * s[1].astype(np.float64) for w, s in zip(scales, states))
+    rows = len(top)
+    acc = sum(w.reshape(rows // ROWS, 1, ROWS) * s[2].reshape(rows // ROWS, -1, ROWS).astype(np.float64)
+              for w, s in zip(scales, states))
+    return top.astype(np.float32), total.astype(np.float32), acc.reshape(rows, -1).astype(np.float32)
+
+
 _FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
+                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                       ctypes.c_float)
 
 
 def cache_key(att: Attention) -> str:
@@ -667,8 +684,11 @@ class AttentionExecutable:
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
         """Compute the output into `out` (N x E, or N for scalar values and log-sum-exps); False,
         having done nothing, for calls the tile path does not take: fewer than MIN_ROWS rows (a
-        block of 32 would be mostly padding, and the f32 code splits few rows' keys over the
-        threads), no keys, inputs outside the safe range, a zero or non-finite scale."""
+        block of 32 would be mostly padding), no keys, inputs outside the safe range, a zero or
+        non-finite scale. (Not the calls where copying y and v in tile layout, about 7 ns per
+        element in NumPy, costs more than the tile path saves, e.g. 32 rows x 1e6 keys: the
+        variant choice measures the error of 64 sampled rows, which must take the path that the
+        whole call takes.)"""
         att = self.att
         x, y = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys))
         v = None
@@ -679,23 +699,29 @@ class AttentionExecutable:
         if n < MIN_ROWS or m == 0 or scale is None or not safe(x, y, *([v] if v is not None else [])):
             return False
         xs, ys, vs = prepare(att, x, y, v)
-        rows = -(-n // BLOCK_ROWS) * BLOCK_ROWS
-        row_max, row_sum = np.empty(rows, np.float32), np.empty(rows, np.float32)
-        acc = _aligned((rows, max(1, att.padded_values)), zero=False, dtype=np.float32)
+        rows, keys = -(-n // BLOCK_ROWS) * BLOCK_ROWS, -(-m // KEYS) * KEYS
         blocks = rows // BLOCK_ROWS
-        chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
+        # few row blocks: the keys split over the threads too, each part with its own states
+        parts = max(1, min(self.threads // blocks, keys // KEYS)) if blocks < self.threads else 1
+        key_bounds = [keys // KEYS * p // parts * KEYS for p in range(parts + 1)]
+        states = [(np.empty(rows, np.float32), np.empty(rows, np.float32),
+                   _aligned((rows, max(1, att.padded_values)), zero=False, dtype=np.float32)) for _ in range(parts)]
+        chunks = max(1, min(blocks, self.threads * self.chunks_per_thread // parts))
         bounds = [blocks * c // chunks * BLOCK_ROWS for c in range(chunks + 1)]
-        pointers = [a.ctypes.data for a in (xs, ys, vs, row_max, row_sum, acc)]
+        jobs = [(c, p) for p in range(parts) for c in range(chunks)]
 
-        def run_chunk(c: int) -> None:
-            self.fn(*pointers, bounds[c], bounds[c + 1], m, scale)
+        def run_job(job: tuple[int, int]) -> None:
+            c, p = job
+            self.fn(xs.ctypes.data, ys.ctypes.data, vs.ctypes.data, *(a.ctypes.data for a in states[p]),
+                    bounds[c], bounds[c + 1], key_bounds[p], key_bounds[p + 1], m, scale)
 
-        if chunks == 1:
-            run_chunk(0)
+        if len(jobs) == 1:
+            run_job(jobs[0])
         else:
             from kernelc.backends.threads import pool
 
-            list(pool(min(self.threads, chunks)).map(run_chunk, range(chunks)))
+            list(pool(min(self.threads, len(jobs))).map(run_job, jobs))
+        row_max, row_sum, acc = _merge(states, att.padded_values) if parts > 1 else states[0]
         if att.values is None:  # ln sum exp(s) = ln 2 (max + log2 sum 2^(u - max)), max and u in log2 units
             out[...] = (row_max[:n].astype(np.float64) + np.log2(row_sum[:n].astype(np.float64))) * np.log(2.0)
             return True
