@@ -245,6 +245,65 @@ def test_few_row_blocks_split_the_keys(causal: bool, values: bool) -> None:
     assert _relative(out, want) < 1e-4  # scores up to ~20, off by ~2^-16 sum |x_d y_d|: ~4e-5 here
 
 
+def _split_bits(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """bf16 hi and lo bit patterns, each rounded to nearest even: the split amx_pack makes."""
+    def rounded(f: np.ndarray) -> np.ndarray:
+        u = f.astype(np.float32).view(np.uint32).astype(np.uint64)
+        return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+    hi = rounded(a)
+    return hi, rounded(a - (hi.astype(np.uint32) << 16).view(np.float32))
+
+
+def _layout_oracle(att: amx.Attention, x: np.ndarray, y: np.ndarray, v: np.ndarray) -> list[np.ndarray]:
+    """The copies by the index formulas of amx_pack's docstring, element by element."""
+    shapes = amx.layout_shapes(att, len(x), len(y))
+    d, dp, ep = att.dim, att.padded_dim, att.padded_values
+    queries = np.zeros(int(np.prod(shapes["queries"])), np.uint16)
+    hi, lo = _split_bits(x)
+    i, c = np.meshgrid(np.arange(len(x)), np.arange(d), indexing="ij")
+    for shift, part in ((0, hi), (dp, hi), (2 * dp, lo)):
+        a = c + shift
+        queries[(((i // 16) * att.chunks + a // 32) * 16 + (a % 32) // 2) * 32 + 2 * (i % 16) + a % 2] = part
+    keys = np.zeros(shapes["keys"], np.uint16)
+    hi, lo = _split_bits(y)
+    keys[:len(y), :d], keys[:len(y), dp:dp + d], keys[:len(y), 2 * dp:2 * dp + d] = hi, lo, hi
+    values = np.zeros(int(np.prod(shapes["values"])), np.uint16)
+    j, e = np.meshgrid(np.arange(len(v)), np.arange(att.values_dim), indexing="ij")
+    for p, part in enumerate(_split_bits(v)):
+        values[((((j // 32) * 2 + p) * (ep // 16) + e // 16) * 16 + e % 16) * 32 + j % 32] = part
+    return [queries, keys.ravel(), values]
+
+
+@needs_amx
+@pytest.mark.parametrize("n, m, d, e", [(1, 1, 16, 1), (33, 70, 40, 17), (300, 1000, 64, 64)])
+def test_native_copies_match_the_layout(n: int, m: int, d: int, e: int) -> None:
+    """amx_pack's copies, made over row ranges on the threads, equal the documented layout
+    bit for bit (split to nearest even, padding zero, 64-byte aligned)."""
+    found = _match(ATTENTION.format(score="dot(x, y)"), d, e)
+    rng = np.random.default_rng(n + m)
+    x, y, v = (rng.standard_normal(shape, np.float32) for shape in ((n, d), (m, d), (m, e)))
+    x[0, 0], y[-1, -1], v[0, -1] = 0.0, np.float32(2.0 ** -40), np.float32(-(2.0 ** 40))  # the safe range's ends
+    copies = amx.AttentionExecutable(found, threads=2, chunks_per_thread=2).prepare(x, y, v)
+    assert copies is not None
+    for got, want in zip(copies, _layout_oracle(found, x, y, v)):
+        assert got.ctypes.data % amx.ALIGN == 0
+        np.testing.assert_array_equal(got.ravel(), want)
+
+
+@needs_amx
+def test_native_copies_count_unsafe_values() -> None:
+    found = _match(ATTENTION.format(score="dot(x, y)"), 32, 4)
+    ex = amx.AttentionExecutable(found, threads=2, chunks_per_thread=2)
+    rng = np.random.default_rng(12)
+    for where in ("x", "y", "v"):
+        for bad in (np.nan, np.inf, 2.0 ** 40.5, 2.0 ** -40.5, -1e-30):
+            arrays = {"x": rng.random((600, 32), np.float32), "y": rng.random((700, 32), np.float32),
+                      "v": rng.random((700, 4), np.float32)}
+            arrays[where][-1, -1] = bad
+            assert ex.prepare(arrays["x"], arrays["y"], arrays["v"]) is None, (where, bad)
+
+
 @needs_amx
 def test_few_rows_take_the_f32_code() -> None:
     rng = np.random.default_rng(9)

@@ -14,11 +14,12 @@ and the variant choice measure the error like any other variant's. Inputs the sp
 represent to that accuracy (not finite, or magnitudes outside [2^-40, 2^40], where bf16 parts of
 products would underflow or overflow) run the f32 code.
 
-Layout (`prepare`, per call, O((N + M)(D + E)) against the products' O(N M (D + E))): X's split
-rows are [x_hi | x_hi | x_lo] and Y's [y_hi | y_lo | y_hi], each part padded to Dp (a multiple of
-32), so one bf16 product of length 3 Dp is the bf16x3 dot product; X is cut into
-pair-interleaved ("VNNI") B tiles per 16 rows, V into V^T A tiles per 32 keys; everything is
-zero-padded (rows to a multiple of 32, keys of 32) and 64-byte aligned.
+Layout (`AttentionExecutable.prepare`, per call, by native code from amx_pack.py: O((N + M)(D +
+E)) against the products' O(N M (D + E))): X's split rows are [x_hi | x_hi | x_lo] and Y's [y_hi |
+y_lo | y_hi], each part padded to Dp (a multiple of 32), so one bf16 product of length 3 Dp is
+the bf16x3 dot product; X is cut into pair-interleaved ("VNNI") B tiles per 16 rows, V into V^T
+A tiles per 32 keys; everything is zero-padded (rows to a multiple of 32, keys of 32) and
+64-byte aligned.
 
 The generated function walks the keys in tiles that stay in L2 (`tile_keys`), and for each
 block of 32 rows and 32 keys: 2 x 2 x (3 Dp / 32) tile products give the scores, transposed
@@ -39,7 +40,7 @@ from functools import lru_cache
 import numpy as np
 from llvmlite import ir
 
-from kernelc.backends.llvm import ops
+from kernelc.backends.llvm import amx_pack, ops
 from kernelc.backends.llvm.ops import F32, I16, I32, I64
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node, walk
@@ -504,6 +505,7 @@ def generate(att: Attention, tag: str) -> str:
 
     ops.loop(b, k0, k1, "tiles", key_tile, att.tile_keys)
     b.ret_void()
+    amx_pack.add_functions(module, att, tag, SAFE_EXPONENT)
     return str(module)
 
 
@@ -515,66 +517,6 @@ def _tree(values: list[ir.Value], combine) -> ir.Value:
     return values[0]
 
 
-def _round_bf16_bits(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
-    """The bits of `value` (finite f32 lanes) rounded to bf16 (to nearest, ties to even), low
-    half zero."""
-    bits = b.bitcast(value, _IVEC)
-    odd = b.and_(b.lshr(bits, ops.const(_IVEC, 16)), ops.const(_IVEC, 1))
-    rounded = b.add(b.add(bits, ops.const(_IVEC, 0x7FFF)), odd)
-    return b.and_(rounded, ops.const(_IVEC, -0x10000))
-
-
-# --- the call ---------------------------------------------------------------------------------------
-
-
-def _split_into(a: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> None:
-    """Write the bf16 bit patterns of a's split a = hi + lo (to about 16 bits; finite a) into
-    the uint16 arrays (or views) `hi` and `lo`, in chunks of rows whose temporaries stay in
-    cache (whole-array temporaries ran 3x slower)."""
-    step = max(1, _SPLIT_CHUNK // max(1, a.shape[1]))
-    for r in range(0, len(a), step):
-        chunk = a[r:r + step]
-        bits = _rounded_bits(chunk)
-        np.right_shift(bits, 16, out=hi[r:r + step], casting="unsafe")
-        bits &= 0xFFFF0000
-        np.right_shift(_rounded_bits(chunk - bits.view(np.float32)), 16, out=lo[r:r + step], casting="unsafe")
-
-
-def _rounded_bits(f: np.ndarray) -> np.ndarray:
-    """f's bits rounded to bf16 in the upper half (to nearest, ties to even)."""
-    u = f.view(np.uint32)
-    bits = u >> 16
-    bits &= 1
-    bits += u
-    bits += 0x7FFF
-    return bits
-
-
-_SPLIT_CHUNK = 1 << 14  # elements per chunk of _split_into
-
-
-def safe(*arrays: np.ndarray) -> bool:
-    """Whether every value is 0 or of magnitude in [2^-40, 2^40] (so finite): the bf16 split
-    and the tile unit's f32 sums then stay clear of overflow and of subnormals."""
-    for a in arrays:
-        if a.size == 0:
-            continue
-        mag = np.abs(a)
-        if not (mag.max() <= 2.0 ** SAFE_EXPONENT):  # also False for NaN
-            return False
-        if np.any((mag < 2.0 ** -SAFE_EXPONENT) & (mag != 0)):
-            return False
-    return True
-
-
-def prepare(att: Attention, x: np.ndarray, y: np.ndarray, v: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """The split, padded, tile-ordered copies of x (per 16 rows and 32-deep chunk of [hi | hi |
-    lo], one pair-interleaved B tile), y (Mp x 3 Dp rows [hi | lo | hi], read as A tiles) and v
-    (per 32 keys: hi then lo, per 16 values one A tile of V^T). (Made on the thread pool, the
-    three took longer: the small NumPy steps contend for the GIL.)"""
-    return _queries(att, x), _keys(att, y), _values(att, v) if att.values is not None else _aligned((1,))
-
-
 def _aligned(shape: tuple[int, ...], zero: bool = True, dtype: type = np.uint16) -> np.ndarray:
     """An array whose data starts at a multiple of 64 bytes: tile loads of rows that cross
     cache lines ran 4x slower (60 against 14.5 cycles per product, measured)."""
@@ -584,37 +526,11 @@ def _aligned(shape: tuple[int, ...], zero: bool = True, dtype: type = np.uint16)
     return raw[start:start + count].reshape(shape)
 
 
-def _queries(att: Attention, x: np.ndarray) -> np.ndarray:
-    n, d, dp = len(x), att.dim, att.padded_dim
-    rows = -(-n // BLOCK_ROWS) * BLOCK_ROWS
-    xs = _aligned((rows, 3 * dp))
-    _split_into(x, xs[:n, :d], xs[:n, 2 * dp:2 * dp + d])
-    xs[:n, dp:dp + d] = xs[:n, :d]
-    # [16-row block, row n, chunk c, pair r] -> [block, c, r, n], a pair of bf16 as one uint32
-    pairs = xs.view(np.uint32).reshape(rows // ROWS, ROWS, att.chunks, ROWS)
-    out = _aligned((rows // ROWS, att.chunks, ROWS, ROWS * 2), zero=False)
-    out.view(np.uint32)[...] = pairs.transpose(0, 2, 3, 1)
-    return out
-
-
-def _keys(att: Attention, y: np.ndarray) -> np.ndarray:
-    m, d, dp = len(y), att.dim, att.padded_dim
-    ys = _aligned((-(-m // KEYS) * KEYS, 3 * dp))
-    _split_into(y, ys[:m, :d], ys[:m, dp:dp + d])
-    ys[:m, 2 * dp:2 * dp + d] = ys[:m, :d]
-    return ys
-
-
-def _values(att: Attention, v: np.ndarray) -> np.ndarray:
-    m, e, ep = len(v), att.values_dim, att.padded_values
-    keys = -(-m // KEYS) * KEYS
-    vt = np.zeros((2, ep, keys), np.uint16)  # hi and lo of V^T
-    _split_into(np.ascontiguousarray(v.T), vt[0, :e, :m], vt[1, :e, :m])
-    # [part, chunk, value, 32-key block, key] -> [block, part, chunk, value, key]
-    blocks = vt.reshape(2, ep // ROWS, ROWS, keys // KEYS, KEYS)
-    out = _aligned((keys // KEYS, 2, ep // ROWS, ROWS, KEYS), zero=False)
-    out[...] = blocks.transpose(3, 0, 1, 2, 4)
-    return out
+def layout_shapes(att: Attention, n: int, m: int) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tile-ordered copies (amx_pack's layouts) for n rows and m keys."""
+    rows, keys = -(-n // BLOCK_ROWS) * BLOCK_ROWS, -(-m // KEYS) * KEYS
+    return {"queries": (rows // ROWS, att.chunks, ROWS, 2 * ROWS), "keys": (keys, 3 * att.padded_dim),
+            "values": (keys // KEYS, 2, att.padded_values // ROWS, ROWS, KEYS)}
 
 
 def _merge(states: list[tuple[np.ndarray, ...]], padded_values: int) -> tuple[np.ndarray, ...]:
@@ -632,14 +548,15 @@ def _merge(states: list[tuple[np.ndarray, ...]], padded_values: int) -> tuple[np
     return top.astype(np.float32), total.astype(np.float32), acc.reshape(rows, -1).astype(np.float32)
 
 
+_PACK_FN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
 _FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
                        ctypes.c_float)
 
 
 def cache_key(att: Attention) -> str:
-    """The disk cache key of the generated code: what it depends on (the padded dimensions; the
-    names and the scale are per call)."""
+    """The disk cache key of the generated code: what it depends on (the dimensions, padded for
+    the tile products and as they are for the copies; the names and the scale are per call)."""
     import llvmlite
 
     from kernelc import __version__
@@ -648,7 +565,8 @@ def cache_key(att: Attention) -> str:
     from kernelc.backends.llvm.jit import host_description
 
     return make_key("llvm-amx", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
-                    str((att.padded_dim, att.padded_values, att.tile_keys, att.causal)))
+                    str((att.dim, att.values_dim, att.padded_dim, att.padded_values, att.tile_keys, att.causal,
+                         att.values is None)))
 
 
 class AttentionExecutable:
@@ -665,8 +583,35 @@ class AttentionExecutable:
         key = cache_key(att)
         tag = "_" + key[:20]
         self._text = lambda: generate(att, tag)
-        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key, VECTOR_BITS)
+        kinds = amx_pack.KINDS if att.values is not None else amx_pack.KINDS[:2]
+        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)] + [amx_pack.symbol(k, tag) for k in kinds],
+                                                  key, VECTOR_BITS)
         self.fn = _FN(addresses[symbol(tag)])
+        self.pack = {kind: _PACK_FN(addresses[amx_pack.symbol(kind, tag)]) for kind in kinds}
+
+    def prepare(self, x: np.ndarray, y: np.ndarray, v: np.ndarray | None) -> tuple[np.ndarray, ...] | None:
+        """The split, tile-ordered, 64-byte aligned copies of x, y and v (amx_pack), made over
+        row ranges on the threads; None if a value is unsafe (not 0 and of magnitude outside
+        [2^-40, 2^40], or not finite: the bf16 split and the tile unit's f32 sums would
+        overflow or meet subnormals)."""
+        from kernelc.backends.threads import pool
+
+        shapes = layout_shapes(self.att, len(x), len(y))
+        sources = {"queries": x, "keys": y} | ({"values": v} if v is not None else {})
+        copies = {kind: _aligned(shapes[kind]) for kind in sources}
+        jobs = []
+        for kind, src in sources.items():
+            parts = max(1, min(self.threads * 2, len(src) // 256))
+            jobs += [(kind, len(src) * p // parts, len(src) * (p + 1) // parts) for p in range(parts)]
+
+        def run_job(job: tuple[str, int, int]) -> int:
+            kind, r0, r1 = job
+            return self.pack[kind](sources[kind].ctypes.data, r0, r1, copies[kind].ctypes.data)
+
+        unsafe = sum(pool(self.threads).map(run_job, jobs)) if len(jobs) > 1 else run_job(jobs[0])
+        if unsafe:
+            return None
+        return copies["queries"], copies["keys"], copies.get("values", _aligned((1,)))
 
     @property
     def description(self) -> str:
@@ -696,9 +641,12 @@ class AttentionExecutable:
             v = np.ascontiguousarray(inputs[att.values]).reshape(len(y), att.values_dim)
         scale = factor(att, inputs)
         n, m = len(x), len(y)
-        if n < MIN_ROWS or m == 0 or scale is None or not safe(x, y, *([v] if v is not None else [])):
+        if n < MIN_ROWS or m == 0 or scale is None:
             return False
-        xs, ys, vs = prepare(att, x, y, v)
+        copies = self.prepare(x, y, v)
+        if copies is None:
+            return False
+        xs, ys, vs = copies
         rows, keys = -(-n // BLOCK_ROWS) * BLOCK_ROWS, -(-m // KEYS) * KEYS
         blocks = rows // BLOCK_ROWS
         # few row blocks: the keys split over the threads too, each part with its own states
