@@ -312,11 +312,16 @@ _CHUNK_WORK = 1 << 21
 
 _TILE_BYTES = 256 << 10  # a tile of the inner-indexed inputs (_run_tiled): about a core's L2 share
 _TILE_ABOVE = 1 << 20  # inner-indexed inputs larger than this are tiled
+_TILE_MIN_ROWS = 256  # rows per chunk from which tiles repay their per-tile overhead
+_CHUNKS_PER_THREAD = 8  # the default schedule's chunks_per_thread
 
 
 def _default_tile(kernel: Kernel, sizes: Sizes) -> int:
     """Inner columns per tile (0: no tiles) when the inputs read along the inner index do not
-    fit in cache: measured on Gaussian D = 64, 1e4 x 1e4 (2.5 MB of y), 1.2-1.3x."""
+    fit in cache: measured on Gaussian D = 64, 1e4 x 1e4 (2.5 MB of y), 1.2-1.3x. Each tile of
+    each chunk of rows costs a call and a merge of states in Python (tens of microseconds), so
+    only chunks of _TILE_MIN_ROWS rows or more are tiled: attention with 32 rows and 1e6 keys had
+    chunks of 2 rows walking 2000 tiles each, at 1.2e7 pairs/s."""
     from kernelc.backends.llvm.codegen import SUM_BLOCK
 
     outer = next((o.type.index[0] for o in kernel.outputs if o.type.index), None)
@@ -325,8 +330,8 @@ def _default_tile(kernel: Kernel, sizes: Sizes) -> int:
     inner = "j" if outer == "i" else "i"
     per_column = sum((p.type.dim.evaluate(sizes.bindings) if p.type.dim is not None else 1) * p.type.dtype.numpy.itemsize
                      for p in kernel.params if p.type.index == (inner,))
-    extent = sizes.m if inner == "j" else sizes.n
-    if per_column * extent <= _TILE_ABOVE:
+    extent, rows = (sizes.m, sizes.n) if inner == "j" else (sizes.n, sizes.m)
+    if per_column * extent <= _TILE_ABOVE or rows < _TILE_MIN_ROWS * thread_count() * _CHUNKS_PER_THREAD:
         return 0
     return max(SUM_BLOCK, _TILE_BYTES // per_column // SUM_BLOCK * SUM_BLOCK)
 
@@ -445,7 +450,8 @@ class LLVMBackend:
         rows = _default_rows(main, sizes)
         interleave = {"interleave": 4} if rows == 4 and sizes.n * sizes.m >= _INTERLEAVE_WORK \
             and _interleave_pays(main) else {}
-        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=hoisting, chunks_per_thread=8,
+        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=hoisting,
+                           chunks_per_thread=_CHUNKS_PER_THREAD,
                            rows=rows, tile=_default_tile(main, sizes), vector_bits=vector_widths()[0], **interleave)
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
