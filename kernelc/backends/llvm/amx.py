@@ -533,7 +533,7 @@ def layout_shapes(att: Attention, n: int, m: int) -> dict[str, tuple[int, ...]]:
             "values": (keys // KEYS, 2, att.padded_values // ROWS, ROWS, KEYS)}
 
 
-def _merge(states: list[tuple[np.ndarray, ...]], padded_values: int) -> tuple[np.ndarray, ...]:
+def _merge(states: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     """One row state from those of key ranges: each part's sums and numerators scaled by 2^(its
     reference - the largest), as the online softmax's combine (kernelc.ir.monoids). The first
     part holds key 0, which every row sees, so the largest reference is finite."""
@@ -630,10 +630,9 @@ class AttentionExecutable:
         """Compute the output into `out` (N x E, or N for scalar values and log-sum-exps); False,
         having done nothing, for calls the tile path does not take: fewer than MIN_ROWS rows (a
         block of 32 would be mostly padding), no keys, inputs outside the safe range, a zero or
-        non-finite scale. (Not the calls where copying y and v in tile layout, about 7 ns per
-        element in NumPy, costs more than the tile path saves, e.g. 32 rows x 1e6 keys: the
-        variant choice measures the error of 64 sampled rows, which must take the path that the
-        whole call takes.)"""
+        non-finite scale. (It takes calls whose per-call copies cost more than the tile path
+        saves, too: the variant choice measures the error of 64 sampled rows, which must take
+        the path that the whole call takes.)"""
         att = self.att
         x, y = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys))
         v = None
@@ -669,7 +668,7 @@ class AttentionExecutable:
             from kernelc.backends.threads import pool
 
             list(pool(min(self.threads, len(jobs))).map(run_job, jobs))
-        row_max, row_sum, acc = _merge(states, att.padded_values) if parts > 1 else states[0]
+        row_max, row_sum, acc = _merge(states) if parts > 1 else states[0]
         if att.values is None:  # ln sum exp(s) = ln 2 (max + log2 sum 2^(u - max)), max and u in log2 units
             out[...] = (row_max[:n].astype(np.float64) + np.log2(row_sum[:n].astype(np.float64))) * np.log(2.0)
             return True
