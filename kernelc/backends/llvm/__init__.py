@@ -321,7 +321,10 @@ def _default_tile(kernel: Kernel, sizes: Sizes) -> int:
     fit in cache: measured on Gaussian D = 64, 1e4 x 1e4 (2.5 MB of y), 1.2-1.3x. Each tile of
     each chunk of rows costs a call and a merge of states in Python (tens of microseconds), so
     only chunks of _TILE_MIN_ROWS rows or more are tiled: attention with 32 rows and 1e6 keys had
-    chunks of 2 rows walking 2000 tiles each, at 1.2e7 pairs/s."""
+    chunks of 2 rows walking 2000 tiles each, at 1.2e7 pairs/s. K-best reductions are never
+    tiled: each tile starts its K slots empty, and the insertions that fill them (most of the
+    walks, blocks.BufferedKBest) came again per tile: argkmin K=10 of 2e4 x 1e5 ran 4.3e9 pairs/s
+    tiled, 9.0e9 untiled."""
     from kernelc.backends.llvm.codegen import SUM_BLOCK
 
     outer = next((o.type.index[0] for o in kernel.outputs if o.type.index), None)
@@ -331,7 +334,8 @@ def _default_tile(kernel: Kernel, sizes: Sizes) -> int:
     per_column = sum((p.type.dim.evaluate(sizes.bindings) if p.type.dim is not None else 1) * p.type.dtype.numpy.itemsize
                      for p in kernel.params if p.type.index == (inner,))
     extent, rows = (sizes.m, sizes.n) if inner == "j" else (sizes.n, sizes.m)
-    if per_column * extent <= _TILE_ABOVE or rows < _TILE_MIN_ROWS * thread_count() * _CHUNKS_PER_THREAD:
+    if per_column * extent <= _TILE_ABOVE or rows < _TILE_MIN_ROWS * thread_count() * _CHUNKS_PER_THREAD \
+            or _has_k_best(kernel):
         return 0
     return max(SUM_BLOCK, _TILE_BYTES // per_column // SUM_BLOCK * SUM_BLOCK)
 
@@ -348,12 +352,18 @@ def _default_rows(kernel: Kernel, sizes: Sizes) -> int:
 
 
 @lru_cache(maxsize=256)
+def _has_k_best(kernel: Kernel) -> bool:
+    """Whether the kernel has a kmin/kmax/argkmin/argkmax (memoized: every call's schedule asks)."""
+    return any(n.op is Op.REDUCE and n.arg.kind in K_BEST for n in walk([o.value for o in kernel.outputs]))
+
+
+@lru_cache(maxsize=256)
 def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> int:
     """_default_rows of a kernel and its dimensions (memoized: every call's schedule asks, and
     counting the operations per pair takes about 0.05 ms)."""
     from kernelc.ir.passes import cost
 
-    if any(n.op is Op.REDUCE and n.arg.kind in K_BEST for n in walk([o.value for o in kernel.outputs])):
+    if _has_k_best(kernel):
         return 2  # each row brings its insertion code; with the K slots in a vector 1, 2 and 4 rows ran alike
     ops = cost.ops_per_pair(kernel, dict(bindings))
     if ops <= 512 and any(_is_wide_pair_sum(n, dict(bindings)) for n in walk([o.value for o in kernel.outputs])):
