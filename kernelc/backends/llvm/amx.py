@@ -304,7 +304,7 @@ def generate(att: Attention, tag: str) -> str:
     math = ops.Math(module, approx=True)
     tiles = _Tiles(module, b)
     i64 = lambda k: ir.Constant(I64, k)  # noqa: E731
-    splat = lambda k: ops.const(_VEC, k)  # noqa: E731
+    lanes = lambda k: ops.const(_VEC, k)  # noqa: E731 (k in every lane)
     dp, ep, chunks = att.padded_dim, att.padded_values, att.chunks
     tile_u16 = ROWS * TILE_BYTES // 2  # bf16 elements per tile
     row_tiles = range(BLOCK_ROWS // ROWS)
@@ -323,12 +323,8 @@ def generate(att: Attention, tag: str) -> str:
     weights_hi = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
     weights_lo = [buffer(I32, KEYS // 2 * ROWS) for _ in row_tiles]
 
-    def broadcast(value: ir.Value, ty: ir.VectorType) -> ir.Value:
-        one = b.insert_element(ir.Constant(ty, None), value, i64(0))
-        return b.shuffle_vector(one, one, ir.Constant(ir.VectorType(I32, ty.count), [0] * ty.count))
-
     # scores scaled to log2 units: exp(scale s - max) = 2^(u - max2) with u = s scale log2(e)
-    to_log2 = broadcast(b.fmul(scale, ir.Constant(F32, _LOG2E)), _VEC)
+    to_log2 = ops.splat(b, b.fmul(scale, ir.Constant(F32, _LOG2E)), ROWS)
 
     def row_state(rt: ir.Value, base: ir.Value) -> ir.Value:
         return b.bitcast(b.gep(base, [rt]), _VEC.as_pointer())
@@ -338,9 +334,9 @@ def generate(att: Attention, tag: str) -> str:
         return vector_at(acc, b.add(b.mul(rt, i64(ep)), b.mul(e, i64(ROWS))))
 
     def init(rt: ir.Value) -> None:
-        b.store(splat(float("-inf")), row_state(rt, row_max), align=4)
-        b.store(splat(0.0), row_state(rt, row_sum), align=4)
-        ops.loop(b, i64(0), i64(ep), "init.e", lambda e: b.store(splat(0.0), acc_at(rt, e), align=4))
+        b.store(lanes(float("-inf")), row_state(rt, row_max), align=4)
+        b.store(lanes(0.0), row_state(rt, row_sum), align=4)
+        ops.loop(b, i64(0), i64(ep), "init.e", lambda e: b.store(lanes(0.0), acc_at(rt, e), align=4))
 
     ops.loop(b, r0, r1, "init", init, ROWS)
 
@@ -409,9 +405,9 @@ def generate(att: Attention, tag: str) -> str:
             whole = b.and_(whole, b.icmp_signed("<", kb, rb))  # below the diagonal
         with b.if_then(b.not_(whole)):  # keys at m and beyond are padding; causal: keys after the row
             for q in row_tiles:
-                last = broadcast(b.sub(b.sub(m, i64(1)), kb), _LVEC)  # per row, the last key it sees
+                last = ops.splat(b, b.sub(b.sub(m, i64(1)), kb), ROWS)  # per row, the last key it sees
                 if att.causal:
-                    rows = b.add(broadcast(b.sub(firsts[q], kb), _LVEC), ir.Constant(_LVEC, list(range(ROWS))))
+                    rows = b.add(ops.splat(b, b.sub(firsts[q], kb), ROWS), ir.Constant(_LVEC, list(range(ROWS))))
                     last = b.select(b.icmp_signed("<", rows, last), rows, last)
                 mask_scores(scores[q], last)
         steps = side()
@@ -452,11 +448,11 @@ def generate(att: Attention, tag: str) -> str:
         """For the scores of keys past `last` (per row, from the block's first key), the infinity
         that scaling turns into -inf: one copy of the weights' code serves every block (two had
         doubled the compile time)."""
-        unseen = b.select(b.fcmp_ordered(">", to_log2, splat(0.0)), splat(float("-inf")), splat(float("inf")))
+        unseen = b.select(b.fcmp_ordered(">", to_log2, lanes(0.0)), lanes(float("-inf")), lanes(float("inf")))
 
         def key(k: ir.Value) -> None:
             where = vector_at(at, b.mul(k, i64(ROWS)))
-            seen = b.icmp_signed("<=", broadcast(k, _LVEC), last)
+            seen = b.icmp_signed("<=", ops.splat(b, k, ROWS), last)
             b.store(b.select(seen, b.load(where, align=64), unseen), where, align=64)
 
         ops.loop(b, i64(0), i64(KEYS), "mask", key)
@@ -473,7 +469,7 @@ def generate(att: Attention, tag: str) -> str:
         top = _tree(u, lambda p, r: math.intrinsic(b, "maxnum", p, r, flags=("nnan",)))
         reference = row_state(rt, row_max)
         old = b.load(reference, align=4)
-        grows = b.fcmp_ordered(">", top, b.fadd(old, splat(HEADROOM)))
+        grows = b.fcmp_ordered(">", top, b.fadd(old, lanes(HEADROOM)))
         with b.if_then(b.icmp_unsigned("!=", b.bitcast(grows, ir.IntType(ROWS)), ir.Constant(ir.IntType(ROWS), 0))):
             rescale(rt, old, math.intrinsic(b, "maxnum", old, top, flags=("nnan",)))  # finite: a key below m
         new = b.load(reference, align=4)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
-from kernelc.backends.llvm.ops import F32, I16, I32, I64
+from kernelc.backends.llvm.ops import F32, I16, I64
 
 KINDS = ("queries", "keys", "values")
 
@@ -51,9 +51,8 @@ def add_functions(module: ir.Module, att, tag: str, safe_exponent: int) -> None:
                               b.or_(b.fcmp_ordered(">=", magnitude, ir.Constant(F32, 2.0 ** -safe_exponent)),
                                     b.fcmp_ordered("==", magnitude, ir.Constant(F32, 0.0))))
                 b.store(b.add(b.load(unsafe), b.zext(b.not_(fine), I64)), unsafe)
-                hi = _rounded_bits(b, value)
-                lo = _rounded_bits(b, b.fsub(value, b.bitcast(b.and_(hi, ir.Constant(I32, -0x10000)), F32)))
-                parts = [b.trunc(b.lshr(bits, ir.Constant(I32, 16)), I16) for bits in (hi, lo)]
+                hi = ops.round_bf16(b, value)
+                parts = [hi, ops.round_bf16(b, b.fsub(value, ops.bf16_to_f32(b, hi)))]
                 for offset, part in place(b, att, r, c):
                     b.store(parts[part], b.gep(out, [offset]))
 
@@ -61,13 +60,6 @@ def add_functions(module: ir.Module, att, tag: str, safe_exponent: int) -> None:
 
         ops.loop(b, r0, r1, f"{kind}.rows", row)
         b.ret(b.load(unsafe))
-
-
-def _rounded_bits(b: ir.IRBuilder, value: ir.Value) -> ir.Value:
-    """value's bits rounded to bf16 in the upper half (to nearest, ties to even)."""
-    bits = b.bitcast(value, I32)
-    odd = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
-    return b.add(b.add(bits, ir.Constant(I32, 0x7FFF)), odd)
 
 
 def _fabs(module: ir.Module) -> ir.Function:

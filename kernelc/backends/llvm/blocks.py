@@ -60,13 +60,6 @@ def _is_nan(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     return ops.is_nan(b, v) if not isinstance(v.type, ir.IntType) else ir.Constant(I1, 0)
 
 
-def _splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
-    """x in every lane of a vector."""
-    vec = b.insert_element(ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined), x, ir.Constant(I32, 0))
-    return b.shuffle_vector(vec, ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined),
-                            ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
-
-
 def _fold(b: ir.IRBuilder, slot: ir.Value, keep: ir.Value, block: ir.Value, fold: ir.Value) -> None:
     """slot = slot * keep + block * fold: a running sum and a block's, each rescaled."""
     b.store(b.fadd(b.fmul(b.load(slot), keep), b.fmul(block, fold)), slot)
@@ -320,7 +313,7 @@ class BufferedState:
                     values = b.load(b.bitcast(at, vec_t.as_pointer()), align=align)
                     for weight, row_accs in zip(weights, accs[way]):
                         acc = row_accs[p]
-                        b.store(fb.math.intrinsic(b, "fmuladd", _splat(b, weight, pw), values, b.load(acc),
+                        b.store(fb.math.intrinsic(b, "fmuladd", ops.splat(b, weight, pw), values, b.load(acc),
                                                   flags=fb.math.contract), acc)
 
             whole = b.mul(b.sdiv(count, ir.Constant(I64, ways)), ir.Constant(I64, ways))
@@ -461,7 +454,7 @@ class BufferedKBest:
         self.slot_lanes = 16 if self.k <= 16 else VECTOR_SLOTS
         if self.k <= VECTOR_SLOTS:
             n = self.slot_lanes
-            self.vector = (fb.alloca(ir.VectorType(self.ty, n), _splat(fb.b, self.worst, n)),
+            self.vector = (fb.alloca(ir.VectorType(self.ty, n), ops.splat(fb.b, self.worst, n)),
                            fb.alloca(ir.VectorType(I64, n), ir.Constant(ir.VectorType(I64, n), [-1] * n)))
 
     def accumulate(self, fb: "_FunctionBuilder", args: list[list[ir.Value]], k: ir.Value) -> None:
@@ -482,7 +475,7 @@ class BufferedKBest:
 
         b, n = fb.b, self.slot_lanes
         vals, idx = b.load(self.vector[0]), b.load(self.vector[1])
-        v_all, k_all = _splat(b, v, n), _splat(b, k, n)
+        v_all, k_all = ops.splat(b, v, n), ops.splat(b, k, n)
         empty = b.icmp_signed("<", idx, ir.Constant(idx.type, [0] * n))
         before = b.or_(empty, _sorts_before(b, v_all, vals, self.largest))
         up = ir.Constant(ir.VectorType(I32, n), [0] + list(range(n, 2 * n - 1)))  # lane 0: v; lane p: slot p - 1
@@ -531,7 +524,7 @@ class BufferedKBest:
         last_v, room = self._last(fb)
         vec_t = ir.VectorType(self.ty, lanes)
         scores = b.load(b.bitcast(b.gep(self.scores, [base]), vec_t.as_pointer()), align=4)
-        wants = b.or_(_sorts_before(b, scores, _splat(b, last_v, lanes), self.largest), _splat(b, room, lanes))
+        wants = b.or_(_sorts_before(b, scores, ops.splat(b, last_v, lanes), self.largest), ops.splat(b, room, lanes))
         mask_t = ir.IntType(lanes)
         left_in_block = b.sub(count, base)  # lanes past the block hold stale scores
         whole = b.icmp_signed(">=", left_in_block, ir.Constant(I64, lanes))

@@ -173,6 +173,13 @@ def loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
     return loop
 
 
+def splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
+    """x in every lane of a vector."""
+    vec = b.insert_element(ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined), x, ir.Constant(I32, 0))
+    return b.shuffle_vector(vec, ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined),
+                            ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+
 def const(ty: ir.Type, value: float | int | bool) -> ir.Constant:
     if isinstance(ty, ir.VectorType):  # the value in every lane
         return ir.Constant(ty, [const(ty.element, value)] * ty.count)
