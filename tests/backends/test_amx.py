@@ -143,7 +143,7 @@ def test_causal_attention_against_float64(n: int, m: int) -> None:
 
 @needs_amx
 def test_causal_example_takes_the_tile_path() -> None:
-    """examples/attention.kc under a tolerance: the same result as its exact f32 run, within it."""
+    """examples/attention.kc under a tolerance: within it of the NumPy reference backend."""
     import pathlib
 
     path = pathlib.Path(__file__).parents[2] / "examples" / "attention.kc"
@@ -152,7 +152,7 @@ def test_causal_example_takes_the_tile_path() -> None:
     loose = kc.load(path, tolerance=1e-4, autotune="off").causal_attention
     exact = kc.load(path, autotune="off").causal_attention
     assert _stage(loose, q, k, v).matrix is not None
-    assert _relative(loose(q, k, v, backend="llvm"), exact(q, k, v, backend="llvm")) < 1e-4
+    assert _relative(loose(q, k, v, backend="llvm"), exact(q, k, v, backend="numpy")) < 1e-4
 
 
 @needs_amx
