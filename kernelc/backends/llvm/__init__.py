@@ -90,7 +90,7 @@ class _StageExecutable:
         self.kernel = kernel
         self.dims = dict(schedule.get("dims") or ())
         self.threads = int(schedule.get("threads") or thread_count())
-        self.chunks_per_thread = int(schedule.get("chunks_per_thread") or 8)
+        self.chunks_per_thread = int(schedule.get("chunks_per_thread") or _CHUNKS_PER_THREAD)
         try:
             check_supported(kernel, self.dims)
         except UnsupportedKernel as err:
@@ -352,9 +352,14 @@ def _default_rows(kernel: Kernel, sizes: Sizes) -> int:
 
 
 @lru_cache(maxsize=256)
+def _reduces(kernel: Kernel, kinds: frozenset[ReduceKind]) -> bool:
+    """Whether the kernel has a reduction of one of these kinds (memoized: every call's schedule
+    asks)."""
+    return any(n.op is Op.REDUCE and n.arg.kind in kinds for n in walk([o.value for o in kernel.outputs]))
+
+
 def _has_k_best(kernel: Kernel) -> bool:
-    """Whether the kernel has a kmin/kmax/argkmin/argkmax (memoized: every call's schedule asks)."""
-    return any(n.op is Op.REDUCE and n.arg.kind in K_BEST for n in walk([o.value for o in kernel.outputs]))
+    return _reduces(kernel, frozenset(K_BEST))
 
 
 @lru_cache(maxsize=256)
@@ -377,7 +382,6 @@ def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> int:
 _INTERLEAVE_WORK = 1 << 26  # pairs from which a call runs long enough to repay interleave 4's compile time
 
 
-@lru_cache(maxsize=256)
 def _interleave_pays(kernel: Kernel) -> bool:
     """Whether a kernel with 4-row blocks (which only wide component sums get, _rows_for) should
     run 4 vectors side by side in its pair loop (`interleave`): LLVM's cost model chose 2 where a
@@ -385,8 +389,7 @@ def _interleave_pays(kernel: Kernel) -> bool:
     D=64 dot/sqdist; Gaussian D=64 too); softmax with long values ran alike and compiled 0.5 s
     longer, so it keeps LLVM's choice. Gaussian D=64 compiles 0.25 s longer (0.7 -> 0.95 s), so
     only calls of _INTERLEAVE_WORK pairs or more (0.1 s and up) ask for it."""
-    return not any(n.op is Op.REDUCE and n.arg.kind is ReduceKind.SOFTMAX  # type: ignore[union-attr]
-                   for n in walk([o.value for o in kernel.outputs]))
+    return not _reduces(kernel, frozenset({ReduceKind.SOFTMAX}))
 
 
 def _is_wide_pair_sum(node, bindings: dict[str, int]) -> bool:
