@@ -152,7 +152,7 @@ def test_causal_example_takes_the_tile_path() -> None:
     q, k, v = (rng.standard_normal((300, 64), np.float32) for _ in range(3))
     loose = kc.load(path, tolerance=1e-4, autotune="off").causal_attention
     exact = kc.load(path, autotune="off").causal_attention
-    assert _stage(loose, q, k, v).matrix is not None
+    assert _stage(loose, q, k, v).pattern is not None
     assert _relative(loose(q, k, v, backend="llvm"), exact(q, k, v, backend="numpy")) < 1e-4
 
 
@@ -168,7 +168,7 @@ def test_logsumexp_of_scores(n: int, m: int, mask: bool) -> None:
     assert found is not None and found.values is None and found.causal == mask
     rng = np.random.default_rng(n + m)
     x, y = rng.standard_normal((n, 48), np.float32), rng.standard_normal((m, 48), np.float32)
-    assert _stage(k, x, y).matrix is not None
+    assert _stage(k, x, y).pattern is not None
     s = x.astype(np.float64) @ y.T.astype(np.float64) * 0.25
     if mask:
         s[np.arange(n)[:, None] < np.arange(m)[None, :]] = -np.inf
@@ -185,7 +185,7 @@ def test_scalar_values() -> None:
     k = kc.kernel(source, tolerance=1e-4, autotune="off")
     rng = np.random.default_rng(7)
     x, y, w = rng.random((40, 32), np.float32), rng.random((90, 32), np.float32), rng.random(90, np.float32)
-    assert _stage(k, x, y, w).matrix is not None
+    assert _stage(k, x, y, w).pattern is not None
     got = k(x, y, w, backend="llvm")
     assert got.shape == (40,)
     assert _relative(got, _reference(x, y, w[:, None], 1.0)[:, 0]) < 2e-5
@@ -340,8 +340,8 @@ def test_only_tolerance_variants_use_the_matrix_unit() -> None:
     source = ATTENTION.format(score="dot(x, y) * 0.125")
     exact = kc.kernel(source, autotune="off")
     loose = kc.kernel(source, tolerance=1e-4, autotune="off")
-    assert _stage(exact, x, y, v).matrix is None
-    assert _stage(loose, x, y, v).matrix is not None
+    assert _stage(exact, x, y, v).pattern is None
+    assert _stage(loose, x, y, v).pattern is not None
     assert "tdpbf16ps" in _stage(loose, x, y, v).code
     explained = loose.explain(backend="llvm", n=64, m=300, dims={"D": 64, "E": 64})
     assert "softmax attention on the AMX-BF16 tile unit" in explained
@@ -360,7 +360,7 @@ def test_matrix_unit_knob_turns_it_off() -> None:
     knobs = dict(backend.default_schedule(k.optimized, sizes).knobs) | {"approx_math": True}
     on = backend.compile(k.optimized, Schedule("llvm", tuple(sorted(knobs.items()))))
     off = backend.compile(k.optimized, Schedule("llvm", tuple(sorted((knobs | {"matrix_unit": False}).items()))))
-    assert on.stages[0][0].matrix is not None and off.stages[0][0].matrix is None
+    assert on.stages[0][0].pattern is not None and off.stages[0][0].pattern is None
 
 
 @needs_amx
@@ -377,7 +377,7 @@ def test_cached_tile_code_in_a_fresh_process(tmp_path) -> None:
         want = p @ v / p.sum(1, keepdims=True)
         got = k(x, y, v, backend="llvm")
         _, _, ex = k.compiled(x, y, v, backend="llvm")
-        assert ex.stages[0][0].matrix is not None
+        assert ex.stages[0][0].pattern is not None
         print(float(np.abs(got - want).max()))
     """)
     env = {**os.environ, "KERNELC_CACHE_DIR": str(tmp_path)}  # PYTHONPATH too, where kernelc's needs are found

@@ -70,8 +70,8 @@ class LLVMExecutable:
     @property
     def notes(self) -> list[str]:
         """What `kernelc explain` says about how this runs, beyond the schedule."""
-        return [f"stage {k}: {executable.matrix.description}" for k, (executable, _) in enumerate(self.stages)
-                if executable.matrix is not None]
+        return [f"stage {k}: {executable.pattern.description}" for k, (executable, _) in enumerate(self.stages)
+                if executable.pattern is not None]
 
     def run(self, call: Call) -> None:
         inputs = dict(call.inputs)
@@ -113,13 +113,13 @@ class _StageExecutable:
         self._functions: list[Any] | None = None
         self._partial: Any = None
         self.optimized_ir = ""
-        self.matrix = _matrix_path(kernel, self.dims, schedule, self.threads, self.chunks_per_thread)
+        self.pattern = _pattern_path(kernel, self.dims, schedule, self.threads, self.chunks_per_thread)
         # compiled now (the autotuner compiles in worker processes, for the disk cache): the
-        # functions this schedule runs: on the matrix unit (the others then only for calls it
+        # functions this schedule runs: a pattern path (the others then only for calls it
         # does not take), the row functions or, with tiles, the partial function
-        if self.matrix is None and self.tile and self.splittable:
+        if self.pattern is None and self.tile and self.splittable:
             self.partial()
-        elif self.matrix is None:
+        elif self.pattern is None:
             self.functions()
         self.schedule = schedule
         self._finish: _StageExecutable | None = None
@@ -131,8 +131,8 @@ class _StageExecutable:
         from kernelc.backends.llvm.jit import optimized_ir
 
         text = self.optimized_ir or optimized_ir(self._generate(), self.vector_bits)
-        if self.matrix is not None:
-            text = self.matrix.code + "\n" + text
+        if self.pattern is not None:
+            text = self.pattern.code + "\n" + text
         if self.tile and self.splittable:
             text += "\n" + optimized_ir(self._generate(True), self.vector_bits)
         return text
@@ -143,7 +143,7 @@ class _StageExecutable:
         n, m = call.sizes.n, call.sizes.m
         for out in call.outputs:
             assert out.flags.c_contiguous, "the runtime allocates contiguous outputs"
-        if self.matrix is not None and self.matrix.run(call.inputs, call.outputs[0]):
+        if self.pattern is not None and self.pattern.run(call.inputs, call.outputs[0]):
             return
         for k, spec in enumerate(self.specs):
             arrays = [soa_blocks(call.inputs[p.name]) if p.name in spec.soa else np.ascontiguousarray(call.inputs[p.name])
@@ -281,18 +281,21 @@ class _StageExecutable:
             list(pool(threads).map(run_chunk, range(chunks)))
 
 
-def _matrix_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, threads: int,
-                 chunks_per_thread: int) -> Any:
-    """The attention on the matrix unit (amx.AttentionExecutable) that this tolerance variant
-    runs, or None: an exact kernel, not an attention amx.py knows, or no AMX-BF16 here."""
-    from kernelc.backends.llvm import amx
+def _pattern_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, threads: int,
+                  chunks_per_thread: int) -> Any:
+    """The hand-scheduled code this stage runs for the calls it takes, or None (the generated
+    row functions run every call):
+    - attention on the matrix unit (amx.AttentionExecutable): tolerance variants, knob
+      `matrix_unit`, hosts with AMX-BF16;
+    - nearest neighbours through a filter with an exact recheck (nearest.NearestExecutable):
+      exact results, knob `nearest_filter`."""
+    from kernelc.backends.llvm import amx, nearest
 
-    if not _matrix_unit(schedule):
-        return None
-    found = amx.match(kernel, dims)
-    if found is None or amx.unavailable() is not None:
-        return None
-    return amx.AttentionExecutable(found, threads, chunks_per_thread)
+    if _matrix_unit(schedule) and (att := amx.match(kernel, dims)) is not None and amx.unavailable() is None:
+        return amx.AttentionExecutable(att, threads, chunks_per_thread)
+    if schedule.get("nearest_filter") is not False and (near := nearest.match(kernel, dims)) is not None:
+        return nearest.NearestExecutable(near, threads, chunks_per_thread)
+    return None
 
 
 def _hoisted(stage: Stage) -> list[Stage]:

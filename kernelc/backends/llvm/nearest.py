@@ -1,0 +1,423 @@
+"""Nearest neighbours (argkmin/kmin/argmin/min of `sqdist(x, y)`) through a cheap filter with an
+exact recheck: the results are those of the exact f32 code, bit for bit.
+
+The exact distance sum_d (x_d - y_d)^2 costs 2D vector operations per pair. Expanded, it is
+|x|^2 + |y|^2 - 2 x.y, and for one row i the term |x|^2 is a constant: the filter score
+f_j = |y_j|^2 + sum_d (-2 x_d) y_jd costs D fused multiply-adds per pair, with |y_j|^2 and the
+coefficients -2 x_d computed once per call. Expanded sums cancel (that is why the exact code
+does not use them), but their error is bounded: a pair whose exact distance could still enter
+a row's K slots has f_j <= T_i, where T_i is the row's current K-th distance minus |x_i|^2 plus
+a margin (`margins`). Only the pairs that pass, a few per row once the slots fill (about
+K ln(M / K) with data in no particular order), get their exact distance, computed as the exact
+code computes it (codegen._Chains), and are inserted by the same rule (strictly smaller values
+enter; equal values keep index order).
+
+The error bound. Coordinates are centred on the mean of y (distances do not change, and data
+far from the origin keeps a small margin) and rounded to f32: x~ and y~. With u = 2^-24,
+S = (|x~_i| + max_j |y~_j|)^2 and the computed values f^ and d^ (exact code),
+    |d^ - d| <= 1.01 (D + 2) u d,   d <= S (1 + 2u),
+    |f^ - (|x~ - y~|^2 - |x~|^2)| <= 1.01 (D + 2) u S,
+    | |x~ - y~|^2 - d | <= 3 u S (the rounding of the centred coordinates),
+so d^_j <= last implies f^_j <= last - |x~|^2 + (2.02 D + 7.1) u S. The margin is (4D + 16) u S
+plus 2^-96 (subnormal products), and the threshold, computed in f64, is rounded to f32 with
+room to spare (its rounding is below 2 u S). The bound needs finite inputs of moderate size:
+calls with a value that is not finite or of magnitude outside [2^-40, 2^40] (0 is fine) run the
+exact code instead, as do calls of fewer than MIN_ROWS rows (the exact code splits the inner
+index over threads there).
+
+The generated function: rows in register blocks of ROWS, the inner index in vectors of 16 (8
+without AVX-512) from a structure-of-arrays copy of y~ and |y~|^2; each row keeps its K slots in
+one vector of values and one of indices (K <= 16) and its threshold in a register; a vector of
+pairs branches to the insertion code only when one of its lanes passes for some row.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from kernelc.backends.llvm import ops
+from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
+from kernelc.ir.dtypes import DType
+from kernelc.ir.nodes import Kernel, Node
+from kernelc.ir.ops import Op, ReduceKind
+
+MAX_SLOTS = 16  # the K slots of a row live in one vector
+MAX_DIM = 15  # from codegen.WIDE_DIM on, the exact code sums the components another way
+MIN_ROWS = 64  # fewer rows: the exact code, which splits the inner index over threads
+ROWS = 4  # rows per register block: 4 x D coefficients, 4 thresholds and the y vectors in registers
+GROUP = 64  # rows whose slots and thresholds stay in memory while a tile of points is walked
+TILE_POINTS = 4096  # points per tile: 16 bytes each (D = 3) in the structure-of-arrays copy, in L2
+CHUNK = 4  # vectors of points compared with the thresholds of the chunk's start
+SEED = 64  # points entered into every row's slots without the filter
+SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the filter
+_U = 2.0 ** -24
+_KINDS = {ReduceKind.ARGKMIN: "idx", ReduceKind.KMIN: "vals", ReduceKind.ARGMIN: "idx", ReduceKind.MIN: "vals"}
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """A kernel the filter runs: one output over i, the K smallest sqdist(x, y) over j."""
+
+    queries: str  # the parameter indexed by i
+    points: str  # the parameter indexed by j
+    dim: int
+    k: int  # slots: K, or 1 for argmin/min
+    output: str  # "idx" or "vals"
+
+
+def match(kernel: Kernel, bindings: dict[str, int]) -> Nearest | None:
+    """The nearest-neighbour reduction this kernel is, if the filter runs it."""
+    if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",):
+        return None
+    red = kernel.outputs[0].value
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _KINDS:
+        return None
+    score = red.src[0]
+    if score.op is not Op.VSUM or score.dtype is not DType.F32:
+        return None
+    square = score.src[0]
+    if square.op is Op.MUL and square.src[0] is square.src[1]:
+        diff = square.src[0]
+    elif square.op is Op.SQUARE:
+        diff = square.src[0]
+    else:
+        return None
+    if diff.op is not Op.SUB:
+        return None
+    params = {p.name: p for p in kernel.params}
+    a, b = diff.src
+    if _is_param(b, params, ("i",)) and _is_param(a, params, ("j",)):
+        a, b = b, a
+    if not (_is_param(a, params, ("i",)) and _is_param(b, params, ("j",))) or a.dim is None or a.dim != b.dim:
+        return None
+    dim = a.dim.evaluate(bindings)
+    k = red.dim.evaluate(bindings) if red.arg.kind in (ReduceKind.ARGKMIN, ReduceKind.KMIN) else 1
+    if not 1 <= dim <= MAX_DIM or not 1 <= k <= MAX_SLOTS:
+        return None
+    return Nearest(a.arg, b.arg, dim, k, _KINDS[red.arg.kind])
+
+
+def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
+    return node.op is Op.PARAM and node.dtype is DType.F32 and params[node.arg].type.index == index
+
+
+def lanes() -> int:
+    from kernelc.backends.llvm.jit import vector_widths
+
+    return vector_widths()[0] // 32
+
+
+# --- code generation ------------------------------------------------------------------------------
+
+
+def symbol(tag: str) -> str:
+    return f"kc_nearest{tag}"
+
+
+def generate(near: Nearest, tag: str, width: int) -> str:
+    """The module of `void f(f32* x, f32* y, f32* ys, f32* coef, f64* base, void* out, i64 r0,
+    i64 r1, i64 m, i64 mp)`: rows [r0, r1) of the output, from x (N x D) and y (M x D) as given
+    (for the exact distances), ys (the D centred coordinates of y, then |y~|^2, each padded to
+    mp, a multiple of `width`; padding |y~|^2 = inf), coef (-2 x~, N x D) and base (per row,
+    f64: the threshold's terms that do not depend on the slots, `thresholds`).
+
+    Rows go in groups of GROUP, whose slots and thresholds wait in memory while the points are
+    walked in tiles of TILE_POINTS (their columns stay in L2), a register block of ROWS rows at a
+    time; within a block, each row's slots and threshold are values in registers (a threshold
+    reloaded from memory after an insertion was read early by the next pairs: a memory-ordering
+    machine clear per insertion). The first SEED points enter the block's slots without the
+    filter and without branches, the rows' insertion chains side by side: each would be a
+    mispredicted branch, and about half of a row's insertions come from its first 256 points."""
+    from kernelc.backends.llvm.codegen import _Chains
+
+    module = ir.Module(name="kernelc_nearest")
+    f32p = F32.as_pointer()
+    out_t = (I64 if near.output == "idx" else F32).as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f32p, out_t, I64, I64, I64, I64]),
+                     symbol(tag))
+    fn.attributes.add("nounwind")
+    for arg in fn.args[:6]:
+        arg.add_attribute("noalias")
+    x, y, ys, coef, base, out, r0, r1, m, mp = fn.args
+    math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    dim, k = near.dim, near.k
+    vec, mask_t = ir.VectorType(F32, width), ir.IntType(width)
+    slot_vals, slot_idx = ir.VectorType(F32, MAX_SLOTS), ir.VectorType(I32, MAX_SLOTS)
+    bits_t = ir.IntType(width * ROWS)  # the passing lanes of a register block's rows, row after row
+    inf = ops.const(F32, float("inf"))
+    # the group's states in memory, and the register block's (promoted to registers by LLVM)
+    saved = [b.alloca(ir.ArrayType(t, GROUP)) for t in (slot_vals, slot_idx, vec)]
+    block_state = [[b.alloca(t) for t in (slot_vals, slot_idx, vec)] for _ in range(ROWS)]
+    cttz = module.declare_intrinsic("llvm.cttz", [bits_t, I1])
+    up = ir.Constant(ir.VectorType(I32, MAX_SLOTS), [0] + list(range(MAX_SLOTS, 2 * MAX_SLOTS - 1)))
+
+    def c64(v: int) -> ir.Constant:
+        return ir.Constant(I64, v)
+
+    def exact(row: ir.Value, j: ir.Value) -> ir.Value:
+        """The exact code's sqdist of (row, j): sub, then the squares summed by codegen._Chains."""
+        sums = _Chains(b, math, dim)
+        for d in range(dim):
+            t = b.fsub(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])),
+                       b.load(b.gep(y, [b.add(b.mul(j, c64(dim)), c64(d))])))
+            sums.add_product(t, t)
+        return sums.total()
+
+    def smaller(p: ir.Value, q: ir.Value, larger: bool = False) -> ir.Value:
+        return b.select(b.fcmp_ordered(">" if larger else "<", p, q), p, q)
+
+    def inserted(old_v: ir.Value, old_i: ir.Value, v: ir.Value, j: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
+        branches. The slots hold finite values and +inf when empty, so the lanes v sorts before
+        (old > v) form a suffix: they take the slot before them (the first of them v), values
+        as min(old[p], max(old[p - 1], v)); a v that enters no slot changes nothing."""
+        v_all, j_all = ops.splat(b, v, MAX_SLOTS), ops.splat(b, b.trunc(j, I32), MAX_SLOTS)
+        new_v = smaller(old_v, smaller(b.shuffle_vector(v_all, old_v, up), v_all, larger=True))
+        before = b.fcmp_ordered("<", v_all, old_v)
+        after_first = b.shuffle_vector(ir.Constant(before.type, [0] * MAX_SLOTS), before, up)
+        return new_v, b.select(before, b.select(after_first, b.shuffle_vector(j_all, old_i, up), j_all), old_i)
+
+    def threshold(vals: ir.Value, offset: ir.Value) -> ir.Value:
+        """T = last (1 + 2^-20) + base (`thresholds`) in every lane, by one f32 multiply-add from
+        a broadcast of the last slot (+inf while a slot is empty): the next pairs' compares wait
+        for it after each insertion."""
+        last = b.shuffle_vector(vals, ir.Constant(vals.type, ir.Undefined),
+                                ir.Constant(ir.VectorType(I32, width), [k - 1] * width))
+        return math.intrinsic(b, "fma", last, ops.splat(b, ops.const(F32, 1 + 2.0 ** -20), width), offset)
+
+    def insert(r: int, v: ir.Value, j: ir.Value) -> None:
+        vals, idx, _ = block_state[r]
+        for slot, value in zip((vals, idx), inserted(b.load(vals), b.load(idx), v, j)):
+            b.store(value, slot)
+
+    def retarget(r: int, offset: ir.Value) -> None:
+        b.store(threshold(b.load(block_state[r][0]), offset), block_state[r][2])
+
+    def group(g0: ir.Value) -> None:
+        def source(l: ir.Value) -> ir.Value:  # rows past r1 (the last group's) repeat the last row
+            row = b.add(g0, l)
+            return b.select(b.icmp_signed("<", row, r1), row, b.sub(r1, c64(1)))
+
+        def tile(t0: ir.Value) -> None:
+            t1 = b.add(t0, c64(TILE_POINTS))
+            t1 = b.select(b.icmp_signed("<", t1, mp), t1, mp)
+            ops.loop(b, c64(0), c64(GROUP), "block", lambda rb: block(rb, t0, t1), step=ROWS)
+
+        def block(rb: ir.Value, t0: ir.Value, t1: ir.Value) -> None:
+            rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
+            offsets = [ops.splat(b, b.load(b.gep(base, [row])), width) for row in rows]
+            with b.if_else(b.icmp_signed("==", t0, c64(0))) as (then, otherwise):
+                with then:  # empty slots, then the first SEED points
+                    for vals, idx, _ in block_state:
+                        b.store(ops.splat(b, inf, MAX_SLOTS), vals)
+                        b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
+                    seeded = b.select(b.icmp_signed("<", m, c64(SEED)), m, c64(SEED))
+                    ops.loop(b, c64(0), seeded, "seed",
+                             lambda j: [insert(r, exact(rows[r], j), j) for r in range(ROWS)])
+                    for r in range(ROWS):
+                        retarget(r, offsets[r])
+                with otherwise:
+                    for r in range(ROWS):
+                        for array, slot in zip(saved, block_state[r]):
+                            b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
+            coefs = [[ops.splat(b, b.load(b.gep(coef, [b.add(b.mul(row, c64(dim)), c64(d))])), width)
+                      for d in range(dim)] for row in rows]
+            js = b.select(b.icmp_signed("<", t0, c64(SEED)), c64(SEED), t0)
+            ops.loop(b, js, t1, "chunks", lambda c: chunk(c, t1, rows, offsets, coefs), step=CHUNK * width)
+            for r in range(ROWS):
+                for array, slot in zip(saved, block_state[r]):
+                    b.store(b.load(slot), b.gep(array, [c64(0), b.add(rb, c64(r))]))
+
+        def chunk(c: ir.Value, t1: ir.Value, rows: list[ir.Value], offsets: list[ir.Value], coefs: list) -> None:
+            """CHUNK vectors of points compared with the thresholds as they were at its start:
+            an insertion's new threshold (some 40 cycles of dependent work) is not waited for
+            by the next compares. A threshold only falls, so an older one lets more pairs pass
+            to the recheck, never fewer."""
+            stop = b.add(c, c64(CHUNK * width))
+            stop = b.select(b.icmp_signed("<", stop, t1), stop, t1)
+            limits = [b.load(state[2]) for state in block_state]
+            ops.loop(b, c, stop, "points", lambda jv: step(rows, offsets, limits, jv, coefs), step=width)
+
+        def step(rows: list[ir.Value], offsets: list[ir.Value], limits: list[ir.Value], jv: ir.Value,
+                 coefs: list) -> None:
+            column = [b.load(b.bitcast(b.gep(ys, [b.add(b.mul(mp, c64(d)), jv)]), vec.as_pointer()), align=4)
+                      for d in range(dim + 1)]
+            passing = ir.Constant(bits_t, 0)
+            for r in range(ROWS):
+                f = column[dim]
+                for d in range(dim):
+                    f = math.intrinsic(b, "fma", column[d], coefs[r][d], f)
+                bits = b.zext(b.bitcast(b.fcmp_ordered("<=", f, limits[r]), mask_t), bits_t)
+                passing = b.or_(passing, b.shl(bits, ir.Constant(bits_t, r * width)))
+            with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(bits_t, 0)), likely=False):
+                recheck(rows, offsets, jv, passing)
+
+        ops.loop(b, c64(0), mp, "tiles", tile, step=TILE_POINTS)
+
+        def write(l: ir.Value) -> None:
+            row = b.add(g0, l)
+            if near.output == "vals":
+                chosen = b.load(b.gep(saved[0], [c64(0), l]))
+            else:
+                chosen = b.sext(b.load(b.gep(saved[1], [c64(0), l])), ir.VectorType(I64, MAX_SLOTS))
+            for s in range(k):
+                b.store(b.extract_element(chosen, ir.Constant(I32, s)), b.gep(out, [b.add(b.mul(row, c64(k)), c64(s))]))
+
+        rows_here = b.sub(r1, g0)
+        ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write", write)
+
+    def recheck(rows: list[ir.Value], offsets: list[ir.Value], jv: ir.Value, passing: ir.Value) -> None:
+        """The block's passing lanes, row after row, each in index order: exact distance,
+        insertion, new threshold. The lane's row is picked by selects, not branches (a
+        mispredicted branch per passing lane had cost as much as the pairs of a row)."""
+        pre = b.block
+        work, done = fn.append_basic_block("recheck.lane"), fn.append_basic_block("recheck.done")
+        b.branch(work)
+        b.position_at_end(work)
+        left = b.phi(bits_t)
+        left.add_incoming(passing, pre)
+        bit = b.call(cttz, [left, ir.Constant(I1, 1)])
+        bit = b.trunc(bit, I64) if bits_t.width > 64 else b.zext(bit, I64) if bits_t.width < 64 else bit
+        r = b.udiv(bit, c64(width))
+        j = b.add(jv, b.urem(bit, c64(width)))
+        inside = b.icmp_signed("<", j, m)  # padding lanes pass while a slot is empty
+        mine = [b.icmp_unsigned("==", r, c64(rr)) for rr in range(ROWS)]
+        # vector selects take a vector of conditions: with one scalar condition LLVM branches
+        lanes_of = {n: [b.icmp_unsigned("==", ops.splat(b, r, n), ops.splat(b, c64(rr), n)) for rr in range(ROWS)]
+                    for n in {MAX_SLOTS, width}}
+
+        def choose(rr: int, value: ir.Value, other: ir.Value) -> ir.Value:
+            return b.select(lanes_of[value.type.count][rr] if isinstance(value.type, ir.VectorType) else mine[rr],
+                            value, other)
+
+        def pick(values: list[ir.Value]) -> ir.Value:
+            chosen = values[0]
+            for rr in range(1, ROWS):
+                chosen = choose(rr, values[rr], chosen)
+            return chosen
+
+        row = pick(rows)
+        states = [[b.load(slot) for slot in block_state[rr][:2]] for rr in range(ROWS)]
+        old_v, old_i = pick([st[0] for st in states]), pick([st[1] for st in states])
+        v = b.select(inside, exact(row, b.select(inside, j, c64(0))), inf)
+        new_v, new_i = inserted(old_v, old_i, v, j)
+        target = threshold(new_v, pick(offsets))
+        for rr in range(ROWS):
+            vals, idx, tvec = block_state[rr]
+            b.store(choose(rr, new_v, states[rr][0]), vals)
+            b.store(choose(rr, new_i, states[rr][1]), idx)
+            b.store(choose(rr, target, b.load(tvec)), tvec)
+        rest = b.and_(left, b.sub(left, ir.Constant(bits_t, 1)))
+        left.add_incoming(rest, b.block)
+        b.cbranch(b.icmp_unsigned("!=", rest, ir.Constant(bits_t, 0)), work, done)
+        b.position_at_end(done)
+
+    ops.loop(b, r0, r1, "groups", group, step=GROUP)
+    b.ret_void()
+    return str(module)
+
+
+# --- per call -------------------------------------------------------------------------------------
+
+_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+
+
+def safe(a: np.ndarray) -> bool:
+    """Finite, and 0 or of magnitude in [2^-40, 2^40]: where the error bound holds."""
+    mag = np.abs(a)
+    lo, hi = np.float32(2.0 ** -SAFE_EXPONENT), np.float32(2.0 ** SAFE_EXPONENT)
+    return bool(np.all((mag <= hi) & ((mag >= lo) | (mag == 0))))  # NaN fails both
+
+
+def thresholds(near: Nearest, xc: np.ndarray, radius: float) -> np.ndarray:
+    """Per row, the part of the filter's threshold T = last - |x~|^2 + margin + (last + |x~|^2)
+    2^-20 that does not depend on the slots' last value: margin - |x~|^2 + |x~|^2 2^-20 (f64,
+    then rounded to f32), with margin = (4D + 16) u (|x~| + radius)^2 + 2^-96 (the module
+    docstring). The 2^-20 = 16 u terms cover the f32 roundings of this value and of T."""
+    xx = np.einsum("ij,ij->i", xc.astype(np.float64), xc.astype(np.float64))
+    margin = (4 * near.dim + 16) * _U * (np.sqrt(xx) + radius) ** 2 + 2.0 ** -96
+    return (margin - xx + xx * 2.0 ** -20).astype(np.float32)
+
+
+def cache_key(near: Nearest, width: int) -> str:
+    import llvmlite
+
+    from kernelc import __version__
+    from kernelc.backends.cache import make_key
+    from kernelc.backends.llvm import CODEGEN_VERSION
+    from kernelc.backends.llvm.jit import host_description
+
+    return make_key("llvm-nearest", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
+                    str((near.dim, near.k, near.output, width, ROWS, GROUP, TILE_POINTS, SEED, CHUNK)))
+
+
+class NearestExecutable:
+    """The compiled filter function and the per-call work around it: checks, the centred copies,
+    row chunks over threads."""
+
+    def __init__(self, near: Nearest, threads: int, chunks_per_thread: int) -> None:
+        from kernelc.backends.llvm.jit import compile_ir
+
+        self.near, self.threads, self.chunks_per_thread = near, threads, chunks_per_thread
+        self.width = lanes()
+        key = cache_key(near, self.width)
+        tag = "_" + key[:20]
+        self._text = lambda: generate(near, tag, self.width)
+        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key, self.width * 32)
+        self.fn = _FN(addresses[symbol(tag)])
+
+    @property
+    def description(self) -> str:
+        return ("nearest neighbours through an expanded-distance filter (|y|^2 - 2 x.y, D fused multiply-adds "
+                "per pair) with an exact recheck of the pairs that pass: the exact code's results "
+                f"(calls of {MIN_ROWS}+ rows with inputs of magnitude in [2^-{SAFE_EXPONENT}, 2^{SAFE_EXPONENT}] "
+                "or 0; others run the exact code)")
+
+    @property
+    def code(self) -> str:
+        from kernelc.backends.llvm.jit import optimized_ir
+
+        return self.optimized_ir or optimized_ir(self._text(), self.width * 32)
+
+    def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
+        """Compute the output into `out`; False, having done nothing, for calls the filter does
+        not take (fewer than MIN_ROWS rows, no points, an unsafe value)."""
+        near = self.near
+        x = np.ascontiguousarray(inputs[near.queries], np.float32).reshape(-1, near.dim)
+        y = np.ascontiguousarray(inputs[near.points], np.float32).reshape(-1, near.dim)
+        n, m = len(x), len(y)
+        if n < MIN_ROWS or not 0 < m < 2 ** 31 or not safe(x) or not safe(y):
+            return False
+        centre = y.mean(0, dtype=np.float64)
+        yc = (y - centre).astype(np.float32)
+        xc = (x - centre).astype(np.float32)
+        mp = -(-m // self.width) * self.width
+        ys = np.zeros((near.dim + 1, mp), np.float32)
+        ys[:near.dim, :m] = yc.T
+        ys[near.dim, :m] = np.einsum("jd,jd->j", yc, yc)
+        ys[near.dim, m:] = np.inf
+        radius = float(np.sqrt(np.einsum("jd,jd->j", yc.astype(np.float64), yc.astype(np.float64)).max())) * (1 + 1e-6)
+        coef = xc * np.float32(-2)
+        base = thresholds(near, xc, radius)
+        chunks = max(1, min(-(-n // ROWS), self.threads * self.chunks_per_thread))
+        bounds = [n * c // chunks // ROWS * ROWS for c in range(chunks)] + [n]
+        arrays = (x, y, ys, coef, base, out)
+
+        def run_chunk(c: int) -> None:
+            if bounds[c] < bounds[c + 1]:
+                self.fn(*(a.ctypes.data for a in arrays), bounds[c], bounds[c + 1], m, mp)
+
+        if chunks == 1 or self.threads == 1:
+            for c in range(chunks):
+                run_chunk(c)
+        else:
+            from kernelc.backends.threads import pool
+
+            list(pool(self.threads).map(run_chunk, range(chunks)))
+        return True
