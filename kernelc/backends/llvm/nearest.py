@@ -7,10 +7,9 @@ f_j = |y_j|^2 + sum_d (-2 x_d) y_jd costs D fused multiply-adds per pair, with |
 coefficients -2 x_d computed once per call. Expanded sums cancel (that is why the exact code
 does not use them), but their error is bounded: a pair whose exact distance could still enter
 a row's K slots has f_j <= T_i, where T_i is the row's current K-th distance minus |x_i|^2 plus
-a margin (`margins`). Only the pairs that pass, a few per row once the slots fill (about
-K ln(M / K) with data in no particular order), get their exact distance, computed as the exact
-code computes it (codegen._Chains), and are inserted by the same rule (strictly smaller values
-enter; equal values keep index order).
+a margin (`thresholds`). Only the pairs that pass get their exact distance, computed as the
+exact code computes it (codegen._Chains), and are inserted by the same order (value, then
+index).
 
 The error bound. Coordinates are centred on the mean of y (distances do not change, and data
 far from the origin keeps a small margin) and rounded to f32: x~ and y~. With u = 2^-24,
@@ -19,16 +18,22 @@ S = (|x~_i| + max_j |y~_j|)^2 and the computed values f^ and d^ (exact code),
     |f^ - (|x~ - y~|^2 - |x~|^2)| <= 1.01 (D + 2) u S,
     | |x~ - y~|^2 - d | <= 3 u S (the rounding of the centred coordinates),
 so d^_j <= last implies f^_j <= last - |x~|^2 + (2.02 D + 7.1) u S. The margin is (4D + 16) u S
-plus 2^-96 (subnormal products), and the threshold, computed in f64, is rounded to f32 with
-room to spare (its rounding is below 2 u S). The bound needs finite inputs of moderate size:
-calls with a value that is not finite or of magnitude outside [2^-40, 2^40] (0 is fine) run the
-exact code instead, as do calls of fewer than MIN_ROWS rows (the exact code splits the inner
-index over threads there).
+plus 2^-96 (subnormal products); the threshold adds 16 u (last + |x~|^2), which covers its two
+f32 roundings (`thresholds`). The bound needs finite inputs of moderate size: calls with a
+value that is not finite or of magnitude outside [2^-40, 2^40] (0 is fine) run the exact code
+instead, as do calls of fewer than MIN_ROWS rows (the exact code splits the inner index over
+threads there) or of fewer points than `Nearest.min_points` (the per-call work does not pay).
 
-The generated function: rows in register blocks of ROWS, the inner index in vectors of 16 (8
-without AVX-512) from a structure-of-arrays copy of y~ and |y~|^2; each row keeps its K slots in
-one vector of values and one of indices (K <= 16) and its threshold in a register; a vector of
-pairs branches to the insertion code only when one of its lanes passes for some row.
+How many pairs pass. With the slots filled from the first points in storage order, a row
+passes about K (1 + ln(M / K)) times, and each pass costs a recheck, a dependent chain of some
+40 cycles: at M = 1e4 they took as long as the row's 1e4 filter scores. So each row's slots are
+first filled from SEED points near it (`seed_windows`: the points in Z order, from the row's
+own place), which leaves a handful of passes per row.
+
+The generated function (`generate`): rows in register blocks of ROWS, the points in vectors of
+16 (8 without AVX-512) from a structure-of-arrays copy of y~ and |y~|^2; each row keeps its K
+slots in one vector of values and one of indices (K <= 16) and its threshold in a register; a
+vector of pairs branches to the recheck only when one of its lanes passes for some row.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ import numpy as np
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
-from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
+from kernelc.backends.llvm.ops import F32, I1, I32, I64
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node
 from kernelc.ir.ops import Op, ReduceKind
@@ -48,6 +53,11 @@ from kernelc.ir.ops import Op, ReduceKind
 MAX_SLOTS = 16  # the K slots of a row live in one vector
 MAX_DIM = 15  # from codegen.WIDE_DIM on, the exact code sums the components another way
 MIN_ROWS = 64  # fewer rows: the exact code, which splits the inner index over threads
+# fewer points: the exact code (the per-call copies, the Z order and each row's seed cost more
+# than the filter saves). Measured in one process on 2 threads, filter / exact pairs/s: argkmin
+# K=10 D=3 4000 x 1000 0.8e9 / 1.0e9, 4000 x 5000 2.9e9 / 2.9e9, 1e4 x 1e4 4.5e9 / 3.8e9; argmin
+# 1e4 x 1e4 7.0e9 / 1.0e10, 2e4 x 1e5 1.4e10 / 1.1e10 (its exact code is cheaper)
+MIN_POINTS = {"k-best": 8192, "extreme": 32768}
 ROWS = 4  # rows per register block: 4 x D coefficients, 4 thresholds and the y vectors in registers
 GROUP = 64  # rows whose slots and thresholds stay in memory while a tile of points is walked
 TILE_POINTS = 4096  # points per tile: 16 bytes each (D = 3) in the structure-of-arrays copy, in L2
@@ -67,6 +77,11 @@ class Nearest:
     dim: int
     k: int  # slots: K, or 1 for argmin/min
     output: str  # "idx" or "vals"
+    k_best: bool = True  # argkmin/kmin (else argmin/min)
+
+    @property
+    def min_points(self) -> int:
+        return MIN_POINTS["k-best" if self.k_best else "extreme"]
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> Nearest | None:
@@ -98,7 +113,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Nearest | None:
     k = red.dim.evaluate(bindings) if red.arg.kind in (ReduceKind.ARGKMIN, ReduceKind.KMIN) else 1
     if not 1 <= dim <= MAX_DIM or not 1 <= k <= MAX_SLOTS:
         return None
-    return Nearest(a.arg, b.arg, dim, k, _KINDS[red.arg.kind])
+    return Nearest(a.arg, b.arg, dim, k, _KINDS[red.arg.kind], red.arg.kind in (ReduceKind.ARGKMIN, ReduceKind.KMIN))
 
 
 def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
@@ -119,30 +134,33 @@ def symbol(tag: str) -> str:
 
 
 def generate(near: Nearest, tag: str, width: int) -> str:
-    """The module of `void f(f32* x, f32* y, f32* ys, f32* coef, f64* base, void* out, i64 r0,
-    i64 r1, i64 m, i64 mp)`: rows [r0, r1) of the output, from x (N x D) and y (M x D) as given
-    (for the exact distances), ys (the D centred coordinates of y, then |y~|^2, each padded to
-    mp, a multiple of `width`; padding |y~|^2 = inf), coef (-2 x~, N x D) and base (per row,
-    f64: the threshold's terms that do not depend on the slots, `thresholds`).
+    """The module of `void f(f32* x, f32* y, f32* ys, f32* coef, f32* base, i32* order, i64*
+    start, void* out, i64 r0, i64 r1, i64 m, i64 mp)`: rows [r0, r1) of the output, from x
+    (N x D) and y (M x D) as given (for the exact distances), ys (the D centred coordinates of
+    y, then |y~|^2, each padded to mp, a multiple of `width`; padding |y~|^2 = inf), coef (-2 x~,
+    N x D), base (per row: the threshold's terms that do not depend on the slots,
+    `thresholds`), and order and start (the points in Z order, and where each row's SEED points
+    start in it, `seed_windows`).
 
     Rows go in groups of GROUP, whose slots and thresholds wait in memory while the points are
     walked in tiles of TILE_POINTS (their columns stay in L2), a register block of ROWS rows at a
     time; within a block, each row's slots and threshold are values in registers (a threshold
     reloaded from memory after an insertion was read early by the next pairs: a memory-ordering
-    machine clear per insertion). The first SEED points enter the block's slots without the
-    filter and without branches, the rows' insertion chains side by side: each would be a
-    mispredicted branch, and about half of a row's insertions come from its first 256 points."""
+    machine clear per insertion). Each row's SEED points enter its slots without the filter and
+    without branches, the block's rows' insertion chains side by side; the scan then meets them
+    again, and an index already in the slots changes nothing (`inserted`)."""
     from kernelc.backends.llvm.codegen import _Chains
 
     module = ir.Module(name="kernelc_nearest")
     f32p = F32.as_pointer()
     out_t = (I64 if near.output == "idx" else F32).as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f32p, out_t, I64, I64, I64, I64]),
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f32p, I32.as_pointer(),
+                                                          I64.as_pointer(), out_t, I64, I64, I64, I64]),
                      symbol(tag))
     fn.attributes.add("nounwind")
-    for arg in fn.args[:6]:
+    for arg in fn.args[:8]:
         arg.add_attribute("noalias")
-    x, y, ys, coef, base, out, r0, r1, m, mp = fn.args
+    x, y, ys, coef, base, order, start, out, r0, r1, m, mp = fn.args
     math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     dim, k = near.dim, near.k
@@ -173,12 +191,17 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
     def inserted(old_v: ir.Value, old_i: ir.Value, v: ir.Value, j: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
-        branches. The slots hold finite values and +inf when empty, so the lanes v sorts before
-        (old > v) form a suffix: they take the slot before them (the first of them v), values
-        as min(old[p], max(old[p - 1], v)); a v that enters no slot changes nothing."""
+        branches. The slots hold finite values and +inf when empty, so the lanes (v, j) sorts
+        before form a suffix: they take the slot before them (the first of them v), values as
+        min(old[p], max(old[p - 1], v)). A (v, j) that enters no slot, or is there already (the
+        seed's points come again in the scan), changes nothing."""
         v_all, j_all = ops.splat(b, v, MAX_SLOTS), ops.splat(b, b.trunc(j, I32), MAX_SLOTS)
-        new_v = smaller(old_v, smaller(b.shuffle_vector(v_all, old_v, up), v_all, larger=True))
-        before = b.fcmp_ordered("<", v_all, old_v)
+        there = b.icmp_unsigned("!=", b.bitcast(b.icmp_signed("==", j_all, old_i), ir.IntType(MAX_SLOTS)),
+                                ir.Constant(ir.IntType(MAX_SLOTS), 0))
+        before = b.or_(b.fcmp_ordered("<", v_all, old_v),
+                       b.and_(b.fcmp_ordered("==", v_all, old_v), b.icmp_signed("<", j_all, old_i)))
+        before = b.and_(before, ops.splat(b, b.not_(there), MAX_SLOTS))
+        new_v = b.select(before, smaller(b.shuffle_vector(v_all, old_v, up), v_all, larger=True), old_v)
         after_first = b.shuffle_vector(ir.Constant(before.type, [0] * MAX_SLOTS), before, up)
         return new_v, b.select(before, b.select(after_first, b.shuffle_vector(j_all, old_i, up), j_all), old_i)
 
@@ -212,13 +235,19 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
             offsets = [ops.splat(b, b.load(b.gep(base, [row])), width) for row in rows]
             with b.if_else(b.icmp_signed("==", t0, c64(0))) as (then, otherwise):
-                with then:  # empty slots, then the first SEED points
+                with then:  # empty slots, then the row's SEED points (seed_windows)
                     for vals, idx, _ in block_state:
                         b.store(ops.splat(b, inf, MAX_SLOTS), vals)
                         b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
                     seeded = b.select(b.icmp_signed("<", m, c64(SEED)), m, c64(SEED))
-                    ops.loop(b, c64(0), seeded, "seed",
-                             lambda j: [insert(r, exact(rows[r], j), j) for r in range(ROWS)])
+                    firsts = [b.load(b.gep(start, [row])) for row in rows]
+
+                    def seed(s_: ir.Value) -> None:
+                        for r in range(ROWS):
+                            p = b.sext(b.load(b.gep(order, [b.add(firsts[r], s_)])), I64)
+                            insert(r, exact(rows[r], p), p)
+
+                    ops.loop(b, c64(0), seeded, "seed", seed)
                     for r in range(ROWS):
                         retarget(r, offsets[r])
                 with otherwise:
@@ -227,8 +256,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                             b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
             coefs = [[ops.splat(b, b.load(b.gep(coef, [b.add(b.mul(row, c64(dim)), c64(d))])), width)
                       for d in range(dim)] for row in rows]
-            js = b.select(b.icmp_signed("<", t0, c64(SEED)), c64(SEED), t0)
-            ops.loop(b, js, t1, "chunks", lambda c: chunk(c, t1, rows, offsets, coefs), step=CHUNK * width)
+            ops.loop(b, t0, t1, "chunks", lambda c: chunk(c, t1, rows, offsets, coefs), step=CHUNK * width)
             for r in range(ROWS):
                 for array, slot in zip(saved, block_state[r]):
                     b.store(b.load(slot), b.gep(array, [c64(0), b.add(rb, c64(r))]))
@@ -324,8 +352,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
 # --- per call -------------------------------------------------------------------------------------
 
-_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                       ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, *[ctypes.c_int64] * 4)
 
 
 def safe(a: np.ndarray) -> bool:
@@ -343,6 +370,30 @@ def thresholds(near: Nearest, xc: np.ndarray, radius: float) -> np.ndarray:
     xx = np.einsum("ij,ij->i", xc.astype(np.float64), xc.astype(np.float64))
     margin = (4 * near.dim + 16) * _U * (np.sqrt(xx) + radius) ** 2 + 2.0 ** -96
     return (margin - xx + xx * 2.0 ** -20).astype(np.float32)
+
+
+def seed_windows(xc: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points in Z order (Morton codes of the coordinates, quantized over y's bounding box)
+    and, per row, where its SEED points start in that order: around the row's own place, so that
+    a row's first slots hold near points and its threshold starts close to its final value (with
+    the first SEED points in storage order, a row of 1e4 points passed the filter about 50
+    times; each pass costs a recheck)."""
+    bits = min(10, 63 // xc.shape[1])
+    lo = yc.min(0).astype(np.float64)
+    scale = (2.0 ** bits - 1) / np.maximum(yc.max(0).astype(np.float64) - lo, 1e-30)
+
+    def codes(p: np.ndarray) -> np.ndarray:
+        q = np.clip((p - lo) * scale, 0, 2 ** bits - 1).astype(np.uint64)
+        out = np.zeros(len(p), np.uint64)
+        for bit in range(bits):
+            for d in range(p.shape[1]):
+                out |= ((q[:, d] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * p.shape[1] + d)
+        return out
+
+    cy = codes(yc)
+    order = np.argsort(cy, kind="stable")
+    start = np.searchsorted(cy[order], codes(xc)).astype(np.int64) - SEED // 2
+    return order.astype(np.int32), np.clip(start, 0, max(0, len(yc) - SEED))
 
 
 def cache_key(near: Nearest, width: int) -> str:
@@ -376,8 +427,8 @@ class NearestExecutable:
     def description(self) -> str:
         return ("nearest neighbours through an expanded-distance filter (|y|^2 - 2 x.y, D fused multiply-adds "
                 "per pair) with an exact recheck of the pairs that pass: the exact code's results "
-                f"(calls of {MIN_ROWS}+ rows with inputs of magnitude in [2^-{SAFE_EXPONENT}, 2^{SAFE_EXPONENT}] "
-                "or 0; others run the exact code)")
+                f"(calls of {MIN_ROWS}+ rows and {self.near.min_points}+ points with inputs of magnitude in "
+                f"[2^-{SAFE_EXPONENT}, 2^{SAFE_EXPONENT}] or 0; others run the exact code)")
 
     @property
     def code(self) -> str:
@@ -387,12 +438,12 @@ class NearestExecutable:
 
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
         """Compute the output into `out`; False, having done nothing, for calls the filter does
-        not take (fewer than MIN_ROWS rows, no points, an unsafe value)."""
+        not take (fewer than MIN_ROWS rows or `min_points` points, an unsafe value)."""
         near = self.near
         x = np.ascontiguousarray(inputs[near.queries], np.float32).reshape(-1, near.dim)
         y = np.ascontiguousarray(inputs[near.points], np.float32).reshape(-1, near.dim)
         n, m = len(x), len(y)
-        if n < MIN_ROWS or not 0 < m < 2 ** 31 or not safe(x) or not safe(y):
+        if n < MIN_ROWS or not near.min_points <= m < 2 ** 31 or not safe(x) or not safe(y):
             return False
         centre = y.mean(0, dtype=np.float64)
         yc = (y - centre).astype(np.float32)
@@ -407,7 +458,8 @@ class NearestExecutable:
         base = thresholds(near, xc, radius)
         chunks = max(1, min(-(-n // ROWS), self.threads * self.chunks_per_thread))
         bounds = [n * c // chunks // ROWS * ROWS for c in range(chunks)] + [n]
-        arrays = (x, y, ys, coef, base, out)
+        order, start = seed_windows(xc, yc)
+        arrays = (x, y, ys, coef, base, order, start, out)
 
         def run_chunk(c: int) -> None:
             if bounds[c] < bounds[c + 1]:
