@@ -382,12 +382,15 @@ def seed_windows(xc: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray
     lo = yc.min(0).astype(np.float64)
     scale = (2.0 ** bits - 1) / np.maximum(yc.max(0).astype(np.float64) - lo, 1e-30)
 
+    spread = np.zeros(2 ** bits, np.uint64)  # a coordinate's bits, D apart
+    for bit in range(bits):
+        spread |= ((np.arange(2 ** bits, dtype=np.uint64) >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * xc.shape[1])
+
     def codes(p: np.ndarray) -> np.ndarray:
-        q = np.clip((p - lo) * scale, 0, 2 ** bits - 1).astype(np.uint64)
-        out = np.zeros(len(p), np.uint64)
-        for bit in range(bits):
-            for d in range(p.shape[1]):
-                out |= ((q[:, d] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * p.shape[1] + d)
+        q = np.clip((p - lo) * scale, 0, 2 ** bits - 1).astype(np.intp)
+        out = spread[q[:, 0]].copy()
+        for d in range(1, p.shape[1]):
+            out |= spread[q[:, d]] << np.uint64(d)
         return out
 
     cy = codes(yc)
