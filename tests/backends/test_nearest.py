@@ -108,6 +108,17 @@ def test_ties_and_duplicates(any_size, kind: str) -> None:
     np.testing.assert_array_equal(got, want)
 
 
+def test_eight_lanes(any_size, monkeypatch) -> None:
+    """The code for hosts without AVX-512 (vectors of 8 points), run here."""
+    monkeypatch.setattr(nearest, "lanes", lambda: 8)
+    rng = np.random.default_rng(7)
+    x, y = rng.random((90, 3), np.float32), rng.random((1003, 3), np.float32)
+    for kind in ("argkmin", "min"):
+        got, want, filtered = _both(kind, x, y, k=6)
+        assert filtered
+        np.testing.assert_array_equal(got, want)
+
+
 def test_far_from_the_origin(any_size) -> None:
     """Clustered data far from 0: the centred coordinates keep the margin small and the result exact."""
     rng = np.random.default_rng(2)

@@ -45,13 +45,14 @@ import numpy as np
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops
+from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, I1, I32, I64
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node
 from kernelc.ir.ops import Op, ReduceKind
 
 MAX_SLOTS = 16  # the K slots of a row live in one vector
-MAX_DIM = 15  # from codegen.WIDE_DIM on, the exact code sums the components another way
+MAX_DIM = WIDE_DIM - 1  # from WIDE_DIM on, the exact code sums the components another way
 MIN_ROWS = 64  # fewer rows: the exact code, which splits the inner index over threads
 # fewer points: the exact code (the per-call copies, the Z order and each row's seed cost more
 # than the filter saves). Measured in one process on 2 threads, filter / exact pairs/s: argkmin
