@@ -27,7 +27,7 @@ threads there) or of fewer points than `Nearest.min_points` (the per-call work d
 How many pairs pass. With the slots filled from the first points in storage order, a row
 passes about K (1 + ln(M / K)) times, and each pass costs a recheck, a dependent chain of some
 40 cycles: at M = 1e4 they took as long as the row's 1e4 filter scores. So each row's slots are
-first filled from SEED points near it (`seed_windows`: the points in Z order, from the row's
+first filled from SEED points near it (`ZOrder`: the points in Z order, from the row's
 own place), which leaves a handful of passes per row.
 
 The generated function (`generate`): rows in register blocks of ROWS, the points in vectors of
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from llvmlite import ir
@@ -141,7 +142,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     y, then |y~|^2, each padded to mp, a multiple of `width`; padding |y~|^2 = inf), coef (-2 x~,
     N x D), base (per row: the threshold's terms that do not depend on the slots,
     `thresholds`), and order and start (the points in Z order, and where each row's SEED points
-    start in it, `seed_windows`).
+    start in it, `ZOrder`).
 
     Rows go in groups of GROUP, whose slots and thresholds wait in memory while the points are
     walked in tiles of TILE_POINTS (their columns stay in L2), a register block of ROWS rows at a
@@ -236,7 +237,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
             offsets = [ops.splat(b, b.load(b.gep(base, [row])), width) for row in rows]
             with b.if_else(b.icmp_signed("==", t0, c64(0))) as (then, otherwise):
-                with then:  # empty slots, then the row's SEED points (seed_windows)
+                with then:  # empty slots, then the row's SEED points (ZOrder)
                     for vals, idx, _ in block_state:
                         b.store(ops.splat(b, inf, MAX_SLOTS), vals)
                         b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
@@ -373,31 +374,44 @@ def thresholds(near: Nearest, xc: np.ndarray, radius: float) -> np.ndarray:
     return (margin - xx + xx * 2.0 ** -20).astype(np.float32)
 
 
-def seed_windows(xc: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class ZOrder:
     """The points in Z order (Morton codes of the coordinates, quantized over y's bounding box)
-    and, per row, where its SEED points start in that order: around the row's own place, so that
-    a row's first slots hold near points and its threshold starts close to its final value (with
-    the first SEED points in storage order, a row of 1e4 points passed the filter about 50
-    times; each pass costs a recheck)."""
-    bits = min(10, 63 // xc.shape[1])
-    lo = yc.min(0).astype(np.float64)
-    scale = (2.0 ** bits - 1) / np.maximum(yc.max(0).astype(np.float64) - lo, 1e-30)
+    and, per row, where its SEED points start in that order (`starts`): around the row's own
+    place, so that a row's first slots hold near points and its threshold starts close to its
+    final value (with the first SEED points in storage order, a row of 1e4 points passed the
+    filter about 50 times; each pass costs a recheck)."""
 
-    spread = np.zeros(2 ** bits, np.uint64)  # a coordinate's bits, D apart
-    for bit in range(bits):
-        spread |= ((np.arange(2 ** bits, dtype=np.uint64) >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * xc.shape[1])
+    def __init__(self, yc: np.ndarray) -> None:
+        dim = yc.shape[1]
+        self.bits = min(10, 63 // dim)
+        self.lo = yc.min(0).astype(np.float64)
+        self.scale = (2.0 ** self.bits - 1) / np.maximum(yc.max(0).astype(np.float64) - self.lo, 1e-30)
+        self.spread = _spread(self.bits, dim)
+        codes = self.codes(yc)
+        order = np.argsort(codes, kind="stable")
+        self.order, self.sorted, self.count = order.astype(np.int32), codes[order], len(yc)
 
-    def codes(p: np.ndarray) -> np.ndarray:
-        q = np.clip((p - lo) * scale, 0, 2 ** bits - 1).astype(np.intp)
-        out = spread[q[:, 0]].copy()
+    def codes(self, p: np.ndarray) -> np.ndarray:
+        q = np.clip((p - self.lo) * self.scale, 0, 2 ** self.bits - 1).astype(np.intp)
+        out = self.spread[q[:, 0]]
         for d in range(1, p.shape[1]):
-            out |= spread[q[:, d]] << np.uint64(d)
+            out |= self.spread[q[:, d]] << np.uint64(d)
         return out
 
-    cy = codes(yc)
-    order = np.argsort(cy, kind="stable")
-    start = np.searchsorted(cy[order], codes(xc)).astype(np.int64) - SEED // 2
-    return order.astype(np.int32), np.clip(start, 0, max(0, len(yc) - SEED))
+    def starts(self, xc: np.ndarray) -> np.ndarray:
+        start = np.searchsorted(self.sorted, self.codes(xc)).astype(np.int64) - SEED // 2
+        return np.clip(start, 0, max(0, self.count - SEED))
+
+
+@lru_cache(maxsize=16)
+def _spread(bits: int, dim: int) -> np.ndarray:
+    """Each value of `bits` bits with its bits moved `dim` apart (one coordinate's part of a
+    Morton code)."""
+    values = np.arange(2 ** bits, dtype=np.uint64)
+    out = np.zeros(2 ** bits, np.uint64)
+    for bit in range(bits):
+        out |= ((values >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * dim)
+    return out
 
 
 def cache_key(near: Nearest, width: int) -> str:
@@ -451,23 +465,25 @@ class NearestExecutable:
             return False
         centre = y.mean(0, dtype=np.float64)
         yc = (y - centre).astype(np.float32)
-        xc = (x - centre).astype(np.float32)
         mp = -(-m // self.width) * self.width
         ys = np.zeros((near.dim + 1, mp), np.float32)
         ys[:near.dim, :m] = yc.T
         ys[near.dim, :m] = np.einsum("jd,jd->j", yc, yc)
         ys[near.dim, m:] = np.inf
         radius = float(np.sqrt(np.einsum("jd,jd->j", yc.astype(np.float64), yc.astype(np.float64)).max())) * (1 + 1e-6)
-        coef = xc * np.float32(-2)
-        base = thresholds(near, xc, radius)
+        zorder = ZOrder(yc)
         chunks = max(1, min(-(-n // ROWS), self.threads * self.chunks_per_thread))
         bounds = [n * c // chunks // ROWS * ROWS for c in range(chunks)] + [n]
-        order, start = seed_windows(xc, yc)
-        arrays = (x, y, ys, coef, base, order, start, out)
 
         def run_chunk(c: int) -> None:
-            if bounds[c] < bounds[c + 1]:
-                self.fn(*(a.ctypes.data for a in arrays), bounds[c], bounds[c + 1], m, mp)
+            """The chunk's rows, their per-row arrays made here (on the threads)."""
+            r0, r1 = bounds[c], bounds[c + 1]
+            if r0 == r1:
+                return
+            xc = (x[r0:r1] - centre).astype(np.float32)
+            arrays = (x[r0:r1], y, ys, xc * np.float32(-2), thresholds(near, xc, radius), zorder.order,
+                      zorder.starts(xc), out[r0:r1])
+            self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp)
 
         if chunks == 1 or self.threads == 1:
             for c in range(chunks):
