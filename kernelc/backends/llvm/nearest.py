@@ -21,8 +21,8 @@ so d^_j <= last implies f^_j <= last - |x~|^2 + (2.02 D + 7.1) u S. The margin i
 plus 2^-96 (subnormal products); the threshold adds 16 u (last + |x~|^2), which covers its two
 f32 roundings (`thresholds`). The bound needs finite inputs of moderate size: calls with a
 value that is not finite or of magnitude outside [2^-40, 2^40] (0 is fine) run the exact code
-instead, as do calls of fewer than MIN_ROWS rows (the exact code splits the inner index over
-threads there) or of fewer points than `Nearest.min_points` (the per-call work does not pay).
+instead, as do calls of fewer than MIN_ROWS rows or of fewer points than `Nearest.min_points`
+(the per-call work does not pay).
 
 How many pairs pass. With the slots filled from the first points in storage order, a row
 passes about K (1 + ln(M / K)) times, and each pass costs a recheck, a dependent chain of some
@@ -54,7 +54,11 @@ from kernelc.ir.ops import Op, ReduceKind
 
 MAX_SLOTS = 16  # the K slots of a row live in one vector
 MAX_DIM = WIDE_DIM - 1  # from WIDE_DIM on, the exact code sums the components another way
-MIN_ROWS = 64  # fewer rows: the exact code, which splits the inner index over threads
+# fewer rows: the exact code. The points' copies and Z order cost about 300 ns per point, on one
+# thread, which the rows must repay; argkmin K=10 D=3 on 2 threads, filter / exact pairs/s:
+# 1000 x 1e5 3.5e9 / 8.5e9, 2000 x 1e5 3.9-5.2e9 / 7.0-7.7e9, 2000 x 1e4 2.0e9 / 3.6e9,
+# 1e4 x 1e4 5.2-6.8e9 / 4.5-4.7e9
+MIN_ROWS = 4096
 # fewer points: the exact code (the per-call copies, the Z order and each row's seed cost more
 # than the filter saves). Measured in one process on 2 threads, filter / exact pairs/s: argkmin
 # K=10 D=3 4000 x 1000 0.8e9 / 1.0e9, 4000 x 5000 2.9e9 / 2.9e9, 1e4 x 1e4 4.5e9 / 3.8e9; argmin
@@ -64,7 +68,7 @@ ROWS = 4  # rows per register block: 4 x D coefficients, 4 thresholds and the y 
 GROUP = 64  # rows whose slots and thresholds stay in memory while a tile of points is walked
 TILE_POINTS = 4096  # points per tile: 16 bytes each (D = 3) in the structure-of-arrays copy, in L2
 CHUNK = 4  # vectors of points compared with the thresholds of the chunk's start
-SEED = 64  # points entered into every row's slots without the filter
+SEED = 32  # points near a row entered into its slots without the filter (1e4 x 1e4: 32 and 24 ran 6% faster than 64; 16 alike)
 SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the filter
 _U = 2.0 ** -24
 _KINDS = {ReduceKind.ARGKMIN: "idx", ReduceKind.KMIN: "vals", ReduceKind.ARGMIN: "idx", ReduceKind.MIN: "vals"}
@@ -388,7 +392,7 @@ class ZOrder:
         self.scale = (2.0 ** self.bits - 1) / np.maximum(yc.max(0).astype(np.float64) - self.lo, 1e-30)
         self.spread = _spread(self.bits, dim)
         codes = self.codes(yc)
-        order = np.argsort(codes, kind="stable")
+        order = np.argsort(codes)  # any order among equal codes will do
         self.order, self.sorted, self.count = order.astype(np.int32), codes[order], len(yc)
 
     def codes(self, p: np.ndarray) -> np.ndarray:
