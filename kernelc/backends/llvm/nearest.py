@@ -150,9 +150,10 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
     Rows go in groups of GROUP, whose slots and thresholds wait in memory while the points are
     walked in tiles of TILE_POINTS (their columns stay in L2), a register block of ROWS rows at a
-    time; within a block, each row's slots and threshold are values in registers (a threshold
-    reloaded from memory after an insertion was read early by the next pairs: a memory-ordering
-    machine clear per insertion). Each row's SEED points enter its slots without the filter and
+    time; within a block, each row's slots and threshold are values in registers (with them in
+    the group's arrays throughout, each insertion's stores feeding the next compares' loads, a
+    first version ran 1.4x slower; a memory-ordering clear per insertion is the likely cause, not
+    established). Each row's SEED points enter its slots without the filter and
     without branches, the block's rows' insertion chains side by side; the scan then meets them
     again, and an index already in the slots changes nothing (`inserted`)."""
     from kernelc.backends.llvm.codegen import _Chains
@@ -198,9 +199,9 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     def inserted(old_v: ir.Value, old_i: ir.Value, v: ir.Value, j: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
         branches. The slots hold finite values and +inf when empty, so the lanes (v, j) sorts
-        before form a suffix: they take the slot before them (the first of them v), values as
-        min(old[p], max(old[p - 1], v)). A (v, j) that enters no slot, or is there already (the
-        seed's points come again in the scan), changes nothing."""
+        before form a suffix: they take the slot before them, the first of them (v, j) (its value
+        is max(old[p - 1], v)). A (v, j) that enters no slot, or is there already (the seed's
+        points come again in the scan), changes nothing."""
         v_all, j_all = ops.splat(b, v, MAX_SLOTS), ops.splat(b, b.trunc(j, I32), MAX_SLOTS)
         there = b.icmp_unsigned("!=", b.bitcast(b.icmp_signed("==", j_all, old_i), ir.IntType(MAX_SLOTS)),
                                 ir.Constant(ir.IntType(MAX_SLOTS), 0))
