@@ -42,6 +42,7 @@ from llvmlite import ir
 
 from kernelc.backends.llvm import amx_pack, ops
 from kernelc.backends.llvm.ops import F32, I16, I32, I64
+from kernelc.backends.llvm.patterns import is_f32_param, row_and_column
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node, walk
 from kernelc.ir.ops import ELEMENTWISE_OPS, Op, ReduceKind
@@ -110,7 +111,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     if out.type.index != ("i",) or red.op is not Op.REDUCE or red.arg.index != "j" or red.dtype is not DType.F32:
         return None
     params = {p.name: p for p in kernel.params}
-    if red.arg.kind is ReduceKind.SOFTMAX and len(red.src) == 2 and _is_param(red.src[1], params, ("j",)):
+    if red.arg.kind is ReduceKind.SOFTMAX and len(red.src) == 2 and is_f32_param(red.src[1], params, ("j",)):
         score, values = red.src
     elif red.arg.kind is ReduceKind.LOGSUMEXP and len(red.src) == 1:
         score, values = red.src[0], None
@@ -132,11 +133,10 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
             return None
     if score.op is not Op.VSUM or score.src[0].op is not Op.MUL:
         return None
-    a, b = score.src[0].src
-    if _is_param(b, params, ("i",)) and _is_param(a, params, ("j",)):
-        a, b = b, a
-    if not (_is_param(a, params, ("i",)) and _is_param(b, params, ("j",))) or a.dim != b.dim:
+    operands = row_and_column(*score.src[0].src, params)
+    if operands is None:
         return None
+    a, b = operands
     dim = a.dim.evaluate(bindings)
     if dim < MIN_DIM:
         return None
@@ -187,10 +187,6 @@ def factor(att: Attention, inputs: dict[str, np.ndarray]) -> float | None:
         value = np.float32(1.0) / value if att.invert else value
     value = -value if att.negate else value
     return float(value) if np.isfinite(value) and value != 0 else None
-
-
-def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
-    return node.op is Op.PARAM and node.dtype is DType.F32 and params[node.arg].type.index == index
 
 
 @lru_cache(maxsize=1)

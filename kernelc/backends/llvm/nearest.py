@@ -48,8 +48,9 @@ from llvmlite import ir
 from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, I1, I32, I64
+from kernelc.backends.llvm.patterns import row_and_column
 from kernelc.ir.dtypes import DType
-from kernelc.ir.nodes import Kernel, Node
+from kernelc.ir.nodes import Kernel
 from kernelc.ir.ops import Op, ReduceKind
 
 MAX_SLOTS = 16  # the K slots of a row live in one vector
@@ -110,20 +111,15 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Nearest | None:
     if diff.op is not Op.SUB:
         return None
     params = {p.name: p for p in kernel.params}
-    a, b = diff.src
-    if _is_param(b, params, ("i",)) and _is_param(a, params, ("j",)):
-        a, b = b, a
-    if not (_is_param(a, params, ("i",)) and _is_param(b, params, ("j",))) or a.dim is None or a.dim != b.dim:
+    operands = row_and_column(*diff.src, params)
+    if operands is None:
         return None
+    a, b = operands
     dim = a.dim.evaluate(bindings)
     k = red.dim.evaluate(bindings) if red.arg.kind in (ReduceKind.ARGKMIN, ReduceKind.KMIN) else 1
     if not 1 <= dim <= MAX_DIM or not 1 <= k <= MAX_SLOTS:
         return None
     return Nearest(a.arg, b.arg, dim, k, _KINDS[red.arg.kind], red.arg.kind in (ReduceKind.ARGKMIN, ReduceKind.KMIN))
-
-
-def _is_param(node: Node, params: dict, index: tuple[str, ...]) -> bool:
-    return node.op is Op.PARAM and node.dtype is DType.F32 and params[node.arg].type.index == index
 
 
 def lanes() -> int:
