@@ -154,6 +154,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     again, and an index already in the slots changes nothing (`inserted`)."""
     from kernelc.backends.llvm.codegen import _Chains
 
+    assert GROUP % ROWS == 0, "a group's state arrays hold whole register blocks"
     module = ir.Module(name="kernelc_nearest")
     f32p = F32.as_pointer()
     out_t = (I64 if near.output == "idx" else F32).as_pointer()
