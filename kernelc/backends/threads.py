@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T, R = TypeVar("T"), TypeVar("R")
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -18,3 +22,12 @@ def pool(threads: int) -> ThreadPoolExecutor:
     if threads not in _pools:
         _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kernelc")
     return _pools[threads]
+
+
+def map_jobs(threads: int, job: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """job(item) for each item, in order, on the shared pool of `threads`; in this thread when
+    one thread or one item would run (a hand-off to the pool costs more than it saves)."""
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return [job(item) for item in items]
+    return list(pool(threads).map(job, items))

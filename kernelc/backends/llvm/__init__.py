@@ -16,7 +16,7 @@ from kernelc.backends.llvm.codegen import (check_supported, generate, partial_re
                                            splittable)
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.backends.runtime import output_shapes
-from kernelc.backends.threads import pool, thread_count
+from kernelc.backends.threads import map_jobs, thread_count
 from kernelc.errors import UnsupportedKernelError
 from kernelc.ir.dtypes import DType
 from kernelc.ir.monoids import MONOIDS
@@ -172,7 +172,7 @@ class _StageExecutable:
         def run_chunk(c: int) -> None:
             states[c] = self._partial_states(call, pointers, 0, rows, bounds[c], bounds[c + 1])
 
-        list(pool(self.threads).map(run_chunk, range(chunks)))
+        map_jobs(self.threads, run_chunk, range(chunks))
         merged = states[0]
         for part in states[1:]:
             merged = self._combine(merged, part)
@@ -194,7 +194,7 @@ class _StageExecutable:
                 part = self._partial_states(call, pointers, r0, r1, c0, min(inner, c0 + self.tile))
                 states[c] = part if states[c] is None else self._combine(states[c], part)
 
-        list(pool(self.threads).map(run_chunk, range(chunks)))
+        map_jobs(self.threads, run_chunk, range(chunks))
         merged = [tuple(np.concatenate([s[k][f] for s in states]) for f in range(len(states[0][k])))
                   for k in range(len(states[0]))]
         self._finish_from(call, merged)
@@ -275,10 +275,7 @@ class _StageExecutable:
             pointers = (ctypes.c_void_p * len(own))(*[a.ctypes.data for a in own])
             fn(ctypes.addressof(pointers), n, m, bounds[c], bounds[c + 1])
 
-        if chunks == 1:
-            run_chunk(0)
-        else:
-            list(pool(threads).map(run_chunk, range(chunks)))
+        map_jobs(threads, run_chunk, range(chunks))
 
 
 def _pattern_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, threads: int,

@@ -43,6 +43,7 @@ from llvmlite import ir
 from kernelc.backends.llvm import amx_pack, ops
 from kernelc.backends.llvm.ops import F32, I16, I32, I64
 from kernelc.backends.llvm.patterns import is_f32_param, row_and_column
+from kernelc.backends.threads import map_jobs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node, walk
 from kernelc.ir.ops import ELEMENTWISE_OPS, Op, ReduceKind
@@ -586,8 +587,6 @@ class AttentionExecutable:
         row ranges on the threads; None if a value is unsafe (not 0 and of magnitude outside
         [2^-40, 2^40], or not finite: the bf16 split and the tile unit's f32 sums would
         overflow or meet subnormals)."""
-        from kernelc.backends.threads import pool
-
         shapes = layout_shapes(self.att, len(x), len(y))
         sources = {"queries": x, "keys": y} | ({"values": v} if v is not None else {})
         copies = {kind: _aligned(shapes[kind]) for kind in sources}
@@ -600,7 +599,7 @@ class AttentionExecutable:
             kind, r0, r1 = job
             return self.pack[kind](sources[kind].ctypes.data, r0, r1, copies[kind].ctypes.data)
 
-        unsafe = sum(pool(self.threads).map(run_job, jobs)) if len(jobs) > 1 else run_job(jobs[0])
+        unsafe = sum(map_jobs(self.threads, run_job, jobs))
         if unsafe:
             return None
         return copies["queries"], copies["keys"], copies.get("values", _aligned((1,)))
@@ -654,12 +653,7 @@ class AttentionExecutable:
             self.fn(xs.ctypes.data, ys.ctypes.data, vs.ctypes.data, *(a.ctypes.data for a in states[p]),
                     bounds[c], bounds[c + 1], key_bounds[p], key_bounds[p + 1], m, scale)
 
-        if len(jobs) == 1:
-            run_job(jobs[0])
-        else:
-            from kernelc.backends.threads import pool
-
-            list(pool(min(self.threads, len(jobs))).map(run_job, jobs))
+        map_jobs(self.threads, run_job, jobs)
         row_max, row_sum, acc = _merge(states) if parts > 1 else states[0]
         if att.values is None:  # ln sum exp(s) = ln 2 (max + log2 sum 2^(u - max)), max and u in log2 units
             out[...] = (row_max[:n].astype(np.float64) + np.log2(row_sum[:n].astype(np.float64))) * np.log(2.0)

@@ -49,6 +49,7 @@ from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
+from kernelc.backends.threads import map_jobs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel
 from kernelc.ir.ops import Op, ReduceKind
@@ -102,12 +103,9 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Nearest | None:
     if score.op is not Op.VSUM or score.dtype is not DType.F32:
         return None
     square = score.src[0]
-    if square.op is Op.MUL and square.src[0] is square.src[1]:
-        diff = square.src[0]
-    elif square.op is Op.SQUARE:
-        diff = square.src[0]
-    else:
+    if not (square.op is Op.SQUARE or (square.op is Op.MUL and square.src[0] is square.src[1])):
         return None
+    diff = square.src[0]
     if diff.op is not Op.SUB:
         return None
     params = {p.name: p for p in kernel.params}
@@ -190,9 +188,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             sums.add_product(t, t)
         return sums.total()
 
-    def smaller(p: ir.Value, q: ir.Value, larger: bool = False) -> ir.Value:
-        return b.select(b.fcmp_ordered(">" if larger else "<", p, q), p, q)
-
     def inserted(old_v: ir.Value, old_i: ir.Value, v: ir.Value, j: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
         branches. The slots hold finite values and +inf when empty, so the lanes (v, j) sorts
@@ -205,7 +200,8 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         before = b.or_(b.fcmp_ordered("<", v_all, old_v),
                        b.and_(b.fcmp_ordered("==", v_all, old_v), b.icmp_signed("<", j_all, old_i)))
         before = b.and_(before, ops.splat(b, b.not_(there), MAX_SLOTS))
-        new_v = b.select(before, smaller(b.shuffle_vector(v_all, old_v, up), v_all, larger=True), old_v)
+        shifted = b.shuffle_vector(v_all, old_v, up)
+        new_v = b.select(before, b.select(b.fcmp_ordered(">", shifted, v_all), shifted, v_all), old_v)
         after_first = b.shuffle_vector(ir.Constant(before.type, [0] * MAX_SLOTS), before, up)
         return new_v, b.select(before, b.select(after_first, b.shuffle_vector(j_all, old_i, up), j_all), old_i)
 
@@ -487,11 +483,5 @@ class NearestExecutable:
                       zorder.starts(xc), out[r0:r1])
             self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp)
 
-        if chunks == 1 or self.threads == 1:
-            for c in range(chunks):
-                run_chunk(c)
-        else:
-            from kernelc.backends.threads import pool
-
-            list(pool(self.threads).map(run_chunk, range(chunks)))
+        map_jobs(self.threads, run_chunk, range(chunks))
         return True

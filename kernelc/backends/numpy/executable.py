@@ -13,7 +13,7 @@ import numpy as np
 
 from kernelc.backends.interface import Call, Schedule
 from kernelc.backends.numpy.tiles import TileContext, TilePlan, operands, walk_operands
-from kernelc.backends.threads import pool, thread_count
+from kernelc.backends.threads import map_jobs, thread_count
 from kernelc.ir.monoids import MONOIDS, State
 from kernelc.ir.nodes import Kernel, Node, other_index, reductions
 from kernelc.ir.ops import Op, ReduceKind
@@ -101,9 +101,7 @@ class NumpyExecutable:
         return call.sizes.n if index == "i" else call.sizes.m
 
     def _map_blocks(self, fn, blocks: list[tuple[int, int]]) -> list:
-        if self.threads <= 1 or len(blocks) <= 1:
-            return [fn(b) for b in blocks]
-        return list(pool(self.threads).map(fn, blocks))
+        return map_jobs(self.threads, fn, blocks)
 
     @staticmethod
     def _blocks(extent: int, size: int) -> list[tuple[int, int]]:
