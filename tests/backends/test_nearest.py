@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernelc as kc
+from kernelc.backends import runtime
 from kernelc.backends.interface import Schedule
 from kernelc.backends.llvm import backend, nearest
 
@@ -45,8 +46,6 @@ def _both(kind: str, x: np.ndarray, y: np.ndarray, k: int = 10, threads: int = 2
     took = np.empty(shape, dtype)
     filtered = stage.pattern.run(inputs, took)
     got, want = np.empty(shape, dtype), np.empty(shape, dtype)
-    from kernelc.backends import runtime
-
     for executable, out in ((on, got), (off, want)):
         bound = runtime.bind(kern.ir, (), inputs)
         call = runtime.allocate(kern.ir, bound)
