@@ -29,7 +29,7 @@ from kernelc.plugins import API_VERSION
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "53"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "54"  # bump when generated code changes without the IR text changing
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:

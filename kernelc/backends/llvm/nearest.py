@@ -47,7 +47,7 @@ from llvmlite import ir
 
 from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.codegen import WIDE_DIM
-from kernelc.backends.llvm.ops import F32, I1, I32, I64
+from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
 from kernelc.backends.threads import map_jobs
 from kernelc.ir.dtypes import DType
@@ -69,6 +69,9 @@ MIN_POINTS = {"k-best": 8192, "extreme": 32768}
 ROWS = 4  # rows per register block: 4 x D coefficients, 4 thresholds and the y vectors in registers
 GROUP = 64  # rows whose slots and thresholds stay in memory while a tile of points is walked
 TILE_POINTS = 4096  # points per tile: 16 bytes each (D = 3) in the structure-of-arrays copy, in L2
+BLOCK_POINTS = 64  # points per box: a tile's blocks that no pair of a group's rows could enter are skipped
+PRUNE_SLACK = 2.0 ** -18  # (D + 3) of it, taken off a box distance, covers the exact code's roundings
+SORT_ROWS = 1 << 16  # rows sorted into Z order together: calls of more sort parts of this many on the threads
 CHUNK = 4  # vectors of points compared with the thresholds of the chunk's start
 SEED = 32  # points near a row entered into its slots without the filter (1e4 x 1e4: 32 and 24 ran 6% faster than 64; 16 alike)
 SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the filter
@@ -135,34 +138,39 @@ def symbol(tag: str) -> str:
 
 def generate(near: Nearest, tag: str, width: int) -> str:
     """The module of `void f(f32* x, f32* y, f32* ys, f32* coef, f32* base, i32* order, i64*
-    start, void* out, i64 r0, i64 r1, i64 m, i64 mp)`: rows [r0, r1) of the output, from x
-    (N x D) and y (M x D) as given (for the exact distances), ys (the D centred coordinates of
-    y, then |y~|^2, each padded to mp, a multiple of `width`; padding |y~|^2 = inf), coef (-2 x~,
-    N x D), base (per row: the threshold's terms that do not depend on the slots,
-    `thresholds`), and order and start (the points in Z order, and where each row's SEED points
-    start in it, `ZOrder`).
+    start, f64* boxes, i64* dest, void* out, i64 r0, i64 r1, i64 m, i64 mp)`: rows [r0, r1) of
+    x (N x D, rows in Z order) written to their rows dest[r] of the output, from y (M x D, in
+    the points' Z order; x and y give the exact distances), ys (the D centred coordinates of y
+    in that order, then |y~|^2, each padded to mp, a multiple of `width`; padding |y~|^2 = inf),
+    coef (-2 x~, N x D), base (per row: the threshold's terms that do not depend on the slots,
+    `thresholds`), order (the points' indices in Z order), start (where each row's SEED points
+    start in it, `ZOrder`) and boxes (per block of BLOCK_POINTS points in Z order, the lows, then
+    the highs of their coordinates, f64).
 
-    Rows go in groups of GROUP, whose slots and thresholds wait in memory while the points are
-    walked in tiles of TILE_POINTS (their columns stay in L2), a register block of ROWS rows at a
-    time; within a block, each row's slots and threshold are values in registers (with them in
-    the group's arrays throughout, each insertion's stores feeding the next compares' loads, a
-    first version ran 1.4x slower; a memory-ordering clear per insertion is the likely cause, not
-    established). Each row's SEED points enter its slots without the filter and
-    without branches, the block's rows' insertion chains side by side; the scan then meets them
-    again, and an index already in the slots changes nothing (`inserted`)."""
+    Rows go in groups of GROUP. A group's rows are first seeded, then the points are walked in
+    tiles of TILE_POINTS (their columns stay in L2): the tile's blocks of points that could hold
+    a pair within the group's largest K-th distance (`pruned`) are listed, and the group's rows
+    walk them, a register block of ROWS rows at a time; within a block, each row's slots and
+    threshold are values in registers (with them in the group's arrays throughout, each
+    insertion's stores feeding the next compares' loads, a first version ran 1.4x slower; a
+    memory-ordering clear per insertion is the likely cause, not established). Each row's SEED
+    points enter its slots without the filter and without branches, the block's rows' insertion
+    chains side by side; the scan then meets them again, and an index already in the slots
+    changes nothing (`inserted`)."""
     from kernelc.backends.llvm.codegen import _Chains
 
     assert GROUP % ROWS == 0, "a group's state arrays hold whole register blocks"
+    assert TILE_POINTS % BLOCK_POINTS == 0 and BLOCK_POINTS % (CHUNK * width) == 0, "tiles hold whole blocks"
     module = ir.Module(name="kernelc_nearest")
-    f32p = F32.as_pointer()
+    f32p, f64p, i64p = F32.as_pointer(), F64.as_pointer(), I64.as_pointer()
     out_t = (I64 if near.output == "idx" else F32).as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f32p, I32.as_pointer(),
-                                                          I64.as_pointer(), out_t, I64, I64, I64, I64]),
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f32p, I32.as_pointer(), i64p,
+                                                          f64p, i64p, out_t, I64, I64, I64, I64]),
                      symbol(tag))
     fn.attributes.add("nounwind")
-    for arg in fn.args[:8]:
+    for arg in fn.args[:10]:
         arg.add_attribute("noalias")
-    x, y, ys, coef, base, order, start, out, r0, r1, m, mp = fn.args
+    x, y, ys, coef, base, order, start, pbox, dest, out, r0, r1, m, mp = fn.args
     math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     dim, k = near.dim, near.k
@@ -173,20 +181,28 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     # the group's states in memory, and the register block's (promoted to registers by LLVM)
     saved = [b.alloca(ir.ArrayType(t, GROUP)) for t in (slot_vals, slot_idx, vec)]
     block_state = [[b.alloca(t) for t in (slot_vals, slot_idx, vec)] for _ in range(ROWS)]
+    active, n_active = b.alloca(ir.ArrayType(I64, TILE_POINTS // BLOCK_POINTS)), b.alloca(I64)
+    span = [[b.alloca(F64) for _ in range(dim)] for _ in range(2)]  # a group's box (`spanned`)
     cttz = module.declare_intrinsic("llvm.cttz", [bits_t, I1])
+    seeded = b.select(b.icmp_signed("<", m, ir.Constant(I64, SEED)), m, ir.Constant(I64, SEED))
     up = ir.Constant(ir.VectorType(I32, MAX_SLOTS), [0] + list(range(MAX_SLOTS, 2 * MAX_SLOTS - 1)))
 
     def c64(v: int) -> ir.Constant:
         return ir.Constant(I64, v)
 
-    def exact(row: ir.Value, j: ir.Value) -> ir.Value:
-        """The exact code's sqdist of (row, j): sub, then the squares summed by codegen._Chains."""
+    def exact(row: ir.Value, p: ir.Value) -> ir.Value:
+        """The exact code's sqdist of the row and the point at place p of the Z order: sub, then
+        the squares summed by codegen._Chains."""
         sums = _Chains(b, math, dim)
         for d in range(dim):
             t = b.fsub(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])),
-                       b.load(b.gep(y, [b.add(b.mul(j, c64(dim)), c64(d))])))
+                       b.load(b.gep(y, [b.add(b.mul(p, c64(dim)), c64(d))])))
             sums.add_product(t, t)
         return sums.total()
+
+    def point(p: ir.Value) -> ir.Value:
+        """The index of the point at place p of the Z order."""
+        return b.sext(b.load(b.gep(order, [p])), I64)
 
     def inserted(old_v: ir.Value, old_i: ir.Value, v: ir.Value, j: ir.Value) -> tuple[ir.Value, ir.Value]:
         """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
@@ -221,47 +237,96 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     def retarget(r: int, offset: ir.Value) -> None:
         b.store(threshold(b.load(block_state[r][0]), offset), block_state[r][2])
 
+    def keep(rb: ir.Value) -> None:
+        for r in range(ROWS):
+            for array, slot in zip(saved, block_state[r]):
+                b.store(b.load(slot), b.gep(array, [c64(0), b.add(rb, c64(r))]))
+
     def group(g0: ir.Value) -> None:
         def source(l: ir.Value) -> ir.Value:  # rows past r1 (the last group's) repeat the last row
             row = b.add(g0, l)
             return b.select(b.icmp_signed("<", row, r1), row, b.sub(r1, c64(1)))
 
+        def box(array: ir.Value, at: ir.Value) -> list[list[ir.Value]]:
+            """The lows and the highs of the box at `at` (f64, D each)."""
+            return [[b.load(b.gep(array, [b.add(b.mul(at, c64(2 * dim)), c64(side * dim + d))])) for d in range(dim)]
+                    for side in (0, 1)]
+
+        rows_box = spanned(source)
+
+        def seed(rb: ir.Value) -> None:
+            """Empty slots, then the rows' SEED points (ZOrder), then their thresholds."""
+            rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
+            for vals, idx, _ in block_state:
+                b.store(ops.splat(b, inf, MAX_SLOTS), vals)
+                b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
+            firsts = [b.load(b.gep(start, [row])) for row in rows]
+
+            def one(s_: ir.Value) -> None:
+                for r in range(ROWS):
+                    p = b.add(firsts[r], s_)
+                    insert(r, exact(rows[r], p), point(p))
+
+            ops.loop(b, c64(0), seeded, "seed", one)
+            for r, row in enumerate(rows):
+                retarget(r, ops.splat(b, b.load(b.gep(base, [row])), width))
+            keep(rb)
+
         def tile(t0: ir.Value) -> None:
             t1 = b.add(t0, c64(TILE_POINTS))
             t1 = b.select(b.icmp_signed("<", t1, mp), t1, mp)
-            ops.loop(b, c64(0), c64(GROUP), "block", lambda rb: block(rb, t0, t1), step=ROWS)
+            reach = ops.const(F32, 0.0)  # the group's largest K-th distance
+            as_floats = b.bitcast(saved[0], f32p)
+            for l in range(GROUP):
+                last = b.load(b.gep(as_floats, [c64(l * MAX_SLOTS + k - 1)]))
+                reach = b.select(b.fcmp_ordered(">", last, reach), last, reach)
+            reach = b.fadd(b.fpext(reach, F64), ops.const(F64, 2.0 ** -96))
+            b.store(c64(0), n_active)
+            ops.loop(b, t0, t1, "prune", lambda p0: listed(p0, reach), step=BLOCK_POINTS)
+            count = b.load(n_active)
+            ops.loop(b, c64(0), c64(GROUP), "block", lambda rb: block(rb, t1, count), step=ROWS)
 
-        def block(rb: ir.Value, t0: ir.Value, t1: ir.Value) -> None:
+        def listed(p0: ir.Value, reach: ir.Value) -> None:
+            """p0's block of points in the tile's list unless `pruned`, without a branch."""
+            count = b.load(n_active)
+            b.store(p0, b.gep(active, [c64(0), count]))
+            near_ = b.not_(pruned(rows_box, box(pbox, b.sdiv(p0, c64(BLOCK_POINTS))), reach))
+            b.store(b.add(count, b.zext(near_, I64)), n_active)
+
+        def block(rb: ir.Value, t1: ir.Value, count: ir.Value) -> None:
+            """The register block's rows over the tile's listed blocks of points. The places of
+            the rows' SEED points are masked out of their compares (they are in the slots
+            already, and each would pass to a recheck), in the blocks that hold any of them."""
             rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
             offsets = [ops.splat(b, b.load(b.gep(base, [row])), width) for row in rows]
-            with b.if_else(b.icmp_signed("==", t0, c64(0))) as (then, otherwise):
-                with then:  # empty slots, then the row's SEED points (ZOrder)
-                    for vals, idx, _ in block_state:
-                        b.store(ops.splat(b, inf, MAX_SLOTS), vals)
-                        b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
-                    seeded = b.select(b.icmp_signed("<", m, c64(SEED)), m, c64(SEED))
-                    firsts = [b.load(b.gep(start, [row])) for row in rows]
-
-                    def seed(s_: ir.Value) -> None:
-                        for r in range(ROWS):
-                            p = b.sext(b.load(b.gep(order, [b.add(firsts[r], s_)])), I64)
-                            insert(r, exact(rows[r], p), p)
-
-                    ops.loop(b, c64(0), seeded, "seed", seed)
-                    for r in range(ROWS):
-                        retarget(r, offsets[r])
-                with otherwise:
-                    for r in range(ROWS):
-                        for array, slot in zip(saved, block_state[r]):
-                            b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
-            coefs = [[ops.splat(b, b.load(b.gep(coef, [b.add(b.mul(row, c64(dim)), c64(d))])), width)
-                      for d in range(dim)] for row in rows]
-            ops.loop(b, t0, t1, "chunks", lambda c: chunk(c, t1, rows, offsets, coefs), step=CHUNK * width)
             for r in range(ROWS):
                 for array, slot in zip(saved, block_state[r]):
-                    b.store(b.load(slot), b.gep(array, [c64(0), b.add(rb, c64(r))]))
+                    b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
+            coefs = [[ops.splat(b, b.load(b.gep(coef, [b.add(b.mul(row, c64(dim)), c64(d))])), width)
+                      for d in range(dim)] for row in rows]
+            firsts = [b.load(b.gep(start, [row])) for row in rows]
+            seeds = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
+            lo, hi = firsts[0], b.add(firsts[0], seeded)
+            for s in firsts[1:]:
+                lo = b.select(b.icmp_signed("<", s, lo), s, lo)
+                hi = b.select(b.icmp_signed(">", b.add(s, seeded), hi), b.add(s, seeded), hi)
 
-        def chunk(c: ir.Value, t1: ir.Value, rows: list[ir.Value], offsets: list[ir.Value], coefs: list) -> None:
+            def walk(a: ir.Value) -> None:
+                p0 = b.load(b.gep(active, [c64(0), a]))
+                p1 = b.add(p0, c64(BLOCK_POINTS))
+                p1 = b.select(b.icmp_signed("<", p1, t1), p1, t1)
+                overlap = b.and_(b.icmp_signed("<", p0, hi), b.icmp_signed(">", p1, lo))
+                with b.if_else(overlap, likely=False) as (then, otherwise):
+                    for branch, masked in ((then, seeds), (otherwise, None)):
+                        with branch:
+                            ops.loop(b, p0, p1, "chunks", lambda c: chunk(c, p1, rows, offsets, coefs, masked),
+                                     step=CHUNK * width)
+
+            ops.loop(b, c64(0), count, "listed", walk)
+            keep(rb)
+
+        def chunk(c: ir.Value, t1: ir.Value, rows: list[ir.Value], offsets: list[ir.Value], coefs: list,
+                  masked: list | None) -> None:
             """CHUNK vectors of points compared with the thresholds as they were at its start:
             an insertion's new threshold (some 40 cycles of dependent work) is not waited for
             by the next compares. A threshold only falls, so an older one lets more pairs pass
@@ -269,26 +334,32 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             stop = b.add(c, c64(CHUNK * width))
             stop = b.select(b.icmp_signed("<", stop, t1), stop, t1)
             limits = [b.load(state[2]) for state in block_state]
-            ops.loop(b, c, stop, "points", lambda jv: step(rows, offsets, limits, jv, coefs), step=width)
+            ops.loop(b, c, stop, "points", lambda jv: step(rows, offsets, limits, jv, coefs, masked), step=width)
 
         def step(rows: list[ir.Value], offsets: list[ir.Value], limits: list[ir.Value], jv: ir.Value,
-                 coefs: list) -> None:
+                 coefs: list, masked: list | None) -> None:
             column = [b.load(b.bitcast(b.gep(ys, [b.add(b.mul(mp, c64(d)), jv)]), vec.as_pointer()), align=4)
                       for d in range(dim + 1)]
+            places = b.add(ops.splat(b, jv, width), ir.Constant(ir.VectorType(I64, width), list(range(width))))
             passing = ir.Constant(bits_t, 0)
             for r in range(ROWS):
                 f = column[dim]
                 for d in range(dim):
                     f = math.intrinsic(b, "fma", column[d], coefs[r][d], f)
-                bits = b.zext(b.bitcast(b.fcmp_ordered("<=", f, limits[r]), mask_t), bits_t)
+                passes = b.fcmp_ordered("<=", f, limits[r])
+                if masked is not None:
+                    first, end = masked[r]
+                    passes = b.and_(passes, b.or_(b.icmp_signed("<", places, first), b.icmp_signed(">=", places, end)))
+                bits = b.zext(b.bitcast(passes, mask_t), bits_t)
                 passing = b.or_(passing, b.shl(bits, ir.Constant(bits_t, r * width)))
             with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(bits_t, 0)), likely=False):
                 recheck(rows, offsets, jv, passing)
 
+        ops.loop(b, c64(0), c64(GROUP), "seeds", seed, step=ROWS)
         ops.loop(b, c64(0), mp, "tiles", tile, step=TILE_POINTS)
 
         def write(l: ir.Value) -> None:
-            row = b.add(g0, l)
+            row = b.load(b.gep(dest, [b.add(g0, l)]))
             if near.output == "vals":
                 chosen = b.load(b.gep(saved[0], [c64(0), l]))
             else:
@@ -298,6 +369,35 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
         rows_here = b.sub(r1, g0)
         ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write", write)
+
+    def spanned(source) -> list[list[ir.Value]]:
+        """The lows and the highs of the group's rows' coordinates (f64)."""
+        for side in span:
+            for d in range(dim):
+                b.store(ops.const(F64, float("nan")), side[d])
+
+        def one(l: ir.Value) -> None:
+            row = source(l)
+            for d in range(dim):
+                v = b.fpext(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])), F64)
+                for side, name in zip(span, ("minnum", "maxnum")):
+                    b.store(math.intrinsic(b, name, b.load(side[d]), v), side[d])
+
+        ops.loop(b, c64(0), c64(GROUP), "span", one)
+        return [[b.load(s) for s in side] for side in span]
+
+    def pruned(rows_box: list[list[ir.Value]], points_box: list[list[ir.Value]], reach: ir.Value) -> ir.Value:
+        """Whether no pair of the two boxes can come within `reach`: the squared distance between
+        the boxes (f64), less PRUNE_SLACK of itself, exceeds it (`Nearest pruning` in the module
+        docstring)."""
+        (x_lo, x_hi), (y_lo, y_hi) = rows_box, points_box
+        zero, gap2 = ops.const(F64, 0.0), ops.const(F64, 0.0)
+        for d in range(dim):
+            below, above = b.fsub(y_lo[d], x_hi[d]), b.fsub(x_lo[d], y_hi[d])
+            gap = b.select(b.fcmp_ordered(">", below, above), below, above)
+            gap = b.select(b.fcmp_ordered(">", gap, zero), gap, zero)
+            gap2 = math.intrinsic(b, "fma", gap, gap, gap2)
+        return b.fcmp_ordered(">", b.fmul(gap2, ops.const(F64, 1 - (dim + 3) * PRUNE_SLACK)), reach)
 
     def recheck(rows: list[ir.Value], offsets: list[ir.Value], jv: ir.Value, passing: ir.Value) -> None:
         """The block's passing lanes, row after row, each in index order: exact distance,
@@ -312,8 +412,9 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         bit = b.call(cttz, [left, ir.Constant(I1, 1)])
         bit = b.trunc(bit, I64) if bits_t.width > 64 else b.zext(bit, I64) if bits_t.width < 64 else bit
         r = b.udiv(bit, c64(width))
-        j = b.add(jv, b.urem(bit, c64(width)))
-        inside = b.icmp_signed("<", j, m)  # padding lanes pass while a slot is empty
+        p = b.add(jv, b.urem(bit, c64(width)))
+        inside = b.icmp_signed("<", p, m)  # padding lanes pass while a slot is empty
+        j = point(b.select(inside, p, c64(0)))
         mine = [b.icmp_unsigned("==", r, c64(rr)) for rr in range(ROWS)]
         # vector selects take a vector of conditions: with one scalar condition LLVM branches
         lanes_of = {n: [b.icmp_unsigned("==", ops.splat(b, r, n), ops.splat(b, c64(rr), n)) for rr in range(ROWS)]
@@ -332,7 +433,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         row = pick(rows)
         states = [[b.load(slot) for slot in block_state[rr][:2]] for rr in range(ROWS)]
         old_v, old_i = pick([st[0] for st in states]), pick([st[1] for st in states])
-        v = b.select(inside, exact(row, b.select(inside, j, c64(0))), inf)
+        v = b.select(inside, exact(row, b.select(inside, p, c64(0))), inf)
         new_v, new_i = inserted(old_v, old_i, v, j)
         target = threshold(new_v, pick(offsets))
         for rr in range(ROWS):
@@ -352,7 +453,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
 # --- per call -------------------------------------------------------------------------------------
 
-_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, *[ctypes.c_int64] * 4)
+_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 10, *[ctypes.c_int64] * 4)
 
 
 def safe(a: np.ndarray) -> bool:
@@ -377,28 +478,41 @@ class ZOrder:
     and, per row, where its SEED points start in that order (`starts`): around the row's own
     place, so that a row's first slots hold near points and its threshold starts close to its
     final value (with the first SEED points in storage order, a row of 1e4 points passed the
-    filter about 50 times; each pass costs a recheck)."""
+    filter about 50 times; each pass costs a recheck). Coordinates come as columns (D x count):
+    NumPy reduces and indexes contiguous rows several times faster than strided columns."""
 
-    def __init__(self, yc: np.ndarray) -> None:
-        dim = yc.shape[1]
+    def __init__(self, columns: np.ndarray) -> None:
+        dim = len(columns)
         self.bits = min(10, 63 // dim)
-        self.lo = yc.min(0).astype(np.float64)
-        self.scale = (2.0 ** self.bits - 1) / np.maximum(yc.max(0).astype(np.float64) - self.lo, 1e-30)
+        self.lo = columns.min(1)
+        self.scale = np.float32(2.0 ** self.bits - 1) / np.maximum(columns.max(1) - self.lo, np.float32(1e-30))
         self.spread = _spread(self.bits, dim)
-        codes = self.codes(yc)
+        codes = self.codes(columns)
         order = np.argsort(codes)  # any order among equal codes will do
-        self.order, self.sorted, self.count = order.astype(np.int32), codes[order], len(yc)
+        self.order, self.sorted, self.count = order.astype(np.int32), np.take(codes, order), columns.shape[1]
 
-    def codes(self, p: np.ndarray) -> np.ndarray:
-        q = np.clip((p - self.lo) * self.scale, 0, 2 ** self.bits - 1).astype(np.intp)
-        out = self.spread[q[:, 0]]
-        for d in range(1, p.shape[1]):
-            out |= self.spread[q[:, d]] << np.uint64(d)
+    def codes(self, columns: np.ndarray) -> np.ndarray:
+        out = np.zeros(columns.shape[1], np.uint64)
+        for d, column in enumerate(columns):
+            q = np.clip((column - self.lo[d]) * self.scale[d], 0, 2 ** self.bits - 1).astype(np.intp)
+            out |= np.take(self.spread, q) << np.uint64(d)
         return out
 
-    def starts(self, xc: np.ndarray) -> np.ndarray:
-        start = np.searchsorted(self.sorted, self.codes(xc)).astype(np.int64) - SEED // 2
+    def starts(self, codes: np.ndarray) -> np.ndarray:
+        """Where the SEED points of rows with these Morton codes start in the Z order."""
+        start = np.searchsorted(self.sorted, codes).astype(np.int64) - SEED // 2
         return np.clip(start, 0, max(0, self.count - SEED))
+
+
+def boxes(columns: np.ndarray, size: int) -> np.ndarray:
+    """Per block of `size` points (columns, D x count; the last block padded with its last
+    point): the lows, then the highs of their coordinates, f64."""
+    dim, count = columns.shape
+    blocks = -(-count // size)
+    padded = np.empty((dim, blocks * size), columns.dtype)
+    padded[:, :count], padded[:, count:] = columns, columns[:, -1:]
+    padded = padded.reshape(dim, blocks, size)
+    return np.ascontiguousarray(np.stack([padded.min(2).T, padded.max(2).T], 1), np.float64)
 
 
 @lru_cache(maxsize=16)
@@ -421,7 +535,8 @@ def cache_key(near: Nearest, width: int) -> str:
     from kernelc.backends.llvm.jit import host_description
 
     return make_key("llvm-nearest", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
-                    str((near.dim, near.k, near.output, width, ROWS, GROUP, TILE_POINTS, SEED, CHUNK)))
+                    str((near.dim, near.k, near.output, width, ROWS, GROUP, TILE_POINTS, BLOCK_POINTS, PRUNE_SLACK, SEED,
+                         CHUNK)))
 
 
 class NearestExecutable:
@@ -461,27 +576,66 @@ class NearestExecutable:
         n, m = len(x), len(y)
         if n < MIN_ROWS or not near.min_points <= m < 2 ** 31 or not safe(x) or not safe(y):
             return False
-        centre = y.mean(0, dtype=np.float64)
-        yc = (y - centre).astype(np.float32)
+        columns = np.ascontiguousarray(y.T)
+        centre = columns.mean(1, dtype=np.float64)
+        zorder = ZOrder((columns - centre[:, None]).astype(np.float32))
+        order = zorder.order
         mp = -(-m // self.width) * self.width
-        ys = np.zeros((near.dim + 1, mp), np.float32)
-        ys[:near.dim, :m] = yc.T
-        ys[near.dim, :m] = np.einsum("jd,jd->j", yc, yc)
+        ys = np.empty((near.dim + 1, mp), np.float32)
+        ys[:near.dim, :m] = np.take(columns, order, axis=1) - centre[:, None]
+        ys[:near.dim, m:] = 0
+        ys[near.dim, :m] = np.einsum("dj,dj->j", ys[:near.dim, :m], ys[:near.dim, :m])
         ys[near.dim, m:] = np.inf
-        radius = float(np.sqrt(np.einsum("jd,jd->j", yc.astype(np.float64), yc.astype(np.float64)).max())) * (1 + 1e-6)
-        zorder = ZOrder(yc)
-        chunks = max(1, min(-(-n // ROWS), self.threads * self.chunks_per_thread))
-        bounds = [n * c // chunks // ROWS * ROWS for c in range(chunks)] + [n]
+        # max |y~| from the f32 squares: their rounding (under D u) is far inside the 1e-6
+        radius = float(np.sqrt(np.float64(ys[near.dim, :m].max()))) * (1 + 1e-6)
+        y_sorted = np.take(y, order, axis=0)
+        point_boxes = boxes(np.take(columns, order, axis=1), BLOCK_POINTS)
+        rows = RowOrder(x, centre, zorder, self.threads)
+        bounds = rows.bounds(max(1, min(-(-n // ROWS), self.threads * self.chunks_per_thread)))
 
         def run_chunk(c: int) -> None:
             """The chunk's rows, their per-row arrays made here (on the threads)."""
             r0, r1 = bounds[c], bounds[c + 1]
             if r0 == r1:
                 return
-            xc = (x[r0:r1] - centre).astype(np.float32)
-            arrays = (x[r0:r1], y, ys, xc * np.float32(-2), thresholds(near, xc, radius), zorder.order,
-                      zorder.starts(xc), out[r0:r1])
+            xc = rows.xc[r0:r1]
+            arrays = (rows.x[r0:r1], y_sorted, ys, xc * np.float32(-2), thresholds(near, xc, radius), order,
+                      zorder.starts(rows.codes[r0:r1]), point_boxes, rows.order[r0:r1], out)
+            assert all(a.flags.c_contiguous for a in arrays), "the generated code reads C-contiguous arrays"
             self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp)
 
-        map_jobs(self.threads, run_chunk, range(chunks))
+        map_jobs(self.threads, run_chunk, range(len(bounds) - 1))
         return True
+
+
+class RowOrder:
+    """The rows in Z order (`order`; x, its centred copy xc and the Morton codes in that order):
+    a group of rows then lies in a small box, and the blocks of points far from it are skipped
+    (`generate`). Calls of more than SORT_ROWS rows are sorted in parts of that many, on the
+    threads; a part is still dense enough for small groups."""
+
+    def __init__(self, x: np.ndarray, centre: np.ndarray, zorder: ZOrder, threads: int) -> None:
+        n = len(x)
+        parts = max(1, n // SORT_ROWS)
+        self.limits = [n * p // parts for p in range(parts + 1)]
+        pieces: list = [None] * parts
+
+        def sort(p: int) -> None:
+            a, b = self.limits[p], self.limits[p + 1]
+            xc = (x[a:b] - centre).astype(np.float32)
+            codes = zorder.codes(xc.T)
+            order = np.argsort(codes)
+            pieces[p] = (order + a, np.take(x[a:b], order, axis=0), np.take(xc, order, axis=0), np.take(codes, order))
+
+        map_jobs(threads, sort, range(parts))
+        self.order, self.x, self.xc, self.codes = (np.concatenate(field) for field in zip(*pieces))
+
+    def bounds(self, chunks: int) -> list[int]:
+        """Chunk limits in multiples of ROWS that keep each chunk within one sorted part."""
+        parts = len(self.limits) - 1
+        per_part = max(1, -(-chunks // parts))
+        out = [0]
+        for p in range(parts):
+            a, b = self.limits[p], self.limits[p + 1]
+            out += [a + (b - a) * c // per_part // ROWS * ROWS for c in range(1, per_part)] + [b]
+        return out
