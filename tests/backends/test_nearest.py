@@ -109,6 +109,33 @@ def test_ties_and_duplicates(any_size, kind: str) -> None:
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("kind", ["argkmin", "kmin", "argmin"])
+def test_clustered_data_prunes_exactly(any_size, kind: str) -> None:
+    """Tight clusters far apart, several groups of rows on two threads: most blocks of points are
+    skipped for most groups (`pruned`), and what remains gives the exact code's result."""
+    rng = np.random.default_rng(8)
+    centres = rng.random((12, 3)).astype(np.float32) * 100
+    y = (centres[rng.integers(0, 12, 9000)] + rng.standard_normal((9000, 3))).astype(np.float32)
+    x = (centres[rng.integers(0, 12, 700)] + rng.standard_normal((700, 3))).astype(np.float32)
+    got, want, filtered = _both(kind, x, y, k=10)
+    assert filtered
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("kind", ["argkmin", "argmin"])
+@pytest.mark.parametrize("grid, k", [(24, 12), (8, 3), (5, 2)])
+def test_grid_ties_on_box_edges(any_size, kind: str, grid: int, k: int) -> None:
+    """Points and queries on an integer grid: boxes touch and a block's box distance often
+    equals a row's K-th distance exactly; such a block may hold a tie with a smaller index, so
+    it must be walked (pruning at equality fails here)."""
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, grid, (2000, 3)).astype(np.float32)
+    x = rng.integers(0, grid, (300, 3)).astype(np.float32)
+    got, want, filtered = _both(kind, x, y, k=k)
+    assert filtered
+    np.testing.assert_array_equal(got, want)
+
+
 def test_eight_lanes(any_size, monkeypatch) -> None:
     """The code for hosts without AVX-512 (vectors of 8 points), run here."""
     monkeypatch.setattr(nearest, "lanes", lambda: 8)
@@ -185,14 +212,19 @@ def test_knob_and_explain() -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(64, 140), m=st.integers(1, 700), d=st.integers(1, 4), k=st.integers(1, 16),
-       grid=st.sampled_from([0, 2, 5]), seed=st.integers(0, 2 ** 32 - 1),
+@given(n=st.integers(64, 300), m=st.integers(1, 3000), d=st.integers(1, 4), k=st.integers(1, 16),
+       grid=st.sampled_from([0, 2, 5, 50]), clusters=st.sampled_from([0, 3]), seed=st.integers(0, 2 ** 32 - 1),
        kind=st.sampled_from(list(KINDS)))
-def test_generated_data(any_size, n: int, m: int, d: int, k: int, grid: int, seed: int, kind: str) -> None:
-    """Generated shapes and data (on a coarse grid, where distances tie, or continuous)."""
+def test_generated_data(any_size, n: int, m: int, d: int, k: int, grid: int, clusters: int, seed: int,
+                        kind: str) -> None:
+    """Generated shapes and data: on a coarse grid (distances tie) or continuous, spread out or
+    in clusters far apart (blocks of points pruned)."""
     rng = np.random.default_rng(seed)
     draw = (lambda shape: rng.integers(-grid, grid + 1, shape)) if grid else (lambda shape: rng.standard_normal(shape))
     x, y = draw((n, d)).astype(np.float32), draw((m, d)).astype(np.float32)
+    if clusters:
+        centres = rng.integers(-1000, 1000, (clusters, d)).astype(np.float32)
+        x, y = x + centres[rng.integers(0, clusters, n)], y + centres[rng.integers(0, clusters, m)]
     got, want, filtered = _both(kind, x, y, k)
     assert filtered
     np.testing.assert_array_equal(got, want)
