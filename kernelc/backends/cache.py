@@ -12,6 +12,7 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 _MAGIC = b"KERNELC-CACHE-1\n"
@@ -32,6 +33,18 @@ def make_key(*parts: str) -> str:
         data = part.encode()
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def source_fingerprint(folder: str) -> str:
+    """A hash of the Python sources of a code generator's folder, for its cache keys: object
+    code written by an edited generator is never loaded, even where nobody bumped a version
+    (stale objects with another argument list had crashed the interpreter)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 

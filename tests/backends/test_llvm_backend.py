@@ -112,6 +112,18 @@ def test_cache_store_and_load_round_trip(tmp_path, monkeypatch):
     assert cache.make_key("ab", "c") != cache.make_key("a", "bc")
 
 
+def test_cache_keys_follow_the_generator_source(tmp_path):
+    """An edited generator file changes the fingerprint in its keys (no stale object code)."""
+    (tmp_path / "gen.py").write_text("X = 1\n")
+    before = cache.source_fingerprint(str(tmp_path))
+    (tmp_path / "gen.py").write_text("X = 2\n")
+    cache.source_fingerprint.cache_clear()
+    assert cache.source_fingerprint(str(tmp_path)) != before
+    from kernelc.backends import llvm as llvm_backend
+
+    assert llvm_backend.codegen_version().startswith(llvm_backend.CODEGEN_VERSION + "-")
+
+
 def test_unsupported_kernels_fall_back_under_auto(monkeypatch):
     from kernelc.backends import llvm as llvm_backend
     from kernelc.backends.llvm.ops import UnsupportedKernel

@@ -28,7 +28,7 @@ def any_size(monkeypatch):
     """The filter for calls of 64 rows or more and any number of points (its size rules are speed
     rules)."""
     monkeypatch.setattr(nearest, "MIN_POINTS", {"k-best": 1, "extreme": 1})
-    monkeypatch.setattr(nearest, "MIN_ROWS", 64)
+    monkeypatch.setattr(nearest, "MIN_ROWS", {"k-best": 64, "extreme": 64})
 
 
 def _both(kind: str, x: np.ndarray, y: np.ndarray, k: int = 10, threads: int = 2) -> tuple[np.ndarray, ...]:
@@ -169,7 +169,7 @@ def test_unsafe_values_run_the_exact_code(any_size, value: float, where: str) ->
 
 
 def test_small_calls_run_the_exact_code(monkeypatch) -> None:
-    monkeypatch.setattr(nearest, "MIN_ROWS", 64)
+    monkeypatch.setattr(nearest, "MIN_ROWS", {"k-best": 64, "extreme": 64})
     rng = np.random.default_rng(4)
     few_rows = _both("argkmin", rng.random((63, 3), np.float32), rng.random((9000, 3), np.float32))
     few_points = _both("argkmin", rng.random((200, 3), np.float32), rng.random((1000, 3), np.float32))

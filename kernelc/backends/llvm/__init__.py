@@ -5,6 +5,7 @@ row blocks on every core through ctypes (which releases the GIL)."""
 from __future__ import annotations
 
 import ctypes
+import os
 from functools import lru_cache
 from typing import Any, Mapping
 
@@ -29,7 +30,15 @@ from kernelc.plugins import API_VERSION
 _ROW_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 
 
-CODEGEN_VERSION = "54"  # bump when generated code changes without the IR text changing
+CODEGEN_VERSION = "55"  # with the generator's source hash (`codegen_version`), in every cache key
+
+
+def codegen_version() -> str:
+    """CODEGEN_VERSION and a hash of this folder's sources: the part of every cache key that
+    stands for the code generator."""
+    from kernelc.backends.cache import source_fingerprint
+
+    return CODEGEN_VERSION + "-" + source_fingerprint(os.path.dirname(__file__))
 
 
 def cache_key(kernel: Kernel, schedule: Schedule) -> str:
@@ -40,7 +49,7 @@ def cache_key(kernel: Kernel, schedule: Schedule) -> str:
     from kernelc.backends.llvm.jit import host_description
     from kernelc.ir.printer import print_kernel
 
-    return make_key("llvm", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
+    return make_key("llvm", codegen_version(), __version__, llvmlite.__version__, host_description(),
                     print_kernel(kernel), str(dict(schedule.get("dims") or ())), str(bool(schedule.get("approx_math"))),
                     str(int(schedule.get("rows") or 1)), str(int(schedule.get("vector_bits") or 0)),
                     str(int(schedule.get("interleave") or 0)), str(_matrix_unit(schedule)))

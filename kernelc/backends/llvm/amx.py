@@ -554,10 +554,10 @@ def cache_key(att: Attention) -> str:
 
     from kernelc import __version__
     from kernelc.backends.cache import make_key
-    from kernelc.backends.llvm import CODEGEN_VERSION
+    from kernelc.backends.llvm import codegen_version
     from kernelc.backends.llvm.jit import host_description
 
-    return make_key("llvm-amx", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
+    return make_key("llvm-amx", codegen_version(), __version__, llvmlite.__version__, host_description(),
                     str((att.dim, att.values_dim, att.padded_dim, att.padded_values, att.tile_keys, att.causal,
                          att.values is None)))
 

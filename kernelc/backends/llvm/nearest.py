@@ -21,14 +21,27 @@ so d^_j <= last implies f^_j <= last - |x~|^2 + (2.02 D + 7.1) u S. The margin i
 plus 2^-96 (subnormal products); the threshold adds 16 u (last + |x~|^2), which covers its two
 f32 roundings (`thresholds`). The bound needs finite inputs of moderate size: calls with a
 value that is not finite or of magnitude outside [2^-40, 2^40] (0 is fine) run the exact code
-instead, as do calls of fewer than MIN_ROWS rows or of fewer points than `Nearest.min_points`
+instead, as do calls of fewer rows or points than `Nearest.min_rows` and `min_points`
 (the per-call work does not pay).
+
+Pruning. Points and rows are both put in Z order (Morton codes over y's bounding box), so
+that a block of BLOCK_POINTS consecutive points and a group of GROUP consecutive rows each lie
+in a small box. Before a tile of points is walked, a group lists the blocks whose box could
+hold a pair within reach, the largest K-th distance of its rows: with g the squared distance
+between the two boxes (f64, on the original coordinates), a block is skipped when
+g (1 - (D + 3) 2^-18) > reach + 2^-96. For every pair of the two boxes d >= g (1 - (D + 2)
+2^-53) (the f64 roundings of g) and d^ >= d (1 - 1.01 (D + 2) u) - 2^-140 (subnormal
+products), so a skipped pair has d^ > reach >= each row's last value: it could not have entered
+any slot, not even by a tie. On uniform data in 3D a group walks some 10-25% of the blocks
+(fewer as the rows get denser); on clustered data, far fewer. Where nothing is near, nothing is
+skipped, and the scan costs what it did without boxes.
 
 How many pairs pass. With the slots filled from the first points in storage order, a row
 passes about K (1 + ln(M / K)) times, and each pass costs a recheck, a dependent chain of some
 40 cycles: at M = 1e4 they took as long as the row's 1e4 filter scores. So each row's slots are
-first filled from SEED points near it (`ZOrder`: the points in Z order, from the row's
-own place), which leaves a handful of passes per row.
+first filled from SEED points near it (`ZOrder`: the Z order from the row's own place), and
+the places of those points are masked out of the row's compares (they are in its slots already:
+each would pass). Some 7 passes per row are left at M = 1e4 (simulated).
 
 The generated function (`generate`): rows in register blocks of ROWS, the points in vectors of
 16 (8 without AVX-512) from a structure-of-arrays copy of y~ and |y~|^2; each row keeps its K
@@ -56,16 +69,15 @@ from kernelc.ir.ops import Op, ReduceKind
 
 MAX_SLOTS = 16  # the K slots of a row live in one vector
 MAX_DIM = WIDE_DIM - 1  # from WIDE_DIM on, the exact code sums the components another way
-# fewer rows: the exact code. The points' copies and Z order cost about 300 ns per point, on one
-# thread, which the rows must repay; argkmin K=10 D=3 on 2 threads, filter / exact pairs/s:
-# 1000 x 1e5 3.5e9 / 8.5e9, 2000 x 1e5 3.9-5.2e9 / 7.0-7.7e9, 2000 x 1e4 2.0e9 / 3.6e9,
-# 1e4 x 1e4 5.2-6.8e9 / 4.5-4.7e9
-MIN_ROWS = 4096
-# fewer points: the exact code (the per-call copies, the Z order and each row's seed cost more
-# than the filter saves). Measured in one process on 2 threads, filter / exact pairs/s: argkmin
-# K=10 D=3 4000 x 1000 0.8e9 / 1.0e9, 4000 x 5000 2.9e9 / 2.9e9, 1e4 x 1e4 4.5e9 / 3.8e9; argmin
-# 1e4 x 1e4 7.0e9 / 1.0e10, 2e4 x 1e5 1.4e10 / 1.1e10 (its exact code is cheaper)
-MIN_POINTS = {"k-best": 8192, "extreme": 32768}
+# Calls of fewer rows or fewer points run the exact code: the per-call copies, the Z orders and
+# each row's seed cost more than the filter saves. Measured in one process on 2 threads, filter /
+# exact pairs/s (D = 3): argkmin K=10 1000 x 1e4 3.6e9 / 5.0e9, 2000 x 1e4 6.9e9 / 4.8e9,
+# 2000 x 2000 2.1e9 / 2.6e9, 2000 x 4000 3.6e9 / 2.8e9, 4000 x 1000 2.0e9 / 1.6e9, 1000 x 1e5
+# 7.4e9 / 1.0e10, 2000 x 1e5 1.2e10 / 1.0e10; argmin (its exact code is cheaper) 2000 x 1e4
+# 7.0e9 / 9.7e9, 4000 x 1e4 1.3e10 / 9.4e9, 4000 x 8000 9.1e9 / 9.2e9, 1e4 x 4000 9.5e9 / 9.8e9,
+# 1e4 x 6000 1.3e10 / 9.5e9, 2000 x 1e5 1.5e10 / 1.1e10
+MIN_ROWS = {"k-best": 2048, "extreme": 4096}
+MIN_POINTS = {"k-best": 4096, "extreme": 8192}
 ROWS = 4  # rows per register block: 4 x D coefficients, 4 thresholds and the y vectors in registers
 GROUP = 64  # rows whose slots and thresholds stay in memory while a tile of points is walked
 TILE_POINTS = 4096  # points per tile: 16 bytes each (D = 3) in the structure-of-arrays copy, in L2
@@ -89,6 +101,10 @@ class Nearest:
     k: int  # slots: K, or 1 for argmin/min
     output: str  # "idx" or "vals"
     k_best: bool = True  # argkmin/kmin (else argmin/min)
+
+    @property
+    def min_rows(self) -> int:
+        return MIN_ROWS["k-best" if self.k_best else "extreme"]
 
     @property
     def min_points(self) -> int:
@@ -388,7 +404,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
     def pruned(rows_box: list[list[ir.Value]], points_box: list[list[ir.Value]], reach: ir.Value) -> ir.Value:
         """Whether no pair of the two boxes can come within `reach`: the squared distance between
-        the boxes (f64), less PRUNE_SLACK of itself, exceeds it (`Nearest pruning` in the module
+        the boxes (f64), less (D + 3) PRUNE_SLACK of itself, exceeds it (Pruning, in the module
         docstring)."""
         (x_lo, x_hi), (y_lo, y_hi) = rows_box, points_box
         zero, gap2 = ops.const(F64, 0.0), ops.const(F64, 0.0)
@@ -531,10 +547,10 @@ def cache_key(near: Nearest, width: int) -> str:
 
     from kernelc import __version__
     from kernelc.backends.cache import make_key
-    from kernelc.backends.llvm import CODEGEN_VERSION
+    from kernelc.backends.llvm import codegen_version
     from kernelc.backends.llvm.jit import host_description
 
-    return make_key("llvm-nearest", CODEGEN_VERSION, __version__, llvmlite.__version__, host_description(),
+    return make_key("llvm-nearest", codegen_version(), __version__, llvmlite.__version__, host_description(),
                     str((near.dim, near.k, near.output, width, ROWS, GROUP, TILE_POINTS, BLOCK_POINTS, PRUNE_SLACK, SEED,
                          CHUNK)))
 
@@ -558,7 +574,7 @@ class NearestExecutable:
     def description(self) -> str:
         return ("nearest neighbours through an expanded-distance filter (|y|^2 - 2 x.y, D fused multiply-adds "
                 "per pair) with an exact recheck of the pairs that pass: the exact code's results "
-                f"(calls of {MIN_ROWS}+ rows and {self.near.min_points}+ points with inputs of magnitude in "
+                f"(calls of {self.near.min_rows}+ rows and {self.near.min_points}+ points with inputs of magnitude in "
                 f"[2^-{SAFE_EXPONENT}, 2^{SAFE_EXPONENT}] or 0; others run the exact code)")
 
     @property
@@ -569,12 +585,12 @@ class NearestExecutable:
 
     def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
         """Compute the output into `out`; False, having done nothing, for calls the filter does
-        not take (fewer than MIN_ROWS rows or `min_points` points, an unsafe value)."""
+        not take (fewer than `min_rows` rows or `min_points` points, an unsafe value)."""
         near = self.near
         x = np.ascontiguousarray(inputs[near.queries], np.float32).reshape(-1, near.dim)
         y = np.ascontiguousarray(inputs[near.points], np.float32).reshape(-1, near.dim)
         n, m = len(x), len(y)
-        if n < MIN_ROWS or not near.min_points <= m < 2 ** 31 or not safe(x) or not safe(y):
+        if n < near.min_rows or not near.min_points <= m < 2 ** 31 or not safe(x) or not safe(y):
             return False
         columns = np.ascontiguousarray(y.T)
         centre = columns.mean(1, dtype=np.float64)
