@@ -79,13 +79,15 @@ MAX_DIM = WIDE_DIM - 1  # from WIDE_DIM on, the exact code sums the components a
 MIN_ROWS = {"k-best": 2048, "extreme": 4096}
 MIN_POINTS = {"k-best": 4096, "extreme": 8192}
 ROWS = 4  # rows per register block: 4 x D coefficients, 4 thresholds and the y vectors in registers
-GROUP = 64  # rows whose slots and thresholds stay in memory while a tile of points is walked
+GROUP = 16  # rows whose slots and thresholds stay in memory while a tile of points is walked; the
+# smaller the group, the smaller its box (1e4 x 1e4, native thread time per row: 16 550 ns, 32 590-620, 64 640-680)
 TILE_POINTS = 4096  # points per tile: 16 bytes each (D = 3) in the structure-of-arrays copy, in L2
 BLOCK_POINTS = 64  # points per box: a tile's blocks that no pair of a group's rows could enter are skipped
 PRUNE_SLACK = 2.0 ** -18  # (D + 3) of it, taken off a box distance, covers the exact code's roundings
+CHUNK_ROWS = 4096  # rows per job at least, threads permitting (1e4 rows: 2 jobs ran in 4.9 ms, 16 in 5.8-6.3)
 SORT_ROWS = 1 << 16  # rows sorted into Z order together: calls of more sort parts of this many on the threads
 CHUNK = 4  # vectors of points compared with the thresholds of the chunk's start
-SEED = 32  # points near a row entered into its slots without the filter (1e4 x 1e4: 32 and 24 ran 6% faster than 64; 16 alike)
+SEED = 32  # points near a row entered into its slots without the filter (1e4 x 1e4 with 16, 32, 48: 610-690, 510-610, 590-610 ns per row)
 SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the filter
 _U = 2.0 ** -24
 _KINDS = {ReduceKind.ARGKMIN: "idx", ReduceKind.KMIN: "vals", ReduceKind.ARGMIN: "idx", ReduceKind.MIN: "vals"}
@@ -607,7 +609,7 @@ class NearestExecutable:
         y_sorted = np.take(y, order, axis=0)
         point_boxes = boxes(np.take(columns, order, axis=1), BLOCK_POINTS)
         rows = RowOrder(x, centre, zorder, self.threads)
-        bounds = rows.bounds(max(1, min(-(-n // ROWS), self.threads * self.chunks_per_thread)))
+        bounds = rows.bounds(min(self.threads * self.chunks_per_thread, max(self.threads, n // CHUNK_ROWS)))
 
         def run_chunk(c: int) -> None:
             """The chunk's rows, their per-row arrays made here (on the threads)."""
