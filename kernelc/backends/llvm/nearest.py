@@ -500,14 +500,18 @@ class ZOrder:
     NumPy reduces and indexes contiguous rows several times faster than strided columns."""
 
     def __init__(self, columns: np.ndarray) -> None:
+        """The quantization, from the points' centred columns; `sort` then orders them."""
         dim = len(columns)
         self.bits = min(10, 63 // dim)
         self.lo = columns.min(1)
         self.scale = np.float32(2.0 ** self.bits - 1) / np.maximum(columns.max(1) - self.lo, np.float32(1e-30))
         self.spread = _spread(self.bits, dim)
+        self.count = columns.shape[1]
+
+    def sort(self, columns: np.ndarray) -> None:
         codes = self.codes(columns)
         order = np.argsort(codes)  # any order among equal codes will do
-        self.order, self.sorted, self.count = order.astype(np.int32), np.take(codes, order), columns.shape[1]
+        self.order, self.sorted = order.astype(np.int32), np.take(codes, order)
 
     def codes(self, columns: np.ndarray) -> np.ndarray:
         out = np.zeros(columns.shape[1], np.uint64)
@@ -596,19 +600,22 @@ class NearestExecutable:
             return False
         columns = np.ascontiguousarray(y.T)
         centre = columns.mean(1, dtype=np.float64)
-        zorder = ZOrder((columns - centre[:, None]).astype(np.float32))
-        order = zorder.order
-        mp = -(-m // self.width) * self.width
-        ys = np.empty((near.dim + 1, mp), np.float32)
-        ys[:near.dim, :m] = np.take(columns, order, axis=1) - centre[:, None]
-        ys[:near.dim, m:] = 0
-        ys[near.dim, :m] = np.einsum("dj,dj->j", ys[:near.dim, :m], ys[:near.dim, :m])
-        ys[near.dim, m:] = np.inf
-        # max |y~| from the f32 squares: their rounding (under D u) is far inside the 1e-6
-        radius = float(np.sqrt(np.float64(ys[near.dim, :m].max()))) * (1 + 1e-6)
-        y_sorted = np.take(y, order, axis=0)
-        point_boxes = boxes(np.take(columns, order, axis=1), BLOCK_POINTS)
-        rows = RowOrder(x, centre, zorder, self.threads)
+        centred = (columns - centre[:, None]).astype(np.float32)
+        zorder = ZOrder(centred)
+        rows = RowOrder(x, centre, zorder)
+        points: list = []
+
+        def prepare(job: int) -> None:
+            """The points' arrays (job 0) beside the rows' sorted parts (the others)."""
+            if job:
+                rows.sort(job - 1)
+            else:
+                points.extend(self._points(y, columns, centred, zorder))
+
+        map_jobs(self.threads, prepare, range(1 + rows.parts))
+        rows.join()
+        y_sorted, ys, radius, point_boxes = points
+        order, mp = zorder.order, ys.shape[1]
         bounds = rows.bounds(min(self.threads * self.chunks_per_thread, max(self.threads, n // CHUNK_ROWS)))
 
         def run_chunk(c: int) -> None:
@@ -625,6 +632,22 @@ class NearestExecutable:
         map_jobs(self.threads, run_chunk, range(len(bounds) - 1))
         return True
 
+    def _points(self, y: np.ndarray, columns: np.ndarray, centred: np.ndarray, zorder: ZOrder) -> tuple:
+        """The points in Z order: as given (exact distances), their centred columns and squared
+        norms padded to a multiple of the vector width (`generate`'s ys), the largest norm
+        (`thresholds`) and the blocks' boxes."""
+        zorder.sort(centred)
+        dim, m = columns.shape
+        mp = -(-m // self.width) * self.width
+        ys = np.empty((dim + 1, mp), np.float32)
+        ys[:dim, :m] = np.take(centred, zorder.order, axis=1)
+        ys[:dim, m:] = 0
+        ys[dim, :m] = np.einsum("dj,dj->j", ys[:dim, :m], ys[:dim, :m])
+        ys[dim, m:] = np.inf
+        # max |y~| from the f32 squares: their rounding (under D u) is far inside the 1e-6
+        radius = float(np.sqrt(np.float64(ys[dim, :m].max()))) * (1 + 1e-6)
+        return np.take(y, zorder.order, axis=0), ys, radius, boxes(np.take(columns, zorder.order, axis=1), BLOCK_POINTS)
+
 
 class RowOrder:
     """The rows in Z order (`order`; x, its centred copy xc and the Morton codes in that order):
@@ -632,21 +655,24 @@ class RowOrder:
     (`generate`). Calls of more than SORT_ROWS rows are sorted in parts of that many, on the
     threads; a part is still dense enough for small groups."""
 
-    def __init__(self, x: np.ndarray, centre: np.ndarray, zorder: ZOrder, threads: int) -> None:
+    def __init__(self, x: np.ndarray, centre: np.ndarray, zorder: ZOrder) -> None:
+        self.x_all, self.centre, self.zorder = x, centre, zorder
         n = len(x)
-        parts = max(1, n // SORT_ROWS)
-        self.limits = [n * p // parts for p in range(parts + 1)]
-        pieces: list = [None] * parts
+        self.parts = max(1, n // SORT_ROWS)
+        self.limits = [n * p // self.parts for p in range(self.parts + 1)]
+        self.pieces: list = [None] * self.parts
 
-        def sort(p: int) -> None:
-            a, b = self.limits[p], self.limits[p + 1]
-            xc = (x[a:b] - centre).astype(np.float32)
-            codes = zorder.codes(xc.T)
-            order = np.argsort(codes)
-            pieces[p] = (order + a, np.take(x[a:b], order, axis=0), np.take(xc, order, axis=0), np.take(codes, order))
+    def sort(self, p: int) -> None:
+        """Part p in Z order (a job: the parts run on the threads)."""
+        a, b = self.limits[p], self.limits[p + 1]
+        x = self.x_all[a:b]
+        xc = (x - self.centre).astype(np.float32)
+        codes = self.zorder.codes(xc.T)
+        order = np.argsort(codes)
+        self.pieces[p] = (order + a, np.take(x, order, axis=0), np.take(xc, order, axis=0), np.take(codes, order))
 
-        map_jobs(threads, sort, range(parts))
-        self.order, self.x, self.xc, self.codes = (np.concatenate(field) for field in zip(*pieces))
+    def join(self) -> None:
+        self.order, self.x, self.xc, self.codes = (np.concatenate(field) for field in zip(*self.pieces))
 
     def bounds(self, chunks: int) -> list[int]:
         """Chunk limits in multiples of ROWS that keep each chunk within one sorted part."""
