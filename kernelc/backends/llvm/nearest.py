@@ -7,7 +7,7 @@ f_j = |y_j|^2 + sum_d (-2 x_d) y_jd costs D fused multiply-adds per pair, with |
 coefficients -2 x_d computed once per call. Expanded sums cancel (that is why the exact code
 does not use them), but their error is bounded: a pair whose exact distance could still enter
 a row's K slots has f_j <= T_i, where T_i is the row's current K-th distance minus |x_i|^2 plus
-a margin (`thresholds`). Only the pairs that pass get their exact distance, computed as the
+a margin (`prepared`). Only the pairs that pass get their exact distance, computed as the
 exact code computes it (codegen._Chains), and are inserted by the same order (value, then
 index).
 
@@ -19,7 +19,7 @@ S = (|x~_i| + max_j |y~_j|)^2 and the computed values f^ and d^ (exact code),
     | |x~ - y~|^2 - d | <= 3 u S (the rounding of the centred coordinates),
 so d^_j <= last implies f^_j <= last - |x~|^2 + (2.02 D + 7.1) u S. The margin is (4D + 16) u S
 plus 2^-96 (subnormal products); the threshold adds 16 u (last + |x~|^2), which covers its two
-f32 roundings (`thresholds`). The bound needs finite inputs of moderate size: calls with a
+f32 roundings (`prepared`). The bound needs finite inputs of moderate size: calls with a
 value that is not finite or of magnitude outside [2^-40, 2^40] (0 is fine) run the exact code
 instead, as do calls of fewer rows or points than `Nearest.min_rows` and `min_points`
 (the per-call work does not pay).
@@ -155,15 +155,14 @@ def symbol(tag: str) -> str:
 
 
 def generate(near: Nearest, tag: str, width: int) -> str:
-    """The module of `void f(f32* x, f32* y, f32* ys, f32* coef, f32* base, i32* order, i64*
-    start, f64* boxes, i64* dest, void* out, i64 r0, i64 r1, i64 m, i64 mp)`: rows [r0, r1) of
-    x (N x D, rows in Z order) written to their rows dest[r] of the output, from y (M x D, in
-    the points' Z order; x and y give the exact distances), ys (the D centred coordinates of y
-    in that order, then |y~|^2, each padded to mp, a multiple of `width`; padding |y~|^2 = inf),
-    coef (-2 x~, N x D), base (per row: the threshold's terms that do not depend on the slots,
-    `thresholds`), order (the points' indices in Z order), start (where each row's SEED points
-    start in it, `ZOrder`) and boxes (per block of BLOCK_POINTS points in Z order, the lows, then
-    the highs of their coordinates, f64).
+    """The module of `void f(f32* x, f32* y, f32* ys, f64* centre, u64* codes, u64* sorted, i32*
+    order, f64* boxes, i64* dest, void* out, i64 r0, i64 r1, i64 m, i64 mp, f64 radius)`: rows
+    [r0, r1) of x (N x D, rows in Z order, their Morton codes in `codes`) written to their rows
+    dest[r] of the output, from y (M x D, in the points' Z order; x and y give the exact
+    distances), ys (the D coordinates of y less `centre`, in that order, then |y~|^2, each padded
+    to mp, a multiple of `width`; padding |y~|^2 = inf), the points' codes in Z order (`sorted`)
+    and their indices (`order`), radius (at least max |y~|) and boxes (per block of BLOCK_POINTS
+    points in Z order, the lows, then the highs of their coordinates, f64).
 
     Rows go in groups of GROUP. A group's rows are first seeded, then the points are walked in
     tiles of TILE_POINTS (their columns stay in L2): the tile's blocks of points that could hold
@@ -182,13 +181,13 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     module = ir.Module(name="kernelc_nearest")
     f32p, f64p, i64p = F32.as_pointer(), F64.as_pointer(), I64.as_pointer()
     out_t = (I64 if near.output == "idx" else F32).as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f32p, I32.as_pointer(), i64p,
-                                                          f64p, i64p, out_t, I64, I64, I64, I64]),
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f64p, i64p, i64p, I32.as_pointer(),
+                                                          f64p, i64p, out_t, I64, I64, I64, I64, F64]),
                      symbol(tag))
     fn.attributes.add("nounwind")
     for arg in fn.args[:10]:
         arg.add_attribute("noalias")
-    x, y, ys, coef, base, order, start, pbox, dest, out, r0, r1, m, mp = fn.args
+    x, y, ys, centre, codes, sorted_codes, order, pbox, dest, out, r0, r1, m, mp, radius = fn.args
     math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     dim, k = near.dim, near.k
@@ -201,6 +200,10 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     block_state = [[b.alloca(t) for t in (slot_vals, slot_idx, vec)] for _ in range(ROWS)]
     active, n_active = b.alloca(ir.ArrayType(I64, TILE_POINTS // BLOCK_POINTS)), b.alloca(I64)
     span = [[b.alloca(F64) for _ in range(dim)] for _ in range(2)]  # a group's box (`spanned`)
+    # the group's rows' -2 x~, threshold bases and seed starts (`prepared`)
+    coef, base, start = (b.alloca(ir.ArrayType(t, n)) for t, n in ((F32, GROUP * dim), (F32, GROUP), (I64, GROUP)))
+    search = [b.alloca(I64) for _ in range(2)]  # a binary search's place and length (`prepared`)
+    steps = b.sub(ir.Constant(I64, 64), b.call(module.declare_intrinsic("llvm.ctlz", [I64, I1]), [m, ir.Constant(I1, 0)]))
     cttz = module.declare_intrinsic("llvm.cttz", [bits_t, I1])
     seeded = b.select(b.icmp_signed("<", m, ir.Constant(I64, SEED)), m, ir.Constant(I64, SEED))
     up = ir.Constant(ir.VectorType(I32, MAX_SLOTS), [0] + list(range(MAX_SLOTS, 2 * MAX_SLOTS - 1)))
@@ -240,7 +243,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         return new_v, b.select(before, b.select(after_first, b.shuffle_vector(j_all, old_i, up), j_all), old_i)
 
     def threshold(vals: ir.Value, offset: ir.Value) -> ir.Value:
-        """T = last (1 + 2^-20) + base (`thresholds`) in every lane, by one f32 multiply-add from
+        """T = last (1 + 2^-20) + base (`prepared`) in every lane, by one f32 multiply-add from
         a broadcast of the last slot (+inf while a slot is empty): the next pairs' compares wait
         for it after each insertion."""
         last = b.shuffle_vector(vals, ir.Constant(vals.type, ir.Undefined),
@@ -271,6 +274,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                     for side in (0, 1)]
 
         rows_box = spanned(source)
+        ops.loop(b, c64(0), c64(GROUP), "prepare", lambda l: prepared(l, source(l)))
 
         def seed(rb: ir.Value) -> None:
             """Empty slots, then the rows' SEED points (ZOrder), then their thresholds."""
@@ -278,7 +282,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             for vals, idx, _ in block_state:
                 b.store(ops.splat(b, inf, MAX_SLOTS), vals)
                 b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
-            firsts = [b.load(b.gep(start, [row])) for row in rows]
+            firsts = [b.load(b.gep(start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
 
             def one(s_: ir.Value) -> None:
                 for r in range(ROWS):
@@ -286,8 +290,8 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                     insert(r, exact(rows[r], p), point(p))
 
             ops.loop(b, c64(0), seeded, "seed", one)
-            for r, row in enumerate(rows):
-                retarget(r, ops.splat(b, b.load(b.gep(base, [row])), width))
+            for r in range(ROWS):
+                retarget(r, ops.splat(b, b.load(b.gep(base, [c64(0), b.add(rb, c64(r))])), width))
             keep(rb)
 
         def tile(t0: ir.Value) -> None:
@@ -316,13 +320,13 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             the rows' SEED points are masked out of their compares (they are in the slots
             already, and each would pass to a recheck), in the blocks that hold any of them."""
             rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
-            offsets = [ops.splat(b, b.load(b.gep(base, [row])), width) for row in rows]
+            offsets = [ops.splat(b, b.load(b.gep(base, [c64(0), b.add(rb, c64(r))])), width) for r in range(ROWS)]
             for r in range(ROWS):
                 for array, slot in zip(saved, block_state[r]):
                     b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
-            coefs = [[ops.splat(b, b.load(b.gep(coef, [b.add(b.mul(row, c64(dim)), c64(d))])), width)
-                      for d in range(dim)] for row in rows]
-            firsts = [b.load(b.gep(start, [row])) for row in rows]
+            coefs = [[ops.splat(b, b.load(b.gep(coef, [c64(0), b.add(b.mul(b.add(rb, c64(r)), c64(dim)), c64(d))])), width)
+                      for d in range(dim)] for r in range(ROWS)]
+            firsts = [b.load(b.gep(start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
             seeds = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
             lo, hi = firsts[0], b.add(firsts[0], seeded)
             for s in firsts[1:]:
@@ -387,6 +391,44 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
         rows_here = b.sub(r1, g0)
         ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write", write)
+
+    def prepared(l: ir.Value, row: ir.Value) -> None:
+        """Row l of the group: its coefficients -2 x~ (x~ = x - centre rounded to f32, as the
+        points' ys), its threshold base margin - |x~|^2 + |x~|^2 2^-20 (f64, then rounded to f32)
+        with margin = (4D + 16) u (|x~| + radius)^2 + 2^-96 (the module docstring: the 2^-20 =
+        16 u terms cover the f32 roundings of this value and of T = last (1 + 2^-20) + base), and
+        where its SEED points start in the Z order: around the first place whose code is not
+        below the row's (a branch-free binary search), within [0, M - SEED]."""
+        xx = ops.const(F64, 0.0)
+        for d in range(dim):
+            v = b.fpext(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])), F64)
+            xc = b.fptrunc(b.fsub(v, b.load(b.gep(centre, [c64(d)]))), F32)
+            b.store(b.fmul(xc, ops.const(F32, -2.0)), b.gep(coef, [c64(0), b.add(b.mul(l, c64(dim)), c64(d))]))
+            xc = b.fpext(xc, F64)
+            xx = math.intrinsic(b, "fma", xc, xc, xx)
+        reach = b.fadd(math.intrinsic(b, "sqrt", xx), radius)
+        margin = b.fadd(b.fmul(ops.const(F64, (4 * dim + 16) * _U), b.fmul(reach, reach)), ops.const(F64, 2.0 ** -96))
+        value = b.fadd(b.fsub(margin, xx), b.fmul(xx, ops.const(F64, 2.0 ** -20)))
+        b.store(b.fptrunc(value, F32), b.gep(base, [c64(0), l]))
+        code = b.load(b.gep(codes, [row]))
+        place, length = search
+        b.store(c64(0), place)
+        b.store(m, length)
+
+        def halve(_: ir.Value) -> None:  # [place, place + length) holds the first code >= the row's
+            half = b.udiv(b.load(length), c64(2))
+            at = b.add(b.load(place), half)
+            below = b.icmp_unsigned("<", b.load(b.gep(sorted_codes, [at])), code)
+            b.store(b.select(below, at, b.load(place)), place)
+            b.store(b.sub(b.load(length), half), length)
+
+        ops.loop(b, c64(0), steps, "search", halve)
+        last = b.load(place)
+        found = b.select(b.icmp_unsigned("<", b.load(b.gep(sorted_codes, [last])), code), b.add(last, c64(1)), last)
+        first = b.sub(found, c64(SEED // 2))
+        top = b.sub(m, seeded)
+        first = b.select(b.icmp_signed(">", first, top), top, first)
+        b.store(b.select(b.icmp_signed("<", first, c64(0)), c64(0), first), b.gep(start, [c64(0), l]))
 
     def spanned(source) -> list[list[ir.Value]]:
         """The lows and the highs of the group's rows' coordinates (f64)."""
@@ -471,7 +513,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
 # --- per call -------------------------------------------------------------------------------------
 
-_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 10, *[ctypes.c_int64] * 4)
+_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 10, *[ctypes.c_int64] * 4, ctypes.c_double)
 
 
 def safe(a: np.ndarray) -> bool:
@@ -481,19 +523,9 @@ def safe(a: np.ndarray) -> bool:
     return bool(np.all((mag <= hi) & ((mag >= lo) | (mag == 0))))  # NaN fails both
 
 
-def thresholds(near: Nearest, xc: np.ndarray, radius: float) -> np.ndarray:
-    """Per row, the part of the filter's threshold T = last - |x~|^2 + margin + (last + |x~|^2)
-    2^-20 that does not depend on the slots' last value: margin - |x~|^2 + |x~|^2 2^-20 (f64,
-    then rounded to f32), with margin = (4D + 16) u (|x~| + radius)^2 + 2^-96 (the module
-    docstring). The 2^-20 = 16 u terms cover the f32 roundings of this value and of T."""
-    xx = np.einsum("ij,ij->i", xc.astype(np.float64), xc.astype(np.float64))
-    margin = (4 * near.dim + 16) * _U * (np.sqrt(xx) + radius) ** 2 + 2.0 ** -96
-    return (margin - xx + xx * 2.0 ** -20).astype(np.float32)
-
-
 class ZOrder:
     """The points in Z order (Morton codes of the coordinates, quantized over y's bounding box)
-    and, per row, where its SEED points start in that order (`starts`): around the row's own
+    and, per row, where its SEED points start in that order (`prepared`): around the row's own
     place, so that a row's first slots hold near points and its threshold starts close to its
     final value (with the first SEED points in storage order, a row of 1e4 points passed the
     filter about 50 times; each pass costs a recheck). Coordinates come as columns (D x count):
@@ -519,11 +551,6 @@ class ZOrder:
             q = np.clip((column - self.lo[d]) * self.scale[d], 0, 2 ** self.bits - 1).astype(np.intp)
             out |= np.take(self.spread, q) << np.uint64(d)
         return out
-
-    def starts(self, codes: np.ndarray) -> np.ndarray:
-        """Where the SEED points of rows with these Morton codes start in the Z order."""
-        start = np.searchsorted(self.sorted, codes).astype(np.int64) - SEED // 2
-        return np.clip(start, 0, max(0, self.count - SEED))
 
 
 def boxes(columns: np.ndarray, size: int) -> np.ndarray:
@@ -615,19 +642,18 @@ class NearestExecutable:
         map_jobs(self.threads, prepare, range(1 + rows.parts))
         rows.join()
         y_sorted, ys, radius, point_boxes = points
-        order, mp = zorder.order, ys.shape[1]
+        mp = ys.shape[1]
         bounds = rows.bounds(min(self.threads * self.chunks_per_thread, max(self.threads, n // CHUNK_ROWS)))
 
         def run_chunk(c: int) -> None:
-            """The chunk's rows, their per-row arrays made here (on the threads)."""
+            """The chunk's rows (their coefficients, thresholds and seeds are made in the generated code)."""
             r0, r1 = bounds[c], bounds[c + 1]
             if r0 == r1:
                 return
-            xc = rows.xc[r0:r1]
-            arrays = (rows.x[r0:r1], y_sorted, ys, xc * np.float32(-2), thresholds(near, xc, radius), order,
-                      zorder.starts(rows.codes[r0:r1]), point_boxes, rows.order[r0:r1], out)
+            arrays = (rows.x[r0:r1], y_sorted, ys, centre, rows.codes[r0:r1], zorder.sorted, zorder.order,
+                      point_boxes, rows.order[r0:r1], out)
             assert all(a.flags.c_contiguous for a in arrays), "the generated code reads C-contiguous arrays"
-            self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp)
+            self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp, radius)
 
         map_jobs(self.threads, run_chunk, range(len(bounds) - 1))
         return True
@@ -650,7 +676,7 @@ class NearestExecutable:
 
 
 class RowOrder:
-    """The rows in Z order (`order`; x, its centred copy xc and the Morton codes in that order):
+    """The rows in Z order (`order`; x and the Morton codes in that order):
     a group of rows then lies in a small box, and the blocks of points far from it are skipped
     (`generate`). Calls of more than SORT_ROWS rows are sorted in parts of that many, on the
     threads; a part is still dense enough for small groups."""
@@ -669,10 +695,10 @@ class RowOrder:
         xc = (x - self.centre).astype(np.float32)
         codes = self.zorder.codes(xc.T)
         order = np.argsort(codes)
-        self.pieces[p] = (order + a, np.take(x, order, axis=0), np.take(xc, order, axis=0), np.take(codes, order))
+        self.pieces[p] = (order + a, np.take(x, order, axis=0), np.take(codes, order))
 
     def join(self) -> None:
-        self.order, self.x, self.xc, self.codes = (np.concatenate(field) for field in zip(*self.pieces))
+        self.order, self.x, self.codes = (np.concatenate(field) for field in zip(*self.pieces))
 
     def bounds(self, chunks: int) -> list[int]:
         """Chunk limits in multiples of ROWS that keep each chunk within one sorted part."""
