@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from llvmlite import ir
@@ -62,6 +61,7 @@ from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
+from kernelc.backends.llvm.zorder import ZOrder
 from kernelc.backends.threads import map_jobs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel
@@ -523,58 +523,6 @@ def safe(a: np.ndarray) -> bool:
     return bool(np.all((mag <= hi) & ((mag >= lo) | (mag == 0))))  # NaN fails both
 
 
-class ZOrder:
-    """The points in Z order (Morton codes of the coordinates, quantized over y's bounding box)
-    and, per row, where its SEED points start in that order (`prepared`): around the row's own
-    place, so that a row's first slots hold near points and its threshold starts close to its
-    final value (with the first SEED points in storage order, a row of 1e4 points passed the
-    filter about 50 times; each pass costs a recheck). Coordinates come as columns (D x count):
-    NumPy reduces and indexes contiguous rows several times faster than strided columns."""
-
-    def __init__(self, columns: np.ndarray) -> None:
-        """The quantization, from the points' centred columns; `sort` then orders them."""
-        dim = len(columns)
-        self.bits = min(10, 63 // dim)
-        self.lo = columns.min(1)
-        self.scale = np.float32(2.0 ** self.bits - 1) / np.maximum(columns.max(1) - self.lo, np.float32(1e-30))
-        self.spread = _spread(self.bits, dim)
-        self.count = columns.shape[1]
-
-    def sort(self, columns: np.ndarray) -> None:
-        codes = self.codes(columns)
-        order = np.argsort(codes)  # any order among equal codes will do
-        self.order, self.sorted = order.astype(np.int32), np.take(codes, order)
-
-    def codes(self, columns: np.ndarray) -> np.ndarray:
-        out = np.zeros(columns.shape[1], np.uint64)
-        for d, column in enumerate(columns):
-            q = np.clip((column - self.lo[d]) * self.scale[d], 0, 2 ** self.bits - 1).astype(np.intp)
-            out |= np.take(self.spread, q) << np.uint64(d)
-        return out
-
-
-def boxes(columns: np.ndarray, size: int) -> np.ndarray:
-    """Per block of `size` points (columns, D x count; the last block padded with its last
-    point): the lows, then the highs of their coordinates, f64."""
-    dim, count = columns.shape
-    blocks = -(-count // size)
-    padded = np.empty((dim, blocks * size), columns.dtype)
-    padded[:, :count], padded[:, count:] = columns, columns[:, -1:]
-    padded = padded.reshape(dim, blocks, size)
-    return np.ascontiguousarray(np.stack([padded.min(2).T, padded.max(2).T], 1), np.float64)
-
-
-@lru_cache(maxsize=16)
-def _spread(bits: int, dim: int) -> np.ndarray:
-    """Each value of `bits` bits with its bits moved `dim` apart (one coordinate's part of a
-    Morton code)."""
-    values = np.arange(2 ** bits, dtype=np.uint64)
-    out = np.zeros(2 ** bits, np.uint64)
-    for bit in range(bits):
-        out |= ((values >> np.uint64(bit)) & np.uint64(1)) << np.uint64(bit * dim)
-    return out
-
-
 def cache_key(near: Nearest, width: int) -> str:
     import llvmlite
 
@@ -627,9 +575,8 @@ class NearestExecutable:
             return False
         columns = np.ascontiguousarray(y.T)
         centre = columns.mean(1, dtype=np.float64)
-        centred = (columns - centre[:, None]).astype(np.float32)
-        zorder = ZOrder(centred)
-        rows = RowOrder(x, centre, zorder)
+        zorder = ZOrder(columns, centre)
+        rows = RowOrder(x, zorder)
         points: list = []
 
         def prepare(job: int) -> None:
@@ -637,7 +584,8 @@ class NearestExecutable:
             if job:
                 rows.sort(job - 1)
             else:
-                points.extend(self._points(y, columns, centred, zorder))
+                zorder.sort(y)
+                points.extend(zorder.points(y, self.width, BLOCK_POINTS))
 
         map_jobs(self.threads, prepare, range(1 + rows.parts))
         rows.join()
@@ -658,22 +606,6 @@ class NearestExecutable:
         map_jobs(self.threads, run_chunk, range(len(bounds) - 1))
         return True
 
-    def _points(self, y: np.ndarray, columns: np.ndarray, centred: np.ndarray, zorder: ZOrder) -> tuple:
-        """The points in Z order: as given (exact distances), their centred columns and squared
-        norms padded to a multiple of the vector width (`generate`'s ys), the largest norm
-        (`thresholds`) and the blocks' boxes."""
-        zorder.sort(centred)
-        dim, m = columns.shape
-        mp = -(-m // self.width) * self.width
-        ys = np.empty((dim + 1, mp), np.float32)
-        ys[:dim, :m] = np.take(centred, zorder.order, axis=1)
-        ys[:dim, m:] = 0
-        ys[dim, :m] = np.einsum("dj,dj->j", ys[:dim, :m], ys[:dim, :m])
-        ys[dim, m:] = np.inf
-        # max |y~| from the f32 squares: their rounding (under D u) is far inside the 1e-6
-        radius = float(np.sqrt(np.float64(ys[dim, :m].max()))) * (1 + 1e-6)
-        return np.take(y, zorder.order, axis=0), ys, radius, boxes(np.take(columns, zorder.order, axis=1), BLOCK_POINTS)
-
 
 class RowOrder:
     """The rows in Z order (`order`; x and the Morton codes in that order):
@@ -681,8 +613,8 @@ class RowOrder:
     (`generate`). Calls of more than SORT_ROWS rows are sorted in parts of that many, on the
     threads; a part is still dense enough for small groups."""
 
-    def __init__(self, x: np.ndarray, centre: np.ndarray, zorder: ZOrder) -> None:
-        self.x_all, self.centre, self.zorder = x, centre, zorder
+    def __init__(self, x: np.ndarray, zorder: ZOrder) -> None:
+        self.x_all, self.zorder = x, zorder
         n = len(x)
         self.parts = max(1, n // SORT_ROWS)
         self.limits = [n * p // self.parts for p in range(self.parts + 1)]
@@ -692,8 +624,7 @@ class RowOrder:
         """Part p in Z order (a job: the parts run on the threads)."""
         a, b = self.limits[p], self.limits[p + 1]
         x = self.x_all[a:b]
-        xc = (x - self.centre).astype(np.float32)
-        codes = self.zorder.codes(xc.T)
+        codes = self.zorder.codes(x)
         order = np.argsort(codes)
         self.pieces[p] = (order + a, np.take(x, order, axis=0), np.take(codes, order))
 
