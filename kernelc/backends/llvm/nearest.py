@@ -41,7 +41,9 @@ passes about K (1 + ln(M / K)) times, and each pass costs a recheck, a dependent
 40 cycles: at M = 1e4 they took as long as the row's 1e4 filter scores. So each row's slots are
 first filled from SEED points near it (`ZOrder`: the Z order from the row's own place), and
 the places of those points are masked out of the row's compares (they are in its slots already:
-each would pass). Some 7 passes per row are left at M = 1e4 (simulated).
+each would pass). About 8 passes per row are left at 1e4 x 1e4 (counted), some 60 cycles each
+with the mispredicted branch to the recheck: half of the generated code's time there. Seeding
+takes the SEED points' exact distances a vector at a time and sorts them by a network.
 
 The generated function (`generate`): rows in register blocks of ROWS, the points in vectors of
 16 (8 without AVX-512) from a structure-of-arrays copy of y~ and |y~|^2; each row keeps its K
@@ -61,7 +63,7 @@ from kernelc.backends.llvm import ops
 from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
-from kernelc.backends.llvm.zorder import ZOrder
+from kernelc.backends.llvm.zorder import Points, ZOrder
 from kernelc.backends.threads import map_jobs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel
@@ -155,14 +157,16 @@ def symbol(tag: str) -> str:
 
 
 def generate(near: Nearest, tag: str, width: int) -> str:
-    """The module of `void f(f32* x, f32* y, f32* ys, f64* centre, u64* codes, u64* sorted, i32*
-    order, f64* boxes, i64* dest, void* out, i64 r0, i64 r1, i64 m, i64 mp, f64 radius)`: rows
-    [r0, r1) of x (N x D, rows in Z order, their Morton codes in `codes`) written to their rows
-    dest[r] of the output, from y (M x D, in the points' Z order; x and y give the exact
-    distances), ys (the D coordinates of y less `centre`, in that order, then |y~|^2, each padded
-    to mp, a multiple of `width`; padding |y~|^2 = inf), the points' codes in Z order (`sorted`)
-    and their indices (`order`), radius (at least max |y~|) and boxes (per block of BLOCK_POINTS
-    points in Z order, the lows, then the highs of their coordinates, f64).
+    """The module of `void f(f32* x, f32* y, f32* columns, f32* ys, f64* centre, u64* codes, u64*
+    sorted, i32* order, f64* boxes, i64* dest, void* out, i64 r0, i64 r1, i64 m, i64 mp, i64
+    length, f64 radius)`: rows [r0, r1) of x (N x D, rows in Z order, their Morton codes in
+    `codes`) written to their rows dest[r] of the output, from y (M x D, in the points' Z order;
+    x and y give the exact distances; `columns` is y again, D x length, for the seeds), ys (the
+    D coordinates of y less `centre`, in that order, then |y~|^2, each padded to mp, a multiple
+    of `width`; padding |y~|^2 = inf), the points' codes in Z order (`sorted`) and their indices
+    (`order`, -1 past M to `length`), radius (at least max |y~|) and boxes (per block of
+    BLOCK_POINTS points in Z order, the lows, then the highs of their coordinates, f64).
+    `length` is at least SEED (zorder.Points).
 
     Rows go in groups of GROUP. A group's rows are first seeded, then the points are walked in
     tiles of TILE_POINTS (their columns stay in L2): the tile's blocks of points that could hold
@@ -170,24 +174,24 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     walk them, a register block of ROWS rows at a time; within a block, each row's slots and
     threshold are values in registers (with them in the group's arrays throughout, each
     insertion's stores feeding the next compares' loads, a first version ran 1.4x slower; a
-    memory-ordering clear per insertion is the likely cause, not established). Each row's SEED
-    points enter its slots without the filter and without branches, the block's rows' insertion
-    chains side by side; the scan then meets them again, and an index already in the slots
-    changes nothing (`inserted`)."""
+    memory-ordering clear per insertion is the likely cause, not established). Each row's slots
+    start as the best of its SEED points (`seed`), whose places are then masked out of the row's
+    compares."""
     from kernelc.backends.llvm.codegen import _Chains
 
     assert GROUP % ROWS == 0, "a group's state arrays hold whole register blocks"
+    assert SEED % MAX_SLOTS == 0 and SEED >= MAX_SLOTS, "the seeds are whole vectors of slots"
     assert TILE_POINTS % BLOCK_POINTS == 0 and BLOCK_POINTS % (CHUNK * width) == 0, "tiles hold whole blocks"
     module = ir.Module(name="kernelc_nearest")
     f32p, f64p, i64p = F32.as_pointer(), F64.as_pointer(), I64.as_pointer()
     out_t = (I64 if near.output == "idx" else F32).as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f64p, i64p, i64p, I32.as_pointer(),
-                                                          f64p, i64p, out_t, I64, I64, I64, I64, F64]),
-                     symbol(tag))
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f64p, i64p, i64p,
+                                                          I32.as_pointer(), f64p, i64p, out_t, I64, I64, I64, I64,
+                                                          I64, F64]), symbol(tag))
     fn.attributes.add("nounwind")
-    for arg in fn.args[:10]:
+    for arg in fn.args[:11]:
         arg.add_attribute("noalias")
-    x, y, ys, centre, codes, sorted_codes, order, pbox, dest, out, r0, r1, m, mp, radius = fn.args
+    x, y, columns, ys, centre, codes, sorted_codes, order, pbox, dest, out, r0, r1, m, mp, length, radius = fn.args
     math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     dim, k = near.dim, near.k
@@ -229,8 +233,8 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
         branches. The slots hold finite values and +inf when empty, so the lanes (v, j) sorts
         before form a suffix: they take the slot before them, the first of them (v, j) (its value
-        is max(old[p - 1], v)). A (v, j) that enters no slot, or is there already (the seed's
-        points come again in the scan), changes nothing."""
+        is max(old[p - 1], v)). A (v, j) that enters no slot, or is there already (a guard: each
+        place is met once per row, the seeds' masked out of the scan), changes nothing."""
         v_all, j_all = ops.splat(b, v, MAX_SLOTS), ops.splat(b, b.trunc(j, I32), MAX_SLOTS)
         there = b.icmp_unsigned("!=", b.bitcast(b.icmp_signed("==", j_all, old_i), ir.IntType(MAX_SLOTS)),
                                 ir.Constant(ir.IntType(MAX_SLOTS), 0))
@@ -249,11 +253,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         last = b.shuffle_vector(vals, ir.Constant(vals.type, ir.Undefined),
                                 ir.Constant(ir.VectorType(I32, width), [k - 1] * width))
         return math.intrinsic(b, "fma", last, ops.splat(b, ops.const(F32, 1 + 2.0 ** -20), width), offset)
-
-    def insert(r: int, v: ir.Value, j: ir.Value) -> None:
-        vals, idx, _ = block_state[r]
-        for slot, value in zip((vals, idx), inserted(b.load(vals), b.load(idx), v, j)):
-            b.store(value, slot)
 
     def retarget(r: int, offset: ir.Value) -> None:
         b.store(threshold(b.load(block_state[r][0]), offset), block_state[r][2])
@@ -277,21 +276,36 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         ops.loop(b, c64(0), c64(GROUP), "prepare", lambda l: prepared(l, source(l)))
 
         def seed(rb: ir.Value) -> None:
-            """Empty slots, then the rows' SEED points (ZOrder), then their thresholds."""
-            rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
-            for vals, idx, _ in block_state:
-                b.store(ops.splat(b, inf, MAX_SLOTS), vals)
-                b.store(ir.Constant(slot_idx, [-1] * MAX_SLOTS), idx)
-            firsts = [b.load(b.gep(start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
-
-            def one(s_: ir.Value) -> None:
-                for r in range(ROWS):
-                    p = b.add(firsts[r], s_)
-                    insert(r, exact(rows[r], p), point(p))
-
-            ops.loop(b, c64(0), seeded, "seed", one)
+            """The rows' slots: the MAX_SLOTS best of their SEED points (ZOrder), then their
+            thresholds. The points' exact distances are computed MAX_SLOTS at a time, as the
+            exact code computes each, and sorted by a network: what inserting them one by one
+            into empty slots gives, at a third of the work."""
             for r in range(ROWS):
-                retarget(r, ops.splat(b, b.load(b.gep(base, [c64(0), b.add(rb, c64(r))])), width))
+                row, at = source(b.add(rb, c64(r))), b.add(rb, c64(r))
+                first = b.load(b.gep(start, [c64(0), at]))
+                parts = []
+                for q in range(SEED // MAX_SLOTS):
+                    p = b.add(first, c64(q * MAX_SLOTS))
+                    sums = _Chains(b, math, dim)
+                    for d in range(dim):
+                        column = b.load(b.bitcast(b.gep(columns, [b.add(b.mul(length, c64(d)), p)]),
+                                                  slot_vals.as_pointer()), align=4)
+                        t = b.fsub(ops.splat(b, b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])), MAX_SLOTS),
+                                   column)
+                        sums.add_product(t, t)
+                    idx = b.load(b.bitcast(b.gep(order, [p]), slot_idx.as_pointer()), align=4)
+                    valid = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, MAX_SLOTS),
+                                                           [q * MAX_SLOTS + s for s in range(MAX_SLOTS)]),
+                                          ops.splat(b, seeded, MAX_SLOTS))
+                    parts.append(sorted_slots(b.select(valid, sums.total(), ops.splat(b, inf, MAX_SLOTS)),
+                                              b.select(valid, idx, ir.Constant(slot_idx, [-1] * MAX_SLOTS))))
+                while len(parts) > 1:
+                    parts = [lowest(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
+                             for i in range(0, len(parts), 2)]
+                vals, idx, _ = block_state[r]
+                b.store(parts[0][0], vals)
+                b.store(parts[0][1], idx)
+                retarget(r, ops.splat(b, b.load(b.gep(base, [c64(0), at])), width))
             keep(rb)
 
         def tile(t0: ir.Value) -> None:
@@ -391,6 +405,44 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
         rows_here = b.sub(r1, g0)
         ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write", write)
+
+    def exchanged(v: ir.Value, i: ir.Value, stride: int, takes_min: list[bool]) -> tuple[ir.Value, ir.Value]:
+        """One step of a sorting network on slots (values, indices) ordered by value, then
+        index: each lane meets the lane `stride` away and keeps the smaller pair where
+        `takes_min`, else the larger."""
+        lanes = ir.Constant(ir.VectorType(I32, MAX_SLOTS), [s ^ stride for s in range(MAX_SLOTS)])
+        pv, pi = b.shuffle_vector(v, v, lanes), b.shuffle_vector(i, i, lanes)
+        less = b.or_(b.fcmp_ordered("<", v, pv), b.and_(b.fcmp_ordered("==", v, pv), b.icmp_signed("<", i, pi)))
+        keeps = b.xor(less, ir.Constant(less.type, [not t for t in takes_min]))
+        return b.select(keeps, v, pv), b.select(keeps, i, pi)
+
+    def merged(v: ir.Value, i: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """A bitonic sequence of slots sorted (ascending)."""
+        stride = MAX_SLOTS // 2
+        while stride:
+            v, i = exchanged(v, i, stride, [not s & stride for s in range(MAX_SLOTS)])
+            stride //= 2
+        return v, i
+
+    def sorted_slots(v: ir.Value, i: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """Slots sorted by a bitonic network."""
+        size = 2
+        while size <= MAX_SLOTS:
+            stride = size // 2
+            while stride:
+                v, i = exchanged(v, i, stride, [(not s & stride) == (not s & size) for s in range(MAX_SLOTS)])
+                stride //= 2
+            size *= 2
+        return v, i
+
+    def lowest(a: tuple[ir.Value, ir.Value], c: tuple[ir.Value, ir.Value]) -> tuple[ir.Value, ir.Value]:
+        """The MAX_SLOTS smallest of two sorted sets of slots, sorted: lane by lane the smaller of
+        a and c reversed (a bitonic sequence holding them), then merged."""
+        back = ir.Constant(ir.VectorType(I32, MAX_SLOTS), list(reversed(range(MAX_SLOTS))))
+        (av, ai), (cv, ci) = a, c
+        cv, ci = b.shuffle_vector(cv, cv, back), b.shuffle_vector(ci, ci, back)
+        less = b.or_(b.fcmp_ordered("<", av, cv), b.and_(b.fcmp_ordered("==", av, cv), b.icmp_signed("<", ai, ci)))
+        return merged(b.select(less, av, cv), b.select(less, ai, ci))
 
     def prepared(l: ir.Value, row: ir.Value) -> None:
         """Row l of the group: its coefficients -2 x~ (x~ = x - centre rounded to f32, as the
@@ -513,7 +565,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
 # --- per call -------------------------------------------------------------------------------------
 
-_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 10, *[ctypes.c_int64] * 4, ctypes.c_double)
+_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 11, *[ctypes.c_int64] * 5, ctypes.c_double)
 
 
 def safe(a: np.ndarray) -> bool:
@@ -577,7 +629,7 @@ class NearestExecutable:
         centre = columns.mean(1, dtype=np.float64)
         zorder = ZOrder(columns, centre)
         rows = RowOrder(x, zorder)
-        points: list = []
+        points: list[Points] = []
 
         def prepare(job: int) -> None:
             """The points' arrays (job 0) beside the rows' sorted parts (the others)."""
@@ -585,12 +637,12 @@ class NearestExecutable:
                 rows.sort(job - 1)
             else:
                 zorder.sort(y)
-                points.extend(zorder.points(y, self.width, BLOCK_POINTS))
+                points.append(zorder.points(y, self.width, BLOCK_POINTS, SEED))
 
         map_jobs(self.threads, prepare, range(1 + rows.parts))
         rows.join()
-        y_sorted, ys, radius, point_boxes = points
-        mp = ys.shape[1]
+        pts = points[0]
+        mp, length = pts.ys.shape[1], pts.columns.shape[1]
         bounds = rows.bounds(min(self.threads * self.chunks_per_thread, max(self.threads, n // CHUNK_ROWS)))
 
         def run_chunk(c: int) -> None:
@@ -598,10 +650,10 @@ class NearestExecutable:
             r0, r1 = bounds[c], bounds[c + 1]
             if r0 == r1:
                 return
-            arrays = (rows.x[r0:r1], y_sorted, ys, centre, rows.codes[r0:r1], zorder.sorted, zorder.order,
-                      point_boxes, rows.order[r0:r1], out)
+            arrays = (rows.x[r0:r1], pts.ordered, pts.columns, pts.ys, centre, rows.codes[r0:r1], zorder.sorted,
+                      pts.indices, pts.boxes, rows.order[r0:r1], out)
             assert all(a.flags.c_contiguous for a in arrays), "the generated code reads C-contiguous arrays"
-            self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp, radius)
+            self.fn(*(a.ctypes.data for a in arrays), 0, r1 - r0, m, mp, length, pts.radius)
 
         map_jobs(self.threads, run_chunk, range(len(bounds) - 1))
         return True

@@ -11,6 +11,7 @@ finds its neighbours' place in the points' order.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -22,8 +23,7 @@ from kernelc.backends.llvm.ops import F32, F64, I32, I64
 MAX_BITS = 10  # bits per coordinate (fewer where D of them would pass 63)
 
 _CODES = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, *[ctypes.c_void_p] * 5)
-_POINTS = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                           *[ctypes.c_void_p] * 3)
+_POINTS = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 3, *[ctypes.c_int64] * 4, *[ctypes.c_void_p] * 4)
 
 
 def bits(dim: int) -> int:
@@ -38,11 +38,11 @@ def generate(dim: int, tag: str) -> str:
     filter's centred coordinates), q = (c - lo) scale clamped to [0, 2^bits - 1], and q's bits
     moved D apart (the table `spread`) and D - d up.
 
-    `void points(f32* y, i32* order, f64* centre, i64 m, i64 mp, i64 block, f32* sorted, f32*
-    ys, f64* boxes)`: the points in `order`, as given (`sorted`, M x D), and as the filter reads
-    them (`ys`: the D centred coordinates, then their squared norm summed in f32, each padded
-    to mp with 0 and +inf), and per `block` points the lows, then the highs of their
-    coordinates (f64)."""
+    `void points(f32* y, i32* order, f64* centre, i64 m, i64 mp, i64 length, i64 block, f32*
+    sorted, f32* columns, f32* ys, f64* boxes)`: the points in `order`, as given (`sorted`,
+    M x D, and `columns`, D x length padded with 0), and as the filter reads them (`ys`: the D
+    centred coordinates, then their squared norm summed in f32, each padded to mp with 0 and
+    +inf), and per `block` points the lows, then the highs of their coordinates (f64)."""
     module = ir.Module(name="kernelc_zorder")
     f32p, f64p, i64p = F32.as_pointer(), F64.as_pointer(), I64.as_pointer()
     top = float(2 ** bits(dim) - 1)
@@ -72,17 +72,18 @@ def generate(dim: int, tag: str) -> str:
     ops.loop(b, c64(0), n, "point", code)
     b.ret_void()
 
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, I32.as_pointer(), f64p, I64, I64, I64, f32p,
-                                                          f32p, f64p]), f"kc_zpoints{tag}")
-    y, order, centre, m, mp, block, ordered, ys, boxes = fn.args
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, I32.as_pointer(), f64p, I64, I64, I64, I64,
+                                                          f32p, f32p, f32p, f64p]), f"kc_zpoints{tag}")
+    y, order, centre, m, mp, length, block, ordered, columns, ys, boxes = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
 
     def place(at: ir.Value) -> None:
         j = b.sext(b.load(b.gep(order, [at])), I64)
         norm = ops.const(F32, 0.0)
         for d in range(dim):
-            b.store(b.load(b.gep(y, [b.add(b.mul(j, c64(dim)), c64(d))])),
-                    b.gep(ordered, [b.add(b.mul(at, c64(dim)), c64(d))]))
+            value = b.load(b.gep(y, [b.add(b.mul(j, c64(dim)), c64(d))]))
+            b.store(value, b.gep(ordered, [b.add(b.mul(at, c64(dim)), c64(d))]))
+            b.store(value, b.gep(columns, [b.add(b.mul(length, c64(d)), at)]))
             c = centred(b, y, centre, j, d)
             b.store(c, b.gep(ys, [b.add(b.mul(mp, c64(d)), at)]))
             norm = b.fadd(norm, b.fmul(c, c))
@@ -95,6 +96,12 @@ def generate(dim: int, tag: str) -> str:
 
     ops.loop(b, c64(0), m, "place", place)
     ops.loop(b, m, mp, "pad", pad)
+
+    def pad_columns(at: ir.Value) -> None:
+        for d in range(dim):
+            b.store(ops.const(F32, 0.0), b.gep(columns, [b.add(b.mul(length, c64(d)), at)]))
+
+    ops.loop(b, m, length, "pad_columns", pad_columns)
     sides = [[b.alloca(F64) for _ in range(dim)] for _ in range(2)]
     math = ops.Math(module)
 
@@ -183,15 +190,30 @@ class ZOrder:
         order = np.argsort(codes)  # any order among equal codes will do
         self.order, self.sorted = order.astype(np.int32), np.take(codes, order)
 
-    def points(self, y: np.ndarray, width: int, block: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-        """After `sort`: y in order, the filter's columns (`generate`'s ys, padded to a multiple
-        of `width`), the largest centred norm (an upper bound: the f32 squares' rounding, under
-        D u, is far inside the 1e-6 added) and the boxes of `block` points."""
+    def points(self, y: np.ndarray, width: int, block: int, length: int) -> Points:
+        """After `sort`: the points' arrays in Z order (`Points`), the filter's columns padded to
+        a multiple of `width`, the indices and the original columns to `length` at least."""
         m, dim = y.shape
         mp = -(-m // width) * width
+        length = max(length, mp)
         ordered, ys = np.empty((m, dim), np.float32), np.empty((dim + 1, mp), np.float32)
-        boxes = np.empty((-(-m // block), 2, dim), np.float64)
-        self.functions.points(y.ctypes.data, self.order.ctypes.data, self.centre.ctypes.data, m, mp, block,
-                              ordered.ctypes.data, ys.ctypes.data, boxes.ctypes.data)
+        columns, boxes = np.empty((dim, length), np.float32), np.empty((-(-m // block), 2, dim), np.float64)
+        self.functions.points(y.ctypes.data, self.order.ctypes.data, self.centre.ctypes.data, m, mp, length, block,
+                              ordered.ctypes.data, columns.ctypes.data, ys.ctypes.data, boxes.ctypes.data)
+        indices = np.full(length, -1, np.int32)
+        indices[:m] = self.order
+        # an upper bound of max |y~|: the f32 squares' rounding (under D u) is far inside the 1e-6
         radius = float(np.sqrt(np.float64(ys[dim, :m].max()))) * (1 + 1e-6)
-        return ordered, ys, radius, boxes
+        return Points(ordered, columns, indices, ys, radius, boxes)
+
+
+@dataclass
+class Points:
+    """One call's points in Z order, as the filter reads them."""
+
+    ordered: np.ndarray  # as given, M x D (the rechecks' exact distances)
+    columns: np.ndarray  # as given, D x length (the seeds' exact distances, a vector at a time)
+    indices: np.ndarray  # their indices (i32), -1 past M
+    ys: np.ndarray  # the centred columns, then the squared norms (+inf past M), D + 1 x mp
+    radius: float  # at least max |y~|
+    boxes: np.ndarray  # per block: lows, then highs (f64)
