@@ -88,7 +88,8 @@ BLOCK_POINTS = 64  # points per box: a tile's blocks that no pair of a group's r
 PRUNE_SLACK = 2.0 ** -18  # (D + 3) of it, taken off a box distance, covers the exact code's roundings
 CHUNK_ROWS = 4096  # rows per job at least, threads permitting (1e4 rows: 2 jobs ran in 4.9 ms, 16 in 5.8-6.3)
 SORT_ROWS = 1 << 16  # rows sorted into Z order together: calls of more sort parts of this many on the threads
-CHUNK = 4  # vectors of points compared with the thresholds of the chunk's start
+CHUNK = 1  # vectors of points compared with the thresholds of the chunk's start (1e4 x 1e4: 1 ran 10% faster
+# than 2 or 4, whose stale thresholds let more pairs pass; 1e5 x 1e5 and 1e6 x 1e4 alike)
 SEED = 32  # points near a row entered into its slots without the filter (1e4 x 1e4 with 16, 32, 48: 610-690, 510-610, 590-610 ns per row)
 SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the filter
 _U = 2.0 ** -24
@@ -363,10 +364,10 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
         def chunk(c: ir.Value, t1: ir.Value, rows: list[ir.Value], offsets: list[ir.Value], coefs: list,
                   masked: list | None) -> None:
-            """CHUNK vectors of points compared with the thresholds as they were at its start:
-            an insertion's new threshold (some 40 cycles of dependent work) is not waited for
-            by the next compares. A threshold only falls, so an older one lets more pairs pass
-            to the recheck, never fewer."""
+            """CHUNK vectors of points compared with the thresholds as they were at its start
+            (with CHUNK > 1, the next compares do not wait for an insertion's new threshold;
+            a threshold only falls, so an older one lets more pairs pass to the recheck, never
+            fewer)."""
             stop = b.add(c, c64(CHUNK * width))
             stop = b.select(b.icmp_signed("<", stop, t1), stop, t1)
             limits = [b.load(state[2]) for state in block_state]
