@@ -350,6 +350,27 @@ def test_approximate_exp_for_tolerance_variants():
             assert got[-1] == 1.0
 
 
+def test_approximate_sqrt_for_tolerance_variants():
+    """approx_math: f32 sqrt by the reciprocal-square-root estimate and a Newton step, about
+    2^-22 relative; 0 below 2^-126; +inf, NaN for negatives and NaN kept; f64 stays exact."""
+    from kernelc.backends import registry
+    from kernelc.backends.interface import Schedule
+    from kernelc.testing.runners import run_on
+
+    k = kc.kernel("kernel r(x: f32[i], z: f64[i]) -> (f32[i], f64[i]) { return sqrt(x), sqrt(z) }")
+    x = np.concatenate([np.logspace(-37.9, 38.5, 200001), np.linspace(0, 4, 100001), [1e-40, 2.0 ** -126, 0.0, -0.0,
+                        -1.0, np.inf, -np.inf, np.nan]]).astype(np.float32)
+    got, got64 = run_on(registry.get("llvm"), k, x, x.astype(np.float64),
+                        schedule=Schedule.of("llvm", dims=(), approx_math=True))
+    with np.errstate(invalid="ignore"):
+        want = np.sqrt(x.astype(np.float64))
+    normal = (x >= 2.0 ** -126) & np.isfinite(x)
+    assert (np.abs(got[normal] / want[normal] - 1) <= 2.0 ** -21).all()
+    assert (got[(x >= 0) & (x < 2.0 ** -126)] == 0).all()
+    np.testing.assert_array_equal(got[-4:], [np.nan, np.inf, np.nan, np.nan])
+    np.testing.assert_array_equal(got64, want)
+
+
 BLOCKED = [  # reductions that share the inner pass of a register block, and outputs around them
     "kernel a(x: f32[i, D], y: f32[j, D], b: f32[j]) -> (f32[i], i64[i], f32[i])"
     " { d = sqdist(x, y); return sum[j](exp(-d) * b), argmin[j](d), logsumexp[j](-d) }",

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from kernelc.backends.llvm import ops
+from kernelc.backends.llvm import ops, slots
 from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
@@ -69,7 +69,7 @@ from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel
 from kernelc.ir.ops import Op, ReduceKind
 
-MAX_SLOTS = 16  # the K slots of a row live in one vector
+MAX_SLOTS = slots.MAX_SLOTS  # the K slots of a row live in one vector
 MAX_DIM = WIDE_DIM - 1  # from WIDE_DIM on, the exact code sums the components another way
 # Calls of fewer rows or fewer points run the exact code: the per-call copies, the Z orders and
 # each row's seed cost more than the filter saves. Measured in one process on 2 threads, filter /
@@ -90,7 +90,9 @@ CHUNK_ROWS = 4096  # rows per job at least, threads permitting (1e4 rows: 2 jobs
 SORT_ROWS = 1 << 16  # rows sorted into Z order together: calls of more sort parts of this many on the threads
 CHUNK = 1  # vectors of points compared with the thresholds of the chunk's start (1e4 x 1e4: 1 ran 10% faster
 # than 2 or 4, whose stale thresholds let more pairs pass; 1e5 x 1e5 and 1e6 x 1e4 alike)
-SEED = 32  # points near a row entered into its slots without the filter (1e4 x 1e4 with 16, 32, 48: 610-690, 510-610, 590-610 ns per row)
+# points near a row that fill its slots before the scan (1e4 x 1e4, native time per row: 16 610-690 ns, 32
+# 510-610, 48 590-610 with insertions; 32 still the best of 32-96 with the sorting network)
+SEED = 32
 SAFE_EXPONENT = 40  # inputs with magnitudes in [2^-40, 2^40] (or 0) take the filter
 _U = 2.0 ** -24
 _KINDS = {ReduceKind.ARGKMIN: "idx", ReduceKind.KMIN: "vals", ReduceKind.ARGMIN: "idx", ReduceKind.MIN: "vals"}
@@ -208,10 +210,10 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     # the group's rows' -2 x~, threshold bases and seed starts (`prepared`)
     coef, base, start = (b.alloca(ir.ArrayType(t, n)) for t, n in ((F32, GROUP * dim), (F32, GROUP), (I64, GROUP)))
     search = [b.alloca(I64) for _ in range(2)]  # a binary search's place and length (`prepared`)
-    steps = b.sub(ir.Constant(I64, 64), b.call(module.declare_intrinsic("llvm.ctlz", [I64, I1]), [m, ir.Constant(I1, 0)]))
+    ctlz = module.declare_intrinsic("llvm.ctlz", [I64, I1])
+    steps = b.sub(ir.Constant(I64, 64), b.call(ctlz, [m, ir.Constant(I1, 0)]))  # bits of M: a search's halvings
     cttz = module.declare_intrinsic("llvm.cttz", [bits_t, I1])
     seeded = b.select(b.icmp_signed("<", m, ir.Constant(I64, SEED)), m, ir.Constant(I64, SEED))
-    up = ir.Constant(ir.VectorType(I32, MAX_SLOTS), [0] + list(range(MAX_SLOTS, 2 * MAX_SLOTS - 1)))
 
     def c64(v: int) -> ir.Constant:
         return ir.Constant(I64, v)
@@ -229,23 +231,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     def point(p: ir.Value) -> ir.Value:
         """The index of the point at place p of the Z order."""
         return b.sext(b.load(b.gep(order, [p])), I64)
-
-    def inserted(old_v: ir.Value, old_i: ir.Value, v: ir.Value, j: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """Slots (values, indices) with (v, j) inserted, sorted by value then index, without
-        branches. The slots hold finite values and +inf when empty, so the lanes (v, j) sorts
-        before form a suffix: they take the slot before them, the first of them (v, j) (its value
-        is max(old[p - 1], v)). A (v, j) that enters no slot, or is there already (a guard: each
-        place is met once per row, the seeds' masked out of the scan), changes nothing."""
-        v_all, j_all = ops.splat(b, v, MAX_SLOTS), ops.splat(b, b.trunc(j, I32), MAX_SLOTS)
-        there = b.icmp_unsigned("!=", b.bitcast(b.icmp_signed("==", j_all, old_i), ir.IntType(MAX_SLOTS)),
-                                ir.Constant(ir.IntType(MAX_SLOTS), 0))
-        before = b.or_(b.fcmp_ordered("<", v_all, old_v),
-                       b.and_(b.fcmp_ordered("==", v_all, old_v), b.icmp_signed("<", j_all, old_i)))
-        before = b.and_(before, ops.splat(b, b.not_(there), MAX_SLOTS))
-        shifted = b.shuffle_vector(v_all, old_v, up)
-        new_v = b.select(before, b.select(b.fcmp_ordered(">", shifted, v_all), shifted, v_all), old_v)
-        after_first = b.shuffle_vector(ir.Constant(before.type, [0] * MAX_SLOTS), before, up)
-        return new_v, b.select(before, b.select(after_first, b.shuffle_vector(j_all, old_i, up), j_all), old_i)
 
     def threshold(vals: ir.Value, offset: ir.Value) -> ir.Value:
         """T = last (1 + 2^-20) + base (`prepared`) in every lane, by one f32 multiply-add from
@@ -298,10 +283,10 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                     valid = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, MAX_SLOTS),
                                                            [q * MAX_SLOTS + s for s in range(MAX_SLOTS)]),
                                           ops.splat(b, seeded, MAX_SLOTS))
-                    parts.append(sorted_slots(b.select(valid, sums.total(), ops.splat(b, inf, MAX_SLOTS)),
+                    parts.append(slots.sorted_slots(b, b.select(valid, sums.total(), ops.splat(b, inf, MAX_SLOTS)),
                                               b.select(valid, idx, ir.Constant(slot_idx, [-1] * MAX_SLOTS))))
                 while len(parts) > 1:
-                    parts = [lowest(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
+                    parts = [slots.lowest(b, *parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
                              for i in range(0, len(parts), 2)]
                 vals, idx, _ = block_state[r]
                 b.store(parts[0][0], vals)
@@ -339,8 +324,8 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             for r in range(ROWS):
                 for array, slot in zip(saved, block_state[r]):
                     b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
-            coefs = [[ops.splat(b, b.load(b.gep(coef, [c64(0), b.add(b.mul(b.add(rb, c64(r)), c64(dim)), c64(d))])), width)
-                      for d in range(dim)] for r in range(ROWS)]
+            coefs = [[ops.splat(b, b.load(b.gep(coef, [c64(0), b.add(b.mul(b.add(rb, c64(r)), c64(dim)), c64(d))])),
+                                width) for d in range(dim)] for r in range(ROWS)]
             firsts = [b.load(b.gep(start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
             seeds = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
             lo, hi = firsts[0], b.add(firsts[0], seeded)
@@ -406,44 +391,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
 
         rows_here = b.sub(r1, g0)
         ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write", write)
-
-    def exchanged(v: ir.Value, i: ir.Value, stride: int, takes_min: list[bool]) -> tuple[ir.Value, ir.Value]:
-        """One step of a sorting network on slots (values, indices) ordered by value, then
-        index: each lane meets the lane `stride` away and keeps the smaller pair where
-        `takes_min`, else the larger."""
-        lanes = ir.Constant(ir.VectorType(I32, MAX_SLOTS), [s ^ stride for s in range(MAX_SLOTS)])
-        pv, pi = b.shuffle_vector(v, v, lanes), b.shuffle_vector(i, i, lanes)
-        less = b.or_(b.fcmp_ordered("<", v, pv), b.and_(b.fcmp_ordered("==", v, pv), b.icmp_signed("<", i, pi)))
-        keeps = b.xor(less, ir.Constant(less.type, [not t for t in takes_min]))
-        return b.select(keeps, v, pv), b.select(keeps, i, pi)
-
-    def merged(v: ir.Value, i: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """A bitonic sequence of slots sorted (ascending)."""
-        stride = MAX_SLOTS // 2
-        while stride:
-            v, i = exchanged(v, i, stride, [not s & stride for s in range(MAX_SLOTS)])
-            stride //= 2
-        return v, i
-
-    def sorted_slots(v: ir.Value, i: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """Slots sorted by a bitonic network."""
-        size = 2
-        while size <= MAX_SLOTS:
-            stride = size // 2
-            while stride:
-                v, i = exchanged(v, i, stride, [(not s & stride) == (not s & size) for s in range(MAX_SLOTS)])
-                stride //= 2
-            size *= 2
-        return v, i
-
-    def lowest(a: tuple[ir.Value, ir.Value], c: tuple[ir.Value, ir.Value]) -> tuple[ir.Value, ir.Value]:
-        """The MAX_SLOTS smallest of two sorted sets of slots, sorted: lane by lane the smaller of
-        a and c reversed (a bitonic sequence holding them), then merged."""
-        back = ir.Constant(ir.VectorType(I32, MAX_SLOTS), list(reversed(range(MAX_SLOTS))))
-        (av, ai), (cv, ci) = a, c
-        cv, ci = b.shuffle_vector(cv, cv, back), b.shuffle_vector(ci, ci, back)
-        less = b.or_(b.fcmp_ordered("<", av, cv), b.and_(b.fcmp_ordered("==", av, cv), b.icmp_signed("<", ai, ci)))
-        return merged(b.select(less, av, cv), b.select(less, ai, ci))
 
     def prepared(l: ir.Value, row: ir.Value) -> None:
         """Row l of the group: its coefficients -2 x~ (x~ = x - centre rounded to f32, as the
@@ -547,7 +494,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         states = [[b.load(slot) for slot in block_state[rr][:2]] for rr in range(ROWS)]
         old_v, old_i = pick([st[0] for st in states]), pick([st[1] for st in states])
         v = b.select(inside, exact(row, b.select(inside, p, c64(0))), inf)
-        new_v, new_i = inserted(old_v, old_i, v, j)
+        new_v, new_i = slots.inserted(b, old_v, old_i, v, j)
         target = threshold(new_v, pick(offsets))
         for rr in range(ROWS):
             vals, idx, tvec = block_state[rr]
@@ -585,8 +532,8 @@ def cache_key(near: Nearest, width: int) -> str:
     from kernelc.backends.llvm.jit import host_description
 
     return make_key("llvm-nearest", codegen_version(), __version__, llvmlite.__version__, host_description(),
-                    str((near.dim, near.k, near.output, width, ROWS, GROUP, TILE_POINTS, BLOCK_POINTS, PRUNE_SLACK, SEED,
-                         CHUNK)))
+                    str((near.dim, near.k, near.output, width, ROWS, GROUP, TILE_POINTS, BLOCK_POINTS, PRUNE_SLACK,
+                         SEED, CHUNK)))
 
 
 class NearestExecutable:

@@ -234,6 +234,8 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
         return poly_log(b, m, x)
     if op is Op.LOG2:
         return b.fmul(poly_log(b, m, x), const(x.type, 1.4426950408889634))
+    if op is Op.SQRT and m.approx and x.type == F32:
+        return approx_sqrt(b, m, x)
     if op in _INTRINSICS:
         return m.intrinsic(b, _INTRINSICS[op], x)
     if op in _LIBM:
@@ -251,6 +253,21 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
 
 
 _INTRINSICS = {Op.SQRT: "sqrt"}
+
+
+def approx_sqrt(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
+    """f32 sqrt in a tolerance variant: x times LLVM's reciprocal-square-root estimate with one
+    Newton step (`afn arcp`: vrsqrt14ps and four multiplies or FMAs per vector, where vsqrtps
+    holds the divider for 12 cycles), about 2^-22 relative. The estimate fails at 0, below
+    2^-126 and at +inf, so those lanes are set apart: 0 below 2^-126 (as the approximate exp
+    gives 0 below 2^-125.5), +inf at +inf, NaN for negative and NaN inputs."""
+    fast = ("afn", "arcp", "contract")
+    root = b.fmul(x, b.fdiv(const(F32, 1.0), m.intrinsic(b, "sqrt", x, flags=fast), flags=fast))
+    inf = const(F32, float("inf"))
+    normal = b.and_(b.fcmp_ordered(">=", x, const(F32, 2.0 ** -126)), b.fcmp_ordered("<", x, inf))
+    special = b.select(b.fcmp_ordered("==", x, inf), inf, const(F32, 0.0))
+    special = b.select(b.fcmp_ordered(">=", x, const(F32, 0.0)), special, const(F32, float("nan")))
+    return b.select(normal, root, special)
 _LIBM = {Op.SIN: "sin", Op.COS: "cos", Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan",
          Op.SINH: "sinh", Op.COSH: "cosh", Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
 
