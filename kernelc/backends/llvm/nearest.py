@@ -218,13 +218,16 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     def c64(v: int) -> ir.Constant:
         return ir.Constant(I64, v)
 
+    def coordinate(array: ir.Value, at: ir.Value, d: int) -> ir.Value:
+        """Coordinate d of row `at` of an N x D (or M x D) array."""
+        return b.load(b.gep(array, [b.add(b.mul(at, c64(dim)), c64(d))]))
+
     def exact(row: ir.Value, p: ir.Value) -> ir.Value:
         """The exact code's sqdist of the row and the point at place p of the Z order: sub, then
         the squares summed by codegen._Chains."""
         sums = _Chains(b, math, dim)
         for d in range(dim):
-            t = b.fsub(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])),
-                       b.load(b.gep(y, [b.add(b.mul(p, c64(dim)), c64(d))])))
+            t = b.fsub(coordinate(x, row, d), coordinate(y, p, d))
             sums.add_product(t, t)
         return sums.total()
 
@@ -253,11 +256,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             row = b.add(g0, l)
             return b.select(b.icmp_signed("<", row, r1), row, b.sub(r1, c64(1)))
 
-        def box(array: ir.Value, at: ir.Value) -> list[list[ir.Value]]:
-            """The lows and the highs of the box at `at` (f64, D each)."""
-            return [[b.load(b.gep(array, [b.add(b.mul(at, c64(2 * dim)), c64(side * dim + d))])) for d in range(dim)]
-                    for side in (0, 1)]
-
         rows_box = spanned(source)
         ops.loop(b, c64(0), c64(GROUP), "prepare", lambda l: prepared(l, source(l)))
 
@@ -276,15 +274,14 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                     for d in range(dim):
                         column = b.load(b.bitcast(b.gep(columns, [b.add(b.mul(length, c64(d)), p)]),
                                                   slot_vals.as_pointer()), align=4)
-                        t = b.fsub(ops.splat(b, b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])), MAX_SLOTS),
-                                   column)
+                        t = b.fsub(ops.splat(b, coordinate(x, row, d), MAX_SLOTS), column)
                         sums.add_product(t, t)
                     idx = b.load(b.bitcast(b.gep(order, [p]), slot_idx.as_pointer()), align=4)
                     valid = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, MAX_SLOTS),
                                                            [q * MAX_SLOTS + s for s in range(MAX_SLOTS)]),
                                           ops.splat(b, seeded, MAX_SLOTS))
                     parts.append(slots.sorted_slots(b, b.select(valid, sums.total(), ops.splat(b, inf, MAX_SLOTS)),
-                                              b.select(valid, idx, ir.Constant(slot_idx, [-1] * MAX_SLOTS))))
+                                                    b.select(valid, idx, ir.Constant(slot_idx, [-1] * MAX_SLOTS))))
                 while len(parts) > 1:
                     parts = [slots.lowest(b, *parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
                              for i in range(0, len(parts), 2)]
@@ -312,7 +309,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             """p0's block of points in the tile's list unless `pruned`, without a branch."""
             count = b.load(n_active)
             b.store(p0, b.gep(active, [c64(0), count]))
-            near_ = b.not_(pruned(rows_box, box(pbox, b.sdiv(p0, c64(BLOCK_POINTS))), reach))
+            near_ = b.not_(pruned(rows_box, box(b.sdiv(p0, c64(BLOCK_POINTS))), reach))
             b.store(b.add(count, b.zext(near_, I64)), n_active)
 
         def block(rb: ir.Value, t1: ir.Value, count: ir.Value) -> None:
@@ -401,7 +398,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         below the row's (a branch-free binary search), within [0, M - SEED]."""
         xx = ops.const(F64, 0.0)
         for d in range(dim):
-            v = b.fpext(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])), F64)
+            v = b.fpext(coordinate(x, row, d), F64)
             xc = b.fptrunc(b.fsub(v, b.load(b.gep(centre, [c64(d)]))), F32)
             b.store(b.fmul(xc, ops.const(F32, -2.0)), b.gep(coef, [c64(0), b.add(b.mul(l, c64(dim)), c64(d))]))
             xc = b.fpext(xc, F64)
@@ -430,6 +427,11 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         first = b.select(b.icmp_signed(">", first, top), top, first)
         b.store(b.select(b.icmp_signed("<", first, c64(0)), c64(0), first), b.gep(start, [c64(0), l]))
 
+    def box(at: ir.Value) -> list[list[ir.Value]]:
+        """The lows and the highs of the box of the block of points at `at` (f64, D each)."""
+        return [[b.load(b.gep(pbox, [b.add(b.mul(at, c64(2 * dim)), c64(side * dim + d))])) for d in range(dim)]
+                for side in (0, 1)]
+
     def spanned(source) -> list[list[ir.Value]]:
         """The lows and the highs of the group's rows' coordinates (f64)."""
         for side in span:
@@ -439,7 +441,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         def one(l: ir.Value) -> None:
             row = source(l)
             for d in range(dim):
-                v = b.fpext(b.load(b.gep(x, [b.add(b.mul(row, c64(dim)), c64(d))])), F64)
+                v = b.fpext(coordinate(x, row, d), F64)
                 for side, name in zip(span, ("minnum", "maxnum")):
                     b.store(math.intrinsic(b, name, b.load(side[d]), v), side[d])
 
