@@ -324,7 +324,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             coefs = [[ops.splat(b, b.load(b.gep(coef, [c64(0), b.add(b.mul(b.add(rb, c64(r)), c64(dim)), c64(d))])),
                                 width) for d in range(dim)] for r in range(ROWS)]
             firsts = [b.load(b.gep(start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
-            seeds = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
+            seed_places = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
             lo, hi = firsts[0], b.add(firsts[0], seeded)
             for s in firsts[1:]:
                 lo = b.select(b.icmp_signed("<", s, lo), s, lo)
@@ -336,7 +336,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                 p1 = b.select(b.icmp_signed("<", p1, t1), p1, t1)
                 overlap = b.and_(b.icmp_signed("<", p0, hi), b.icmp_signed(">", p1, lo))
                 with b.if_else(overlap, likely=False) as (then, otherwise):
-                    for branch, masked in ((then, seeds), (otherwise, None)):
+                    for branch, masked in ((then, seed_places), (otherwise, None)):
                         with branch:
                             ops.loop(b, p0, p1, "chunks", lambda c: chunk(c, p1, rows, offsets, coefs, masked),
                                      step=CHUNK * width)
@@ -359,7 +359,8 @@ def generate(near: Nearest, tag: str, width: int) -> str:
                  coefs: list, masked: list | None) -> None:
             column = [b.load(b.bitcast(b.gep(ys, [b.add(b.mul(mp, c64(d)), jv)]), vec.as_pointer()), align=4)
                       for d in range(dim + 1)]
-            places = b.add(ops.splat(b, jv, width), ir.Constant(ir.VectorType(I64, width), list(range(width))))
+            if masked is not None:
+                places = b.add(ops.splat(b, jv, width), ir.Constant(ir.VectorType(I64, width), list(range(width))))
             passing = ir.Constant(bits_t, 0)
             for r in range(ROWS):
                 f = column[dim]
