@@ -36,7 +36,7 @@ def generate(dim: int, tag: str) -> str:
     `void codes(f32* p, i64 n, f64* centre, f32* lo, f32* scale, u64* spread, u64* out)`: the
     Morton codes of n points (n x D): per coordinate, c = p - centre rounded to f32 (the
     filter's centred coordinates), q = (c - lo) scale clamped to [0, 2^bits - 1], and q's bits
-    moved D apart (the table `spread`) and D - d up.
+    moved D apart (the table `spread`) and d up.
 
     `void points(f32* y, i32* order, f64* centre, i64 m, i64 mp, i64 length, i64 block, f32*
     sorted, f32* columns, f32* ys, f64* boxes)`: the points in `order`, as given (`sorted`,
