@@ -32,8 +32,8 @@ between the two boxes (f64, on the original coordinates), a block is skipped whe
 g (1 - (D + 3) 2^-18) > reach + 2^-96. For every pair of the two boxes d >= g (1 - (D + 2)
 2^-53) (the f64 roundings of g) and d^ >= d (1 - 1.01 (D + 2) u) - 2^-140 (subnormal
 products), so a skipped pair has d^ > reach >= each row's last value: it could not have entered
-any slot, not even by a tie. On uniform data in 3D a group walks some 10-25% of the blocks
-(fewer as the rows get denser); on clustered data, far fewer. Where nothing is near, nothing is
+any slot, not even by a tie. On uniform data in 3D a group of 16 rows walks 14% of the blocks
+at 1e4 x 1e4, 9% at 1e6 x 1e4 and 2% at 1e5 x 1e5 (counted); on clustered data, fewer still. Where nothing is near, nothing is
 skipped, and the scan costs what it did without boxes.
 
 How many pairs pass. With the slots filled from the first points in storage order, a row
