@@ -33,8 +33,8 @@ g (1 - (D + 3) 2^-18) > reach + 2^-96. For every pair of the two boxes d >= g (1
 2^-53) (the f64 roundings of g) and d^ >= d (1 - 1.01 (D + 2) u) - 2^-140 (subnormal
 products), so a skipped pair has d^ > reach >= each row's last value: it could not have entered
 any slot, not even by a tie. On uniform data in 3D a group of 16 rows walks 14% of the blocks
-at 1e4 x 1e4, 9% at 1e6 x 1e4 and 2% at 1e5 x 1e5 (counted); on clustered data, fewer still. Where nothing is near, nothing is
-skipped, and the scan costs what it did without boxes.
+at 1e4 x 1e4, 9% at 1e6 x 1e4 and 2% at 1e5 x 1e5 (counted); on clustered data, fewer still.
+Where nothing is near, nothing is skipped, and the scan costs what it did without boxes.
 
 How many pairs pass. With the slots filled from the first points in storage order, a row
 passes about K (1 + ln(M / K)) times, and each pass costs a recheck, a dependent chain of some
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 
-from kernelc.backends.llvm import ops, slots
+from kernelc.backends.llvm import ops, slots, zorder
 from kernelc.backends.llvm.codegen import WIDE_DIM
 from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
@@ -206,7 +206,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     saved = [b.alloca(ir.ArrayType(t, GROUP)) for t in (slot_vals, slot_idx, vec)]
     block_state = [[b.alloca(t) for t in (slot_vals, slot_idx, vec)] for _ in range(ROWS)]
     active, n_active = b.alloca(ir.ArrayType(I64, TILE_POINTS // BLOCK_POINTS)), b.alloca(I64)
-    span = [[b.alloca(F64) for _ in range(dim)] for _ in range(2)]  # a group's box (`spanned`)
+    span = [[b.alloca(F64) for _ in range(dim)] for _ in range(2)]  # a group's box (zorder.spanned)
     # the group's rows' -2 x~, threshold bases and seed starts (`prepared`)
     coef, base, start = (b.alloca(ir.ArrayType(t, n)) for t, n in ((F32, GROUP * dim), (F32, GROUP), (I64, GROUP)))
     search = [b.alloca(I64) for _ in range(2)]  # a binary search's place and length (`prepared`)
@@ -256,7 +256,8 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             row = b.add(g0, l)
             return b.select(b.icmp_signed("<", row, r1), row, b.sub(r1, c64(1)))
 
-        rows_box = spanned(source)
+        rows_box = zorder.spanned(b, math, span, c64(0), c64(GROUP), lambda l, d: coordinate(x, source(l), d),
+                                  "span")
         ops.loop(b, c64(0), c64(GROUP), "prepare", lambda l: prepared(l, source(l)))
 
         def seed(rb: ir.Value) -> None:
@@ -399,8 +400,7 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         below the row's (a branch-free binary search), within [0, M - SEED]."""
         xx = ops.const(F64, 0.0)
         for d in range(dim):
-            v = b.fpext(coordinate(x, row, d), F64)
-            xc = b.fptrunc(b.fsub(v, b.load(b.gep(centre, [c64(d)]))), F32)
+            xc = zorder.centred(b, coordinate(x, row, d), b.load(b.gep(centre, [c64(d)])))
             b.store(b.fmul(xc, ops.const(F32, -2.0)), b.gep(coef, [c64(0), b.add(b.mul(l, c64(dim)), c64(d))]))
             xc = b.fpext(xc, F64)
             xx = math.intrinsic(b, "fma", xc, xc, xx)
@@ -432,22 +432,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         """The lows and the highs of the box of the block of points at `at` (f64, D each)."""
         return [[b.load(b.gep(pbox, [b.add(b.mul(at, c64(2 * dim)), c64(side * dim + d))])) for d in range(dim)]
                 for side in (0, 1)]
-
-    def spanned(source) -> list[list[ir.Value]]:
-        """The lows and the highs of the group's rows' coordinates (f64)."""
-        for side in span:
-            for d in range(dim):
-                b.store(ops.const(F64, float("nan")), side[d])
-
-        def one(l: ir.Value) -> None:
-            row = source(l)
-            for d in range(dim):
-                v = b.fpext(coordinate(x, row, d), F64)
-                for side, name in zip(span, ("minnum", "maxnum")):
-                    b.store(math.intrinsic(b, name, b.load(side[d]), v), side[d])
-
-        ops.loop(b, c64(0), c64(GROUP), "span", one)
-        return [[b.load(s) for s in side] for side in span]
 
     def pruned(rows_box: list[list[ir.Value]], points_box: list[list[ir.Value]], reach: ir.Value) -> ir.Value:
         """Whether no pair of the two boxes can come within `reach`: the squared distance between
@@ -540,8 +524,8 @@ def cache_key(near: Nearest, width: int) -> str:
 
 
 class NearestExecutable:
-    """The compiled filter function and the per-call work around it: checks, the centred copies,
-    row chunks over threads."""
+    """The compiled filter function and the per-call work around it: checks, the Z orders of the
+    points and the rows, row chunks over threads."""
 
     def __init__(self, near: Nearest, threads: int, chunks_per_thread: int) -> None:
         from kernelc.backends.llvm.jit import compile_ir

@@ -253,6 +253,11 @@ def _unary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value) -> ir.Value:
 
 
 _INTRINSICS = {Op.SQRT: "sqrt"}
+_LIBM = {Op.SIN: "sin", Op.COS: "cos", Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan",
+         Op.SINH: "sinh", Op.COSH: "cosh", Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
+
+_FCMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}
+_ICMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}
 
 
 def approx_sqrt(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
@@ -268,11 +273,6 @@ def approx_sqrt(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
     special = b.select(b.fcmp_ordered("==", x, inf), inf, const(F32, 0.0))
     special = b.select(b.fcmp_ordered(">=", x, const(F32, 0.0)), special, const(F32, float("nan")))
     return b.select(normal, root, special)
-_LIBM = {Op.SIN: "sin", Op.COS: "cos", Op.TAN: "tan", Op.ASIN: "asin", Op.ACOS: "acos", Op.ATAN: "atan",
-         Op.SINH: "sinh", Op.COSH: "cosh", Op.TANH: "tanh", Op.EXPM1: "expm1", Op.LOG1P: "log1p", Op.ERF: "erf"}
-
-_FCMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "=="}
-_ICMP = {Op.LT: "<", Op.LE: "<=", Op.GT: ">", Op.GE: ">=", Op.EQ: "==", Op.NE: "!="}
 
 
 def _binary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value, y: ir.Value) -> ir.Value:

@@ -30,6 +30,30 @@ def bits(dim: int) -> int:
     return min(MAX_BITS, 63 // dim)
 
 
+def centred(b: ir.IRBuilder, value: ir.Value, centre: ir.Value) -> ir.Value:
+    """An f32 coordinate less the f64 centre, rounded to f32: the filter's x~ and y~, which its
+    error bound takes as computed alike for rows and points (`nearest`)."""
+    return b.fptrunc(b.fsub(b.fpext(value, F64), centre), F32)
+
+
+def spanned(b: ir.IRBuilder, math: ops.Math, sides: list[list[ir.Value]], first: ir.Value, last: ir.Value,
+            coordinate, name: str) -> list[list[ir.Value]]:
+    """The lows and the highs (f64) of coordinate(at, d) over at in [first, last), kept in the
+    allocas `sides` (made in the entry block by the caller)."""
+    for side in sides:
+        for d in range(len(side)):
+            b.store(ops.const(F64, float("nan")), side[d])
+
+    def widen(at: ir.Value) -> None:
+        for d in range(len(sides[0])):
+            v = b.fpext(coordinate(at, d), F64)
+            for side, extreme in zip(sides, ("minnum", "maxnum")):
+                b.store(math.intrinsic(b, extreme, b.load(side[d]), v), side[d])
+
+    ops.loop(b, first, last, name, widen)
+    return [[b.load(s) for s in side] for side in sides]
+
+
 def generate(dim: int, tag: str) -> str:
     """The module of two functions.
 
@@ -50,9 +74,8 @@ def generate(dim: int, tag: str) -> str:
     def c64(v: int) -> ir.Constant:
         return ir.Constant(I64, v)
 
-    def centred(b: ir.IRBuilder, p: ir.Value, centre: ir.Value, at: ir.Value, d: int) -> ir.Value:
-        value = b.fpext(b.load(b.gep(p, [b.add(b.mul(at, c64(dim)), c64(d))])), F64)
-        return b.fptrunc(b.fsub(value, b.load(b.gep(centre, [c64(d)]))), F32)
+    def coordinate(p: ir.Value, at: ir.Value, d: int) -> ir.Value:
+        return b.load(b.gep(p, [b.add(b.mul(at, c64(dim)), c64(d))]))
 
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, I64, f64p, f32p, f32p, i64p, i64p]),
                      f"kc_zcodes{tag}")
@@ -62,7 +85,8 @@ def generate(dim: int, tag: str) -> str:
     def code(i: ir.Value) -> None:
         total = c64(0)
         for d in range(dim):
-            q = b.fmul(b.fsub(centred(b, p, centre, i, d), b.load(b.gep(lo, [c64(d)]))),
+            q = b.fmul(b.fsub(centred(b, coordinate(p, i, d), b.load(b.gep(centre, [c64(d)]))),
+                              b.load(b.gep(lo, [c64(d)]))),
                        b.load(b.gep(scale, [c64(d)])))
             q = b.select(b.fcmp_ordered(">", q, ops.const(F32, 0.0)), q, ops.const(F32, 0.0))
             q = b.select(b.fcmp_ordered("<", q, ops.const(F32, top)), q, ops.const(F32, top))
@@ -81,10 +105,10 @@ def generate(dim: int, tag: str) -> str:
         j = b.sext(b.load(b.gep(order, [at])), I64)
         norm = ops.const(F32, 0.0)
         for d in range(dim):
-            value = b.load(b.gep(y, [b.add(b.mul(j, c64(dim)), c64(d))]))
+            value = coordinate(y, j, d)
             b.store(value, b.gep(ordered, [b.add(b.mul(at, c64(dim)), c64(d))]))
             b.store(value, b.gep(columns, [b.add(b.mul(length, c64(d)), at)]))
-            c = centred(b, y, centre, j, d)
+            c = centred(b, value, b.load(b.gep(centre, [c64(d)])))
             b.store(c, b.gep(ys, [b.add(b.mul(mp, c64(d)), at)]))
             norm = b.fadd(norm, b.fmul(c, c))
         b.store(norm, b.gep(ys, [b.add(b.mul(mp, c64(dim)), at)]))
@@ -109,20 +133,9 @@ def generate(dim: int, tag: str) -> str:
         first = b.mul(at, block)
         last = b.add(first, block)
         last = b.select(b.icmp_signed("<", last, m), last, m)
-        for side in sides:
-            for d in range(dim):
-                b.store(ops.const(F64, float("nan")), side[d])
-
-        def widen(at: ir.Value) -> None:
-            for d in range(dim):
-                v = b.fpext(b.load(b.gep(ordered, [b.add(b.mul(at, c64(dim)), c64(d))])), F64)
-                for side, name in zip(sides, ("minnum", "maxnum")):
-                    b.store(math.intrinsic(b, name, b.load(side[d]), v), side[d])
-
-        ops.loop(b, first, last, "widen", widen)
-        for s, side in enumerate(sides):
-            for d in range(dim):
-                b.store(b.load(side[d]), b.gep(boxes, [b.add(b.mul(at, c64(2 * dim)), c64(s * dim + d))]))
+        for s, side in enumerate(spanned(b, math, sides, first, last, lambda q, d: coordinate(ordered, q, d), "widen")):
+            for d, value in enumerate(side):
+                b.store(value, b.gep(boxes, [b.add(b.mul(at, c64(2 * dim)), c64(s * dim + d))]))
 
     ops.loop(b, c64(0), b.sdiv(b.add(m, b.sub(block, c64(1))), block), "box", box)
     b.ret_void()
@@ -180,6 +193,7 @@ class ZOrder:
 
     def codes(self, p: np.ndarray) -> np.ndarray:
         """The codes of points p (n x D, f32, C-contiguous)."""
+        assert p.dtype == np.float32 and p.flags.c_contiguous and p.shape[1:] == self.lo.shape
         out = np.empty(len(p), np.uint64)
         arrays = (self.centre, self.lo, self.scale, self.spread, out)
         self.functions.codes(p.ctypes.data, len(p), *(a.ctypes.data for a in arrays))
@@ -194,6 +208,7 @@ class ZOrder:
         """After `sort`: the points' arrays in Z order (`Points`), the filter's columns padded to
         a multiple of `width`, the indices and the original columns to `length` at least."""
         m, dim = y.shape
+        assert y.dtype == np.float32 and y.flags.c_contiguous and len(self.order) == m
         mp = -(-m // width) * width
         length = max(length, mp)
         ordered, ys = np.empty((m, dim), np.float32), np.empty((dim + 1, mp), np.float32)
