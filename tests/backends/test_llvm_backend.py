@@ -371,6 +371,32 @@ def test_approximate_sqrt_for_tolerance_variants():
     np.testing.assert_array_equal(got64, want)
 
 
+@pytest.mark.parametrize("c", sorted(__import__("kernelc.backends.llvm.ops", fromlist=["x"]).EXACT_DIVISORS_F32))
+def test_division_by_a_constant_is_correctly_rounded(c):
+    """f32 `a / c` for the constants of ops.EXACT_DIVISORS_F32 is an FMA sequence, not a division,
+    and equals IEEE division bit for bit: every 7th mantissa of two binades, subnormals, random
+    bit patterns, the edges (+-0, +-inf, NaN, the largest and smallest), and -c. (tools/check_division.c
+    checks all 2**32 inputs.)"""
+    from kernelc.backends.interface import Schedule
+
+    k = kc.kernel(f"kernel q(a: f32[i]) -> (f32[i], f32[i]) {{ return a / {c:g}, a / -{c:g} }}")
+    code = registry.get("llvm").compile(k.ir, Schedule.of("llvm", dims=())).code
+    assert " fdiv " not in code
+    rng = np.random.default_rng(int(c))
+    mantissas = np.arange(0, 2 ** 23, 7, dtype=np.uint32)
+    bits = np.concatenate([mantissas | np.uint32(127 << 23), mantissas | np.uint32(200 << 23), mantissas[::64],
+                           rng.integers(0, 2 ** 32, 500_000, dtype=np.uint32)])
+    a = np.concatenate([bits.view(np.float32), np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, 3.4028235e38,
+                                                           -3.4028235e38, 1.17549435e-38, 1e-45, -1e-45])])
+    a = np.concatenate([a, -a])
+    got, got_negative = k(a, backend="llvm")
+    with np.errstate(all="ignore"):
+        for out, divisor in ((got, np.float32(c)), (got_negative, np.float32(-c))):
+            want = a / divisor
+            same = (out.view(np.uint32) == want.view(np.uint32)) | (np.isnan(out) & np.isnan(want))
+            assert same.all(), (a[~same][:5], out[~same][:5], want[~same][:5])
+
+
 BLOCKED = [  # reductions that share the inner pass of a register block, and outputs around them
     "kernel a(x: f32[i, D], y: f32[j, D], b: f32[j]) -> (f32[i], i64[i], f32[i])"
     " { d = sqdist(x, y); return sum[j](exp(-d) * b), argmin[j](d), logsumexp[j](-d) }",

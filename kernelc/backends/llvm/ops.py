@@ -131,6 +131,13 @@ class Math:
                                                           name=name)
         return b.call(fn, [x, k])
 
+    def lrint(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
+        """x rounded to an integer in the current rounding mode (to nearest even)."""
+        suffix = "f32" if x.type == F32 else "f64"
+        name = f"llvm.lrint.i{to.width}.{suffix}"
+        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(to, [x.type]), name=name)
+        return b.call(fn, [x])
+
     def fptosi_sat(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
         suffix = "f32" if x.type == F32 else "f64"
         name = f"llvm.fptosi.sat.i{to.width}.{suffix}"
@@ -302,6 +309,25 @@ def _binary(b: ir.IRBuilder, m: Math, op: Op, x: ir.Value, y: ir.Value) -> ir.Va
     raise UnsupportedKernel(f"the llvm backend has no implementation of {op}")
 
 
+# f32 divisors c for which a / c runs without the divider (divps: about 10 cycles a vector, where
+# Matern-5/2's `5 * r * r / 3` spent a third of its time), correctly rounded for every f32 a,
+# as `tools/check_division.c` checks exhaustively (all 2**32 of them; the tests check a sample). The
+# sequence is Markstein's correction of a * RN(1/c). Not every constant passes: 6, 10, 12, 14, 100
+# and 1000 round some subnormal quotients the other way. Powers of 2 need none (LLVM multiplies).
+EXACT_DIVISORS_F32 = frozenset({3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0})
+
+
+def divide_by_constant(b: ir.IRBuilder, m: Math, a: ir.Value, c: float) -> ir.Value:
+    """a / c, correctly rounded, for f32 a and a divisor c with |c| in EXACT_DIVISORS_F32: q0 = a y with
+    y = RN(1/c), the remainder r = a - q0 c (exact, one FMA), then q0 + r y rounded once (Markstein).
+    Where r is 0, q0 is exact and kept (which keeps the sign of -0 / c); where r is NaN (a = +-inf
+    or NaN), so is q0 = a y or it is the right infinity."""
+    y = const(a.type, float(np.float32(1) / np.float32(c)))
+    q0 = b.fmul(a, y)
+    r = m.intrinsic(b, "fma", b.fneg(q0), const(a.type, c), a)
+    return b.select(b.fcmp_ordered("!=", r, const(a.type, 0.0)), m.intrinsic(b, "fma", r, y, q0), q0)
+
+
 def round_bf16(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """f32 -> the bf16 bits (i16), rounding to nearest even; NaN stays a quiet NaN."""
     bits = b.bitcast(x, I32)
@@ -421,22 +447,29 @@ def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False, nonposi
     clamped = b.select(b.fcmp_ordered("<", x, c(lo)), c(lo), x)
     if not nonpositive:
         clamped = b.select(b.fcmp_ordered(">", clamped, c(hi)), c(hi), clamped)
+    t = clamped if base2 else b.fmul(clamped, c(1.4426950408889634))
+    if _HAS_SCALEF:
+        # k = round(t) (half to even) as an integer by one vcvtps2dq, and back as a float for the
+        # reduction; vscalef takes that same float (the backend's conversion for it is the same
+        # node), so 2**k costs one instruction. lrint of a NaN is some integer, and p is NaN.
+        ki = m.lrint(b, t, ity)
+        k = b.sitofp(ki, ty)
+    else:
+        k = m.intrinsic(b, "roundeven", t)
+        # k is clamped, so only a NaN x makes fptosi poison: frozen, it is some integer, and p (NaN
+        # from r) times any power of 2 is NaN, with no compare and select for it
+        ki = freeze(b, b.fptosi(k, ity))
     if base2:
-        k = m.intrinsic(b, "roundeven", clamped)
         f = b.fsub(clamped, k)  # exact: |f| <= 1/2
         r = m.intrinsic(b, "fma", f, c(ln2_hi), b.fmul(f, c(ln2_lo)))
     else:
-        k = m.intrinsic(b, "roundeven", b.fmul(clamped, c(1.4426950408889634)))
         r = m.intrinsic(b, "fma", k, c(-ln2_hi), clamped)
         r = m.intrinsic(b, "fma", k, c(-ln2_lo), r)
     p = c(coeffs[-1])
     for a in reversed(coeffs[:-1]):
         p = m.intrinsic(b, "fma", p, r, c(a))
-    # k is clamped, so only a NaN x makes fptosi poison: frozen, it is some integer, and p (NaN
-    # from r) times any power of 2 is NaN, with no compare and select for it
-    ki = freeze(b, b.fptosi(k, ity))
     if _HAS_SCALEF:  # one vscalefps/vscalefpd per vector instead of two exponent-bit steps
-        return m.ldexp(b, p, ki if ity == I32 else b.trunc(ki, I32))
+        return m.ldexp(b, p, ki)
     k1 = b.ashr(ki, const(ity, 1))
     k2 = b.sub(ki, k1)
     two_k1 = b.bitcast(b.shl(b.add(k1, const(ity, bias)), const(ity, mant)), ty)
