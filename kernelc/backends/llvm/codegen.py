@@ -404,9 +404,10 @@ class _FunctionBuilder:
             # reciprocal (one division per row instead of one per pair; <= 1 ulp more error)
             src = [src[0], [b.fdiv(ops.const(v.type, 1), v) for v in src[1]]]
             op = Op.MUL
-        if op is Op.DIV and node.dtype.is_float and compute_type(node.dtype) == F32 \
-                and node.src[1].op is Op.CONST and abs(float(node.src[1].arg)) in ops.EXACT_DIVISORS_F32:  # type: ignore
-            return [ops.divide_by_constant(b, self.math, x, float(node.src[1].arg)) for x in src[0]]  # type: ignore
+        divisor = node.src[1] if op is Op.DIV else None
+        if divisor is not None and divisor.op is Op.CONST and node.dtype.is_float and compute_type(node.dtype) == F32 \
+                and abs(float(divisor.arg)) in ops.EXACT_DIVISORS_F32:  # type: ignore[arg-type]
+            return [ops.divide_by_constant(b, self.math, x, float(divisor.arg)) for x in src[0]]  # type: ignore
         if op in (Op.EXP, Op.EXP2) and signs.nonpositive(node.src[0]):  # no upper clamp
             return [ops.poly_exp(b, self.math, v, base2=op is Op.EXP2, nonpositive=True) for v in src[0]]
         if op in ELEMENTWISE_OPS:
