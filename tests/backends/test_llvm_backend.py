@@ -11,6 +11,7 @@ import pytest
 
 import kernelc as kc
 from kernelc.backends import cache, registry
+from kernelc.backends.llvm.ops import EXACT_DIVISORS_F32
 from kernelc.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -371,7 +372,7 @@ def test_approximate_sqrt_for_tolerance_variants():
     np.testing.assert_array_equal(got64, want)
 
 
-@pytest.mark.parametrize("c", sorted(__import__("kernelc.backends.llvm.ops", fromlist=["x"]).EXACT_DIVISORS_F32))
+@pytest.mark.parametrize("c", sorted(EXACT_DIVISORS_F32))
 def test_division_by_a_constant_is_correctly_rounded(c):
     """f32 `a / c` for the constants of ops.EXACT_DIVISORS_F32 is an FMA sequence, not a division,
     and equals IEEE division bit for bit: every 7th mantissa of two binades, subnormals, random

@@ -132,9 +132,13 @@ class Math:
         return b.call(fn, [x, k])
 
     def lrint(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
-        """x rounded to an integer in the current rounding mode (to nearest even)."""
-        suffix = "f32" if x.type == F32 else "f64"
-        name = f"llvm.lrint.i{to.width}.{suffix}"
+        """x (f32, f64 or a vector of them) rounded to an integer in the current rounding mode (to
+        nearest even)."""
+        element, lanes = (x.type.element, x.type.count) if isinstance(x.type, ir.VectorType) else (x.type, 0)
+        suffix = f"i{to.width}.{'f32' if element == F32 else 'f64'}"
+        if lanes:
+            to, suffix = ir.VectorType(to, lanes), ".".join(f"v{lanes}{part}" for part in suffix.split("."))
+        name = f"llvm.lrint.{suffix}"
         fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(to, [x.type]), name=name)
         return b.call(fn, [x])
 
@@ -320,8 +324,8 @@ EXACT_DIVISORS_F32 = frozenset({3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0})
 def divide_by_constant(b: ir.IRBuilder, m: Math, a: ir.Value, c: float) -> ir.Value:
     """a / c, correctly rounded, for f32 a and a divisor c with |c| in EXACT_DIVISORS_F32: q0 = a y with
     y = RN(1/c), the remainder r = a - q0 c (exact, one FMA), then q0 + r y rounded once (Markstein).
-    Where r is 0, q0 is exact and kept (which keeps the sign of -0 / c); where r is NaN (a = +-inf
-    or NaN), so is q0 = a y or it is the right infinity."""
+    Where r is 0, q0 is exact and kept (so -0 / c stays -0); where r is NaN, a is +-inf or NaN and
+    q0 = a y is already the quotient."""
     y = const(a.type, float(np.float32(1) / np.float32(c)))
     q0 = b.fmul(a, y)
     r = m.intrinsic(b, "fma", b.fneg(q0), const(a.type, c), a)
