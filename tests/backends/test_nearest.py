@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import kernelc as kc
 from kernelc.backends import runtime
-from kernelc.backends.interface import Schedule
+from kernelc.backends.interface import Schedule, Sizes
 from kernelc.backends.llvm import backend, nearest
 
 KINDS = {
@@ -200,6 +200,22 @@ def test_against_the_numpy_reference() -> None:
     dist = lambda idx: ((x[:, None, :].astype(np.float64) - y[idx].astype(np.float64)) ** 2).sum(-1)  # noqa: E731
     np.testing.assert_allclose(dist(got), dist(want), rtol=1e-6, atol=1e-12)
     assert (got == want).mean() > 0.999
+
+
+def test_the_tuner_times_only_the_default_where_the_filter_runs() -> None:
+    """The row-function knobs (rows, vector width, tiles, ...) do not change the filter's code:
+    calls it takes get one candidate, the default; smaller calls the usual several."""
+    kern = kc.kernel(KINDS["argkmin"].format(K=10))
+    rows, points = nearest.MIN_ROWS["k-best"], nearest.MIN_POINTS["k-best"]
+
+    def sizes(n: int, m: int) -> Sizes:
+        args = {"x": np.zeros((n, 3), np.float32), "y": np.zeros((m, 3), np.float32)}
+        return runtime.bind(kern.optimized, (), args).sizes
+
+    assert backend.candidates(kern.optimized, sizes(rows, points)) == [
+        backend.default_schedule(kern.optimized, sizes(rows, points))]
+    assert len(backend.candidates(kern.optimized, sizes(rows - 1, points))) > 4
+    assert len(backend.candidates(kern.optimized, sizes(rows, points - 1))) > 4
 
 
 def test_knob_and_explain() -> None:
