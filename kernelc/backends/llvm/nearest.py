@@ -60,7 +60,7 @@ import numpy as np
 from llvmlite import ir
 
 from kernelc.backends.llvm import ops, slots, zorder
-from kernelc.backends.llvm.codegen import WIDE_DIM
+from kernelc.backends.llvm.codegen import WIDE_DIM, _Chains
 from kernelc.backends.llvm.ops import F32, F64, I1, I32, I64
 from kernelc.backends.llvm.patterns import row_and_column
 from kernelc.backends.llvm.zorder import Points, ZOrder
@@ -159,6 +159,10 @@ def symbol(tag: str) -> str:
     return f"kc_nearest{tag}"
 
 
+def c64(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
 def generate(near: Nearest, tag: str, width: int) -> str:
     """The module of `void f(f32* x, f32* y, f32* columns, f32* ys, f64* centre, u64* codes, u64*
     sorted, i32* order, f64* boxes, i64* dest, void* out, i64 r0, i64 r1, i64 m, i64 mp, i64
@@ -180,288 +184,327 @@ def generate(near: Nearest, tag: str, width: int) -> str:
     memory-ordering clear per insertion is the likely cause, not established). Each row's slots
     start as the best of its SEED points (`seed`), whose places are then masked out of the row's
     compares."""
-    from kernelc.backends.llvm.codegen import _Chains
+    return str(_Builder(near, tag, width).module)
 
-    assert GROUP % ROWS == 0, "a group's state arrays hold whole register blocks"
-    assert SEED % MAX_SLOTS == 0 and SEED >= MAX_SLOTS, "the seeds are whole vectors of slots"
-    assert TILE_POINTS % BLOCK_POINTS == 0 and BLOCK_POINTS % (CHUNK * width) == 0, "tiles hold whole blocks"
-    module = ir.Module(name="kernelc_nearest")
-    f32p, f64p, i64p = F32.as_pointer(), F64.as_pointer(), I64.as_pointer()
-    out_t = (I64 if near.output == "idx" else F32).as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f64p, i64p, i64p,
-                                                          I32.as_pointer(), f64p, i64p, out_t, I64, I64, I64, I64,
-                                                          I64, F64]), symbol(tag))
-    fn.attributes.add("nounwind")
-    for arg in fn.args[:11]:
-        arg.add_attribute("noalias")
-    x, y, columns, ys, centre, codes, sorted_codes, order, pbox, dest, out, r0, r1, m, mp, length, radius = fn.args
-    math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
-    dim, k = near.dim, near.k
-    vec, mask_t = ir.VectorType(F32, width), ir.IntType(width)
-    slot_vals, slot_idx = ir.VectorType(F32, MAX_SLOTS), ir.VectorType(I32, MAX_SLOTS)
-    bits_t = ir.IntType(width * ROWS)  # the passing lanes of a register block's rows, row after row
-    inf = ops.const(F32, float("inf"))
-    # the group's states in memory, and the register block's (promoted to registers by LLVM)
-    saved = [b.alloca(ir.ArrayType(t, GROUP)) for t in (slot_vals, slot_idx, vec)]
-    block_state = [[b.alloca(t) for t in (slot_vals, slot_idx, vec)] for _ in range(ROWS)]
-    active, n_active = b.alloca(ir.ArrayType(I64, TILE_POINTS // BLOCK_POINTS)), b.alloca(I64)
-    span = [[b.alloca(F64) for _ in range(dim)] for _ in range(2)]  # a group's box (zorder.spanned)
-    # the group's rows' -2 x~, threshold bases and seed starts (`prepared`)
-    coef, base, start = (b.alloca(ir.ArrayType(t, n)) for t, n in ((F32, GROUP * dim), (F32, GROUP), (I64, GROUP)))
-    search = [b.alloca(I64) for _ in range(2)]  # a binary search's place and length (`prepared`)
-    ctlz = module.declare_intrinsic("llvm.ctlz", [I64, I1])
-    steps = b.sub(ir.Constant(I64, 64), b.call(ctlz, [m, ir.Constant(I1, 0)]))  # bits of M: a search's halvings
-    cttz = module.declare_intrinsic("llvm.cttz", [bits_t, I1])
-    seeded = b.select(b.icmp_signed("<", m, ir.Constant(I64, SEED)), m, ir.Constant(I64, SEED))
 
-    def c64(v: int) -> ir.Constant:
-        return ir.Constant(I64, v)
+class _Builder:
+    """The nearest function's IR, emitted in order by __init__: the entry's state, then the loop
+    over groups (`group`) and, inside it, the seeds, the tiles, their register blocks and
+    rechecks. The methods share the builder, the function's arguments and its state arrays."""
 
-    def coordinate(array: ir.Value, at: ir.Value, d: int) -> ir.Value:
+    def __init__(self, near: Nearest, tag: str, width: int) -> None:
+        assert GROUP % ROWS == 0, "a group's state arrays hold whole register blocks"
+        assert SEED % MAX_SLOTS == 0 and SEED >= MAX_SLOTS, "the seeds are whole vectors of slots"
+        assert TILE_POINTS % BLOCK_POINTS == 0 and BLOCK_POINTS % (CHUNK * width) == 0, "tiles hold whole blocks"
+        self.near, self.width, self.dim, self.k = near, width, near.dim, near.k
+        self.module = module = ir.Module(name="kernelc_nearest")
+        f32p, f64p, i64p = F32.as_pointer(), F64.as_pointer(), I64.as_pointer()
+        out_t = (I64 if near.output == "idx" else F32).as_pointer()
+        self.fn = fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [f32p, f32p, f32p, f32p, f64p, i64p, i64p,
+                                                                       I32.as_pointer(), f64p, i64p, out_t, I64, I64,
+                                                                       I64, I64, I64, F64]), symbol(tag))
+        fn.attributes.add("nounwind")
+        for arg in fn.args[:11]:
+            arg.add_attribute("noalias")
+        (self.x, self.y, self.columns, self.ys, self.centre, self.codes, self.sorted_codes, self.order, self.pbox,
+         self.dest, self.out, r0, self.r1, self.m, self.mp, self.length, self.radius) = fn.args
+        self.math = ops.Math(module)  # the exact code's arithmetic, for the rechecked distances
+        self.b = b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.vec, self.mask_t = ir.VectorType(F32, width), ir.IntType(width)
+        self.slot_vals, self.slot_idx = ir.VectorType(F32, MAX_SLOTS), ir.VectorType(I32, MAX_SLOTS)
+        self.bits_t = ir.IntType(width * ROWS)  # the passing lanes of a register block's rows, row after row
+        self.inf = ops.const(F32, float("inf"))
+        # the group's states in memory, and the register block's (promoted to registers by LLVM)
+        self.saved = [b.alloca(ir.ArrayType(t, GROUP)) for t in (self.slot_vals, self.slot_idx, self.vec)]
+        self.block_state = [[b.alloca(t) for t in (self.slot_vals, self.slot_idx, self.vec)] for _ in range(ROWS)]
+        self.active, self.n_active = b.alloca(ir.ArrayType(I64, TILE_POINTS // BLOCK_POINTS)), b.alloca(I64)
+        self.span = [[b.alloca(F64) for _ in range(self.dim)] for _ in range(2)]  # a group's box (zorder.spanned)
+        # the group's rows' -2 x~, threshold bases and seed starts (`prepared`)
+        self.coef, self.base, self.start = (b.alloca(ir.ArrayType(t, n)) for t, n in
+                                            ((F32, GROUP * self.dim), (F32, GROUP), (I64, GROUP)))
+        self.search = [b.alloca(I64) for _ in range(2)]  # a binary search's place and length (`prepared`)
+        ctlz = module.declare_intrinsic("llvm.ctlz", [I64, I1])
+        self.steps = b.sub(ir.Constant(I64, 64), b.call(ctlz, [self.m, ir.Constant(I1, 0)]))  # a search's halvings
+        self.cttz = module.declare_intrinsic("llvm.cttz", [self.bits_t, I1])
+        self.seeded = b.select(b.icmp_signed("<", self.m, c64(SEED)), self.m, c64(SEED))
+        self.g0: ir.Value = c64(0)  # the group being emitted (`group`), and its rows' box
+        self.rows_box: list[list[ir.Value]] = []
+        ops.loop(b, r0, self.r1, "groups", self.group, step=GROUP)
+        b.ret_void()
+
+    def coordinate(self, array: ir.Value, at: ir.Value, d: int) -> ir.Value:
         """Coordinate d of row `at` of an N x D (or M x D) array."""
-        return b.load(b.gep(array, [b.add(b.mul(at, c64(dim)), c64(d))]))
+        b = self.b
+        return b.load(b.gep(array, [b.add(b.mul(at, c64(self.dim)), c64(d))]))
 
-    def exact(row: ir.Value, p: ir.Value) -> ir.Value:
+    def exact(self, row: ir.Value, p: ir.Value) -> ir.Value:
         """The exact code's sqdist of the row and the point at place p of the Z order: sub, then
         the squares summed by codegen._Chains."""
-        sums = _Chains(b, math, dim)
-        for d in range(dim):
-            t = b.fsub(coordinate(x, row, d), coordinate(y, p, d))
+        sums = _Chains(self.b, self.math, self.dim)
+        for d in range(self.dim):
+            t = self.b.fsub(self.coordinate(self.x, row, d), self.coordinate(self.y, p, d))
             sums.add_product(t, t)
         return sums.total()
 
-    def point(p: ir.Value) -> ir.Value:
+    def point(self, p: ir.Value) -> ir.Value:
         """The index of the point at place p of the Z order."""
-        return b.sext(b.load(b.gep(order, [p])), I64)
+        return self.b.sext(self.b.load(self.b.gep(self.order, [p])), I64)
 
-    def threshold(vals: ir.Value, offset: ir.Value) -> ir.Value:
+    def threshold(self, vals: ir.Value, offset: ir.Value) -> ir.Value:
         """T = last (1 + 2^-20) + base (`prepared`) in every lane, by one f32 multiply-add from
         a broadcast of the last slot (+inf while a slot is empty): the next pairs' compares wait
         for it after each insertion."""
+        b, width = self.b, self.width
         last = b.shuffle_vector(vals, ir.Constant(vals.type, ir.Undefined),
-                                ir.Constant(ir.VectorType(I32, width), [k - 1] * width))
-        return math.intrinsic(b, "fma", last, ops.splat(b, ops.const(F32, 1 + 2.0 ** -20), width), offset)
+                                ir.Constant(ir.VectorType(I32, width), [self.k - 1] * width))
+        return self.math.intrinsic(b, "fma", last, ops.splat(b, ops.const(F32, 1 + 2.0 ** -20), width), offset)
 
-    def retarget(r: int, offset: ir.Value) -> None:
-        b.store(threshold(b.load(block_state[r][0]), offset), block_state[r][2])
+    def retarget(self, r: int, offset: ir.Value) -> None:
+        """Row r's threshold from its slots as they are now."""
+        self.b.store(self.threshold(self.b.load(self.block_state[r][0]), offset), self.block_state[r][2])
 
-    def keep(rb: ir.Value) -> None:
+    def keep(self, rb: ir.Value) -> None:
+        """The register block's slots and thresholds back into the group's arrays."""
+        b = self.b
         for r in range(ROWS):
-            for array, slot in zip(saved, block_state[r]):
+            for array, slot in zip(self.saved, self.block_state[r]):
                 b.store(b.load(slot), b.gep(array, [c64(0), b.add(rb, c64(r))]))
 
-    def group(g0: ir.Value) -> None:
-        def source(l: ir.Value) -> ir.Value:  # rows past r1 (the last group's) repeat the last row
-            row = b.add(g0, l)
-            return b.select(b.icmp_signed("<", row, r1), row, b.sub(r1, c64(1)))
+    def source(self, l: ir.Value) -> ir.Value:
+        """The row of the group's l-th: rows past r1 (the last group's) repeat the last row."""
+        b = self.b
+        row = b.add(self.g0, l)
+        return b.select(b.icmp_signed("<", row, self.r1), row, b.sub(self.r1, c64(1)))
 
-        rows_box = zorder.spanned(b, math, span, c64(0), c64(GROUP), lambda l, d: coordinate(x, source(l), d),
-                                  "span")
-        ops.loop(b, c64(0), c64(GROUP), "prepare", lambda l: prepared(l, source(l)))
+    def group(self, g0: ir.Value) -> None:
+        """The GROUP rows from g0: their box and preparation, seeds, the tiles of points, and
+        their slots written out."""
+        b = self.b
+        self.g0 = g0
+        self.rows_box = zorder.spanned(b, self.math, self.span, c64(0), c64(GROUP),
+                                       lambda l, d: self.coordinate(self.x, self.source(l), d), "span")
+        ops.loop(b, c64(0), c64(GROUP), "prepare", lambda l: self.prepared(l, self.source(l)))
+        ops.loop(b, c64(0), c64(GROUP), "seeds", self.seed, step=ROWS)
+        ops.loop(b, c64(0), self.mp, "tiles", self.tile, step=TILE_POINTS)
+        rows_here = b.sub(self.r1, g0)
+        ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write",
+                 self.write)
 
-        def seed(rb: ir.Value) -> None:
-            """The rows' slots: the MAX_SLOTS best of their SEED points (ZOrder), then their
-            thresholds. The points' exact distances are computed MAX_SLOTS at a time, as the
-            exact code computes each, and sorted by a network: what inserting them one by one
-            into empty slots gives, at a third of the work."""
-            for r in range(ROWS):
-                row, at = source(b.add(rb, c64(r))), b.add(rb, c64(r))
-                first = b.load(b.gep(start, [c64(0), at]))
-                parts = []
-                for q in range(SEED // MAX_SLOTS):
-                    p = b.add(first, c64(q * MAX_SLOTS))
-                    sums = _Chains(b, math, dim)
-                    for d in range(dim):
-                        column = b.load(b.bitcast(b.gep(columns, [b.add(b.mul(length, c64(d)), p)]),
-                                                  slot_vals.as_pointer()), align=4)
-                        t = b.fsub(ops.splat(b, coordinate(x, row, d), MAX_SLOTS), column)
-                        sums.add_product(t, t)
-                    idx = b.load(b.bitcast(b.gep(order, [p]), slot_idx.as_pointer()), align=4)
-                    valid = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, MAX_SLOTS),
-                                                           [q * MAX_SLOTS + s for s in range(MAX_SLOTS)]),
-                                          ops.splat(b, seeded, MAX_SLOTS))
-                    parts.append(slots.sorted_slots(b, b.select(valid, sums.total(), ops.splat(b, inf, MAX_SLOTS)),
-                                                    b.select(valid, idx, ir.Constant(slot_idx, [-1] * MAX_SLOTS))))
-                while len(parts) > 1:
-                    parts = [slots.lowest(b, *parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
-                             for i in range(0, len(parts), 2)]
-                vals, idx, _ = block_state[r]
-                b.store(parts[0][0], vals)
-                b.store(parts[0][1], idx)
-                retarget(r, ops.splat(b, b.load(b.gep(base, [c64(0), at])), width))
-            keep(rb)
-
-        def tile(t0: ir.Value) -> None:
-            t1 = b.add(t0, c64(TILE_POINTS))
-            t1 = b.select(b.icmp_signed("<", t1, mp), t1, mp)
-            reach = ops.const(F32, 0.0)  # the group's largest K-th distance
-            as_floats = b.bitcast(saved[0], f32p)
-            for l in range(GROUP):
-                last = b.load(b.gep(as_floats, [c64(l * MAX_SLOTS + k - 1)]))
-                reach = b.select(b.fcmp_ordered(">", last, reach), last, reach)
-            reach = b.fadd(b.fpext(reach, F64), ops.const(F64, 2.0 ** -96))
-            b.store(c64(0), n_active)
-            ops.loop(b, t0, t1, "prune", lambda p0: listed(p0, reach), step=BLOCK_POINTS)
-            count = b.load(n_active)
-            ops.loop(b, c64(0), c64(GROUP), "block", lambda rb: block(rb, t1, count), step=ROWS)
-
-        def listed(p0: ir.Value, reach: ir.Value) -> None:
-            """p0's block of points in the tile's list unless `pruned`, without a branch."""
-            count = b.load(n_active)
-            b.store(p0, b.gep(active, [c64(0), count]))
-            near_ = b.not_(pruned(rows_box, box(b.sdiv(p0, c64(BLOCK_POINTS))), reach))
-            b.store(b.add(count, b.zext(near_, I64)), n_active)
-
-        def block(rb: ir.Value, t1: ir.Value, count: ir.Value) -> None:
-            """The register block's rows over the tile's listed blocks of points. The places of
-            the rows' SEED points are masked out of their compares (they are in the slots
-            already, and each would pass to a recheck), in the blocks that hold any of them."""
-            rows = [source(b.add(rb, c64(r))) for r in range(ROWS)]
-            offsets = [ops.splat(b, b.load(b.gep(base, [c64(0), b.add(rb, c64(r))])), width) for r in range(ROWS)]
-            for r in range(ROWS):
-                for array, slot in zip(saved, block_state[r]):
-                    b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
-            coefs = [[ops.splat(b, b.load(b.gep(coef, [c64(0), b.add(b.mul(b.add(rb, c64(r)), c64(dim)), c64(d))])),
-                                width) for d in range(dim)] for r in range(ROWS)]
-            firsts = [b.load(b.gep(start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
-            seed_places = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
-            lo, hi = firsts[0], b.add(firsts[0], seeded)
-            for s in firsts[1:]:
-                lo = b.select(b.icmp_signed("<", s, lo), s, lo)
-                hi = b.select(b.icmp_signed(">", b.add(s, seeded), hi), b.add(s, seeded), hi)
-
-            def walk(a: ir.Value) -> None:
-                p0 = b.load(b.gep(active, [c64(0), a]))
-                p1 = b.add(p0, c64(BLOCK_POINTS))
-                p1 = b.select(b.icmp_signed("<", p1, t1), p1, t1)
-                overlap = b.and_(b.icmp_signed("<", p0, hi), b.icmp_signed(">", p1, lo))
-                with b.if_else(overlap, likely=False) as (then, otherwise):
-                    for branch, masked in ((then, seed_places), (otherwise, None)):
-                        with branch:
-                            ops.loop(b, p0, p1, "chunks", lambda c: chunk(c, p1, rows, offsets, coefs, masked),
-                                     step=CHUNK * width)
-
-            ops.loop(b, c64(0), count, "listed", walk)
-            keep(rb)
-
-        def chunk(c: ir.Value, t1: ir.Value, rows: list[ir.Value], offsets: list[ir.Value], coefs: list,
-                  masked: list | None) -> None:
-            """CHUNK vectors of points compared with the thresholds as they were at its start
-            (with CHUNK > 1, the next compares do not wait for an insertion's new threshold;
-            a threshold only falls, so an older one lets more pairs pass to the recheck, never
-            fewer)."""
-            stop = b.add(c, c64(CHUNK * width))
-            stop = b.select(b.icmp_signed("<", stop, t1), stop, t1)
-            limits = [b.load(state[2]) for state in block_state]
-            ops.loop(b, c, stop, "points", lambda jv: step(rows, offsets, limits, jv, coefs, masked), step=width)
-
-        def step(rows: list[ir.Value], offsets: list[ir.Value], limits: list[ir.Value], jv: ir.Value,
-                 coefs: list, masked: list | None) -> None:
-            column = [b.load(b.bitcast(b.gep(ys, [b.add(b.mul(mp, c64(d)), jv)]), vec.as_pointer()), align=4)
-                      for d in range(dim + 1)]
-            if masked is not None:
-                places = b.add(ops.splat(b, jv, width), ir.Constant(ir.VectorType(I64, width), list(range(width))))
-            passing = ir.Constant(bits_t, 0)
-            for r in range(ROWS):
-                f = column[dim]
+    def seed(self, rb: ir.Value) -> None:
+        """The rows' slots: the MAX_SLOTS best of their SEED points (ZOrder), then their
+        thresholds. The points' exact distances are computed MAX_SLOTS at a time, as the
+        exact code computes each, and sorted by a network: what inserting them one by one
+        into empty slots gives, at a third of the work."""
+        b, dim = self.b, self.dim
+        for r in range(ROWS):
+            row, at = self.source(b.add(rb, c64(r))), b.add(rb, c64(r))
+            first = b.load(b.gep(self.start, [c64(0), at]))
+            parts = []
+            for q in range(SEED // MAX_SLOTS):
+                p = b.add(first, c64(q * MAX_SLOTS))
+                sums = _Chains(b, self.math, dim)
                 for d in range(dim):
-                    f = math.intrinsic(b, "fma", column[d], coefs[r][d], f)
-                passes = b.fcmp_ordered("<=", f, limits[r])
-                if masked is not None:
-                    first, end = masked[r]
-                    passes = b.and_(passes, b.or_(b.icmp_signed("<", places, first), b.icmp_signed(">=", places, end)))
-                bits = b.zext(b.bitcast(passes, mask_t), bits_t)
-                passing = b.or_(passing, b.shl(bits, ir.Constant(bits_t, r * width)))
-            with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(bits_t, 0)), likely=False):
-                recheck(rows, offsets, jv, passing)
+                    column = b.load(b.bitcast(b.gep(self.columns, [b.add(b.mul(self.length, c64(d)), p)]),
+                                              self.slot_vals.as_pointer()), align=4)
+                    t = b.fsub(ops.splat(b, self.coordinate(self.x, row, d), MAX_SLOTS), column)
+                    sums.add_product(t, t)
+                idx = b.load(b.bitcast(b.gep(self.order, [p]), self.slot_idx.as_pointer()), align=4)
+                valid = b.icmp_signed("<", ir.Constant(ir.VectorType(I64, MAX_SLOTS),
+                                                       [q * MAX_SLOTS + s for s in range(MAX_SLOTS)]),
+                                      ops.splat(b, self.seeded, MAX_SLOTS))
+                parts.append(slots.sorted_slots(b, b.select(valid, sums.total(), ops.splat(b, self.inf, MAX_SLOTS)),
+                                                b.select(valid, idx, ir.Constant(self.slot_idx, [-1] * MAX_SLOTS))))
+            while len(parts) > 1:
+                parts = [slots.lowest(b, *parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
+                         for i in range(0, len(parts), 2)]
+            vals, idx, _ = self.block_state[r]
+            b.store(parts[0][0], vals)
+            b.store(parts[0][1], idx)
+            self.retarget(r, ops.splat(b, b.load(b.gep(self.base, [c64(0), at])), self.width))
+        self.keep(rb)
 
-        ops.loop(b, c64(0), c64(GROUP), "seeds", seed, step=ROWS)
-        ops.loop(b, c64(0), mp, "tiles", tile, step=TILE_POINTS)
+    def tile(self, t0: ir.Value) -> None:
+        """The tile of points from t0: its blocks that the group could reach are listed, then
+        walked by each register block."""
+        b = self.b
+        t1 = b.add(t0, c64(TILE_POINTS))
+        t1 = b.select(b.icmp_signed("<", t1, self.mp), t1, self.mp)
+        reach = ops.const(F32, 0.0)  # the group's largest K-th distance
+        as_floats = b.bitcast(self.saved[0], F32.as_pointer())
+        for l in range(GROUP):
+            last = b.load(b.gep(as_floats, [c64(l * MAX_SLOTS + self.k - 1)]))
+            reach = b.select(b.fcmp_ordered(">", last, reach), last, reach)
+        reach = b.fadd(b.fpext(reach, F64), ops.const(F64, 2.0 ** -96))
+        b.store(c64(0), self.n_active)
+        ops.loop(b, t0, t1, "prune", lambda p0: self.listed(p0, reach), step=BLOCK_POINTS)
+        count = b.load(self.n_active)
+        ops.loop(b, c64(0), c64(GROUP), "block", lambda rb: self.block(rb, t1, count), step=ROWS)
 
-        def write(l: ir.Value) -> None:
-            row = b.load(b.gep(dest, [b.add(g0, l)]))
-            if near.output == "vals":
-                chosen = b.load(b.gep(saved[0], [c64(0), l]))
-            else:
-                chosen = b.sext(b.load(b.gep(saved[1], [c64(0), l])), ir.VectorType(I64, MAX_SLOTS))
-            for s in range(k):
-                b.store(b.extract_element(chosen, ir.Constant(I32, s)), b.gep(out, [b.add(b.mul(row, c64(k)), c64(s))]))
+    def listed(self, p0: ir.Value, reach: ir.Value) -> None:
+        """p0's block of points in the tile's list unless `pruned`, without a branch."""
+        b = self.b
+        count = b.load(self.n_active)
+        b.store(p0, b.gep(self.active, [c64(0), count]))
+        near_ = b.not_(self.pruned(self.rows_box, self.box(b.sdiv(p0, c64(BLOCK_POINTS))), reach))
+        b.store(b.add(count, b.zext(near_, I64)), self.n_active)
 
-        rows_here = b.sub(r1, g0)
-        ops.loop(b, c64(0), b.select(b.icmp_signed("<", rows_here, c64(GROUP)), rows_here, c64(GROUP)), "write", write)
+    def block(self, rb: ir.Value, t1: ir.Value, count: ir.Value) -> None:
+        """The register block's rows over the tile's listed blocks of points. The places of
+        the rows' SEED points are masked out of their compares (they are in the slots
+        already, and each would pass to a recheck), in the blocks that hold any of them."""
+        b, dim, width, seeded = self.b, self.dim, self.width, self.seeded
+        rows = [self.source(b.add(rb, c64(r))) for r in range(ROWS)]
+        offsets = [ops.splat(b, b.load(b.gep(self.base, [c64(0), b.add(rb, c64(r))])), width) for r in range(ROWS)]
+        for r in range(ROWS):
+            for array, slot in zip(self.saved, self.block_state[r]):
+                b.store(b.load(b.gep(array, [c64(0), b.add(rb, c64(r))])), slot)
+        coefs = [[ops.splat(b, b.load(b.gep(self.coef, [c64(0), b.add(b.mul(b.add(rb, c64(r)), c64(dim)), c64(d))])),
+                            width) for d in range(dim)] for r in range(ROWS)]
+        firsts = [b.load(b.gep(self.start, [c64(0), b.add(rb, c64(r))])) for r in range(ROWS)]
+        seed_places = [(ops.splat(b, s, width), ops.splat(b, b.add(s, seeded), width)) for s in firsts]
+        lo, hi = firsts[0], b.add(firsts[0], seeded)
+        for s in firsts[1:]:
+            lo = b.select(b.icmp_signed("<", s, lo), s, lo)
+            hi = b.select(b.icmp_signed(">", b.add(s, seeded), hi), b.add(s, seeded), hi)
 
-    def prepared(l: ir.Value, row: ir.Value) -> None:
+        def walk(a: ir.Value) -> None:
+            p0 = b.load(b.gep(self.active, [c64(0), a]))
+            p1 = b.add(p0, c64(BLOCK_POINTS))
+            p1 = b.select(b.icmp_signed("<", p1, t1), p1, t1)
+            overlap = b.and_(b.icmp_signed("<", p0, hi), b.icmp_signed(">", p1, lo))
+            with b.if_else(overlap, likely=False) as (then, otherwise):
+                for branch, masked in ((then, seed_places), (otherwise, None)):
+                    with branch:
+                        ops.loop(b, p0, p1, "chunks", lambda c: self.chunk(c, p1, rows, offsets, coefs, masked),
+                                 step=CHUNK * width)
+
+        ops.loop(b, c64(0), count, "listed", walk)
+        self.keep(rb)
+
+    def chunk(self, c: ir.Value, t1: ir.Value, rows: list[ir.Value], offsets: list[ir.Value], coefs: list,
+              masked: list | None) -> None:
+        """CHUNK vectors of points compared with the thresholds as they were at its start
+        (with CHUNK > 1, the next compares do not wait for an insertion's new threshold;
+        a threshold only falls, so an older one lets more pairs pass to the recheck, never
+        fewer)."""
+        b = self.b
+        stop = b.add(c, c64(CHUNK * self.width))
+        stop = b.select(b.icmp_signed("<", stop, t1), stop, t1)
+        limits = [b.load(state[2]) for state in self.block_state]
+        ops.loop(b, c, stop, "points", lambda jv: self.step(rows, offsets, limits, jv, coefs, masked),
+                 step=self.width)
+
+    def step(self, rows: list[ir.Value], offsets: list[ir.Value], limits: list[ir.Value], jv: ir.Value,
+             coefs: list, masked: list | None) -> None:
+        """One vector of points against the register block's rows: the filter's D FMAs and a
+        compare per row; any passing lane goes to the recheck."""
+        b, dim, width, bits_t = self.b, self.dim, self.width, self.bits_t
+        column = [b.load(b.bitcast(b.gep(self.ys, [b.add(b.mul(self.mp, c64(d)), jv)]), self.vec.as_pointer()),
+                         align=4) for d in range(dim + 1)]
+        if masked is not None:
+            places = b.add(ops.splat(b, jv, width), ir.Constant(ir.VectorType(I64, width), list(range(width))))
+        passing = ir.Constant(bits_t, 0)
+        for r in range(ROWS):
+            f = column[dim]
+            for d in range(dim):
+                f = self.math.intrinsic(b, "fma", column[d], coefs[r][d], f)
+            passes = b.fcmp_ordered("<=", f, limits[r])
+            if masked is not None:
+                first, end = masked[r]
+                passes = b.and_(passes, b.or_(b.icmp_signed("<", places, first), b.icmp_signed(">=", places, end)))
+            bits = b.zext(b.bitcast(passes, self.mask_t), bits_t)
+            passing = b.or_(passing, b.shl(bits, ir.Constant(bits_t, r * width)))
+        with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(bits_t, 0)), likely=False):
+            self.recheck(rows, offsets, jv, passing)
+
+    def write(self, l: ir.Value) -> None:
+        """The group's l-th row's K values or indices into its row of the output."""
+        b, k = self.b, self.k
+        row = b.load(b.gep(self.dest, [b.add(self.g0, l)]))
+        if self.near.output == "vals":
+            chosen = b.load(b.gep(self.saved[0], [c64(0), l]))
+        else:
+            chosen = b.sext(b.load(b.gep(self.saved[1], [c64(0), l])), ir.VectorType(I64, MAX_SLOTS))
+        for s in range(k):
+            value = b.extract_element(chosen, ir.Constant(I32, s))
+            b.store(value, b.gep(self.out, [b.add(b.mul(row, c64(k)), c64(s))]))
+
+    def prepared(self, l: ir.Value, row: ir.Value) -> None:
         """Row l of the group: its coefficients -2 x~ (x~ = x - centre rounded to f32, as the
         points' ys), its threshold base margin - |x~|^2 + |x~|^2 2^-20 (f64, then rounded to f32)
         with margin = (4D + 16) u (|x~| + radius)^2 + 2^-96 (the module docstring: the 2^-20 =
         16 u terms cover the f32 roundings of this value and of T = last (1 + 2^-20) + base), and
         where its SEED points start in the Z order: around the first place whose code is not
         below the row's (a branch-free binary search), within [0, M - SEED]."""
+        b, dim, math, m = self.b, self.dim, self.math, self.m
         xx = ops.const(F64, 0.0)
         for d in range(dim):
-            xc = zorder.centred(b, coordinate(x, row, d), b.load(b.gep(centre, [c64(d)])))
-            b.store(b.fmul(xc, ops.const(F32, -2.0)), b.gep(coef, [c64(0), b.add(b.mul(l, c64(dim)), c64(d))]))
+            xc = zorder.centred(b, self.coordinate(self.x, row, d), b.load(b.gep(self.centre, [c64(d)])))
+            b.store(b.fmul(xc, ops.const(F32, -2.0)), b.gep(self.coef, [c64(0), b.add(b.mul(l, c64(dim)), c64(d))]))
             xc = b.fpext(xc, F64)
             xx = math.intrinsic(b, "fma", xc, xc, xx)
-        reach = b.fadd(math.intrinsic(b, "sqrt", xx), radius)
+        reach = b.fadd(math.intrinsic(b, "sqrt", xx), self.radius)
         margin = b.fadd(b.fmul(ops.const(F64, (4 * dim + 16) * _U), b.fmul(reach, reach)), ops.const(F64, 2.0 ** -96))
         value = b.fadd(b.fsub(margin, xx), b.fmul(xx, ops.const(F64, 2.0 ** -20)))
-        b.store(b.fptrunc(value, F32), b.gep(base, [c64(0), l]))
-        code = b.load(b.gep(codes, [row]))
-        place, length = search
+        b.store(b.fptrunc(value, F32), b.gep(self.base, [c64(0), l]))
+        code = b.load(b.gep(self.codes, [row]))
+        place, length = self.search
         b.store(c64(0), place)
         b.store(m, length)
 
         def halve(_: ir.Value) -> None:  # [place, place + length) holds the first code >= the row's
             half = b.udiv(b.load(length), c64(2))
             at = b.add(b.load(place), half)
-            below = b.icmp_unsigned("<", b.load(b.gep(sorted_codes, [at])), code)
+            below = b.icmp_unsigned("<", b.load(b.gep(self.sorted_codes, [at])), code)
             b.store(b.select(below, at, b.load(place)), place)
             b.store(b.sub(b.load(length), half), length)
 
-        ops.loop(b, c64(0), steps, "search", halve)
+        ops.loop(b, c64(0), self.steps, "search", halve)
         last = b.load(place)
-        found = b.select(b.icmp_unsigned("<", b.load(b.gep(sorted_codes, [last])), code), b.add(last, c64(1)), last)
+        found = b.select(b.icmp_unsigned("<", b.load(b.gep(self.sorted_codes, [last])), code), b.add(last, c64(1)),
+                         last)
         first = b.sub(found, c64(SEED // 2))
-        top = b.sub(m, seeded)
+        top = b.sub(m, self.seeded)
         first = b.select(b.icmp_signed(">", first, top), top, first)
-        b.store(b.select(b.icmp_signed("<", first, c64(0)), c64(0), first), b.gep(start, [c64(0), l]))
+        b.store(b.select(b.icmp_signed("<", first, c64(0)), c64(0), first), b.gep(self.start, [c64(0), l]))
 
-    def box(at: ir.Value) -> list[list[ir.Value]]:
+    def box(self, at: ir.Value) -> list[list[ir.Value]]:
         """The lows and the highs of the box of the block of points at `at` (f64, D each)."""
-        return [[b.load(b.gep(pbox, [b.add(b.mul(at, c64(2 * dim)), c64(side * dim + d))])) for d in range(dim)]
+        b, dim = self.b, self.dim
+        return [[b.load(b.gep(self.pbox, [b.add(b.mul(at, c64(2 * dim)), c64(side * dim + d))])) for d in range(dim)]
                 for side in (0, 1)]
 
-    def pruned(rows_box: list[list[ir.Value]], points_box: list[list[ir.Value]], reach: ir.Value) -> ir.Value:
+    def pruned(self, rows_box: list[list[ir.Value]], points_box: list[list[ir.Value]], reach: ir.Value) -> ir.Value:
         """Whether no pair of the two boxes can come within `reach`: the squared distance between
         the boxes (f64), less (D + 3) PRUNE_SLACK of itself, exceeds it (Pruning, in the module
         docstring)."""
+        b = self.b
         (x_lo, x_hi), (y_lo, y_hi) = rows_box, points_box
         zero, gap2 = ops.const(F64, 0.0), ops.const(F64, 0.0)
-        for d in range(dim):
+        for d in range(self.dim):
             below, above = b.fsub(y_lo[d], x_hi[d]), b.fsub(x_lo[d], y_hi[d])
             gap = b.select(b.fcmp_ordered(">", below, above), below, above)
             gap = b.select(b.fcmp_ordered(">", gap, zero), gap, zero)
-            gap2 = math.intrinsic(b, "fma", gap, gap, gap2)
-        return b.fcmp_ordered(">", b.fmul(gap2, ops.const(F64, 1 - (dim + 3) * PRUNE_SLACK)), reach)
+            gap2 = self.math.intrinsic(b, "fma", gap, gap, gap2)
+        return b.fcmp_ordered(">", b.fmul(gap2, ops.const(F64, 1 - (self.dim + 3) * PRUNE_SLACK)), reach)
 
-    def recheck(rows: list[ir.Value], offsets: list[ir.Value], jv: ir.Value, passing: ir.Value) -> None:
+    def recheck(self, rows: list[ir.Value], offsets: list[ir.Value], jv: ir.Value, passing: ir.Value) -> None:
         """The block's passing lanes, row after row, each in index order: exact distance,
         insertion, new threshold. The lane's row is picked by selects, not branches (a
         mispredicted branch per passing lane had cost as much as the pairs of a row)."""
+        b, width, bits_t = self.b, self.width, self.bits_t
         pre = b.block
-        work, done = fn.append_basic_block("recheck.lane"), fn.append_basic_block("recheck.done")
+        work, done = self.fn.append_basic_block("recheck.lane"), self.fn.append_basic_block("recheck.done")
         b.branch(work)
         b.position_at_end(work)
         left = b.phi(bits_t)
         left.add_incoming(passing, pre)
-        bit = b.call(cttz, [left, ir.Constant(I1, 1)])
+        bit = b.call(self.cttz, [left, ir.Constant(I1, 1)])
         bit = b.trunc(bit, I64) if bits_t.width > 64 else b.zext(bit, I64) if bits_t.width < 64 else bit
         r = b.udiv(bit, c64(width))
         p = b.add(jv, b.urem(bit, c64(width)))
-        inside = b.icmp_signed("<", p, m)  # padding lanes pass while a slot is empty
-        j = point(b.select(inside, p, c64(0)))
+        inside = b.icmp_signed("<", p, self.m)  # padding lanes pass while a slot is empty
+        j = self.point(b.select(inside, p, c64(0)))
         mine = [b.icmp_unsigned("==", r, c64(rr)) for rr in range(ROWS)]
         # vector selects take a vector of conditions: with one scalar condition LLVM branches
         lanes_of = {n: [b.icmp_unsigned("==", ops.splat(b, r, n), ops.splat(b, c64(rr), n)) for rr in range(ROWS)]
@@ -478,13 +521,13 @@ def generate(near: Nearest, tag: str, width: int) -> str:
             return chosen
 
         row = pick(rows)
-        states = [[b.load(slot) for slot in block_state[rr][:2]] for rr in range(ROWS)]
+        states = [[b.load(slot) for slot in self.block_state[rr][:2]] for rr in range(ROWS)]
         old_v, old_i = pick([st[0] for st in states]), pick([st[1] for st in states])
-        v = b.select(inside, exact(row, b.select(inside, p, c64(0))), inf)
+        v = b.select(inside, self.exact(row, b.select(inside, p, c64(0))), self.inf)
         new_v, new_i = slots.inserted(b, old_v, old_i, v, j)
-        target = threshold(new_v, pick(offsets))
+        target = self.threshold(new_v, pick(offsets))
         for rr in range(ROWS):
-            vals, idx, tvec = block_state[rr]
+            vals, idx, tvec = self.block_state[rr]
             b.store(choose(rr, new_v, states[rr][0]), vals)
             b.store(choose(rr, new_i, states[rr][1]), idx)
             b.store(choose(rr, target, b.load(tvec)), tvec)
@@ -492,11 +535,6 @@ def generate(near: Nearest, tag: str, width: int) -> str:
         left.add_incoming(rest, b.block)
         b.cbranch(b.icmp_unsigned("!=", rest, ir.Constant(bits_t, 0)), work, done)
         b.position_at_end(done)
-
-    ops.loop(b, r0, r1, "groups", group, step=GROUP)
-    b.ret_void()
-    return str(module)
-
 
 # --- per call -------------------------------------------------------------------------------------
 
