@@ -480,22 +480,23 @@ class LLVMBackend:
         """The default first; then schedules that differ from it in one knob: rows per register
         block, the vector width, tiles of the inner index (or none), one vector at a time in the
         pair loop, hoisting flipped (where it applies), fewer threads, and row chunks of other
-        granularities (load balance against per-chunk overhead). Calls that the nearest-neighbour
-        filter takes get the default alone: the filter's code does not depend on these knobs, and
-        the row functions they change run only for calls it refuses."""
+        granularities (load balance against per-chunk overhead). For calls that the
+        nearest-neighbour filter takes, only the threads and the chunks: the filter's code does
+        not depend on the other knobs, which change the row functions that run only for calls it
+        refuses."""
         from kernelc.backends.llvm import nearest
         from kernelc.backends.llvm.jit import vector_widths
 
         default = self.default_schedule(kernel, sizes)
-        near = nearest.match(kernel, dict(sizes.dims))
-        if near is not None and sizes.n >= near.min_rows and near.min_points <= sizes.m < 2 ** 31:
-            return [default]
         knobs = dict(default.knobs)
         options: dict[str, list[Any]] = {
             "rows": [1, 2, 4, 8], "vector_bits": list(vector_widths()),
             "tile": [0] if knobs["tile"] else [4096, 16384], "interleave": [1, 0] if knobs.get("interleave") else [1],
             "hoist": [not knobs["hoist"]] if hoist.candidates(kernel) else [],
             "threads": [max(1, knobs["threads"] // 2)], "chunks_per_thread": [2, 32]}
+        near = nearest.match(kernel, dict(sizes.dims))
+        if near is not None and sizes.n >= near.min_rows and near.min_points <= sizes.m < 2 ** 31:
+            options = {knob: options[knob] for knob in ("threads", "chunks_per_thread")}
         found = [default]
         for knob, values in options.items():
             for value in values:
