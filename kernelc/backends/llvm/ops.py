@@ -72,10 +72,11 @@ class Math:
         suffix = "f32" if element == F32 else "f64"
         if isinstance(ty, ir.VectorType):
             suffix = f"v{ty.count}{suffix}"
-        fn = self.module.globals.get(f"llvm.{name}.{suffix}")
-        if fn is None:
-            fn = ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)), name=f"llvm.{name}.{suffix}")
-        return b.call(fn, list(args), fastmath=flags)
+        return b.call(self._declared(f"llvm.{name}.{suffix}", ty, [ty] * len(args)), list(args), fastmath=flags)
+
+    def _declared(self, name: str, result: ir.Type, params: list[ir.Type]) -> ir.Function:
+        """The module's function `name` (an intrinsic), declared on its first use."""
+        return self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(result, params), name=name)
 
     def extreme(self, b: ir.IRBuilder, acc: ir.Value, v: ir.Value, largest: bool) -> ir.Value:
         """A running max/min (of a reduction): for floats `llvm.maximum`/`minimum`, which
@@ -126,27 +127,21 @@ class Math:
     def ldexp(self, b: ir.IRBuilder, x: ir.Value, k: ir.Value) -> ir.Value:
         """x * 2**k, correctly rounded (overflow to inf, gradual underflow)."""
         suffix = "f32" if x.type == F32 else "f64"
-        name = f"llvm.ldexp.{suffix}.i{k.type.width}"
-        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(x.type, [x.type, k.type]),
-                                                          name=name)
-        return b.call(fn, [x, k])
+        return b.call(self._declared(f"llvm.ldexp.{suffix}.i{k.type.width}", x.type, [x.type, k.type]), [x, k])
 
     def lrint(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
-        """x (f32, f64 or a vector of them) rounded to an integer in the current rounding mode (to
-        nearest even)."""
-        element, lanes = (x.type.element, x.type.count) if isinstance(x.type, ir.VectorType) else (x.type, 0)
-        suffix = f"i{to.width}.{'f32' if element == F32 else 'f64'}"
-        if lanes:
-            to, suffix = ir.VectorType(to, lanes), ".".join(f"v{lanes}{part}" for part in suffix.split("."))
-        name = f"llvm.lrint.{suffix}"
-        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(to, [x.type]), name=name)
-        return b.call(fn, [x])
+        """x rounded to an integer in the current rounding mode (to nearest even)."""
+        return self._to_int(b, "lrint", x, to)
 
     def fptosi_sat(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
-        suffix = "f32" if x.type == F32 else "f64"
-        name = f"llvm.fptosi.sat.i{to.width}.{suffix}"
-        fn = self.module.globals.get(name) or ir.Function(self.module, ir.FunctionType(to, [x.type]), name=name)
-        return b.call(fn, [x])
+        return self._to_int(b, "fptosi.sat", x, to)
+
+    def _to_int(self, b: ir.IRBuilder, intrinsic: str, x: ir.Value, to: ir.IntType) -> ir.Value:
+        """llvm.<intrinsic> of an f32 or f64 x, or a vector of them, to integers of type `to`."""
+        lanes = x.type.count if isinstance(x.type, ir.VectorType) else 0
+        element, vec = (x.type.element, f"v{lanes}") if lanes else (x.type, "")
+        name = f"llvm.{intrinsic}.{vec}i{to.width}.{vec}{'f32' if element == F32 else 'f64'}"
+        return b.call(self._declared(name, ir.VectorType(to, lanes) if lanes else to, [x.type]), [x])
 
 
 def loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str, body, step: int = 1,
