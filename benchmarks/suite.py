@@ -7,7 +7,8 @@ bandwidth; then how kernelc's cost grows with D and N x M, and where its time go
     python benchmarks/suite.py --anchor ../shared/cpu-anchor [--sizes 10000 100000] [--json s.json] [--plot s.png]
 
 Every implementation's result is checked against kernelc's (values within 2e-4 relative, indices
-equal or a near-tie) before it is timed; a time is the median of --repeats calls after a warm-up.
+equal or a near-tie) before it is timed; a time is the median of --repeats calls after a warm-up,
+the implementations taking turns call by call (the machine's load drifts; their ratios should not).
 GFLOP/s counts kernelc's operations per pair of the typed kernel (ir/passes/cost.py: every
 arithmetic operation and function once per component). An implementation whose previous size
 took long enough that this one would exceed --budget seconds is skipped.
@@ -303,6 +304,19 @@ def agrees(problem: str, got: np.ndarray, want: np.ndarray, a: dict) -> bool:
     return bool(np.allclose(np.take_along_axis(d2, g, 1), np.take_along_axis(d2, w, 1), rtol=1e-4, atol=1e-6))
 
 
+def interleaved_times(fns: dict[str, Callable], a: dict, repeats: int) -> dict[str, list[float]]:
+    """Each implementation's call times, `repeats` rounds with one call of each per round: the
+    machine's load changes over seconds here (+-30% and more), and timing one implementation's
+    calls after another's would put that change into their ratio."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn(**a)
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
 def median_time(fn: Callable, a: dict, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -335,28 +349,31 @@ def pairwise(args: argparse.Namespace, console: Console) -> list[dict]:
             if (n, m) == (1_000_000, 10_000) and "argkmin" not in problem:
                 continue
             a = data(problem, n, m, np.random.default_rng(0))
-            row, reference = [], None
+            cells, reference, ready = {}, None, {}
             for name, factory in impls.items():
                 previous = last.get((name, problem))
                 if previous is not None and previous * n * m * (args.repeats + 1) > args.budget:
-                    row.append("skipped")
+                    cells[name] = "skipped"
                     continue
                 fn = factory(problem)
                 if fn is None:
-                    row.append("n/a")
+                    cells[name] = "n/a"
                     continue
                 out = fn(**a)  # warm-up: compiles
                 if reference is None:
                     reference = out
                 elif not agrees(problem, out, reference, a):
-                    row.append("MISMATCH")
+                    cells[name] = "MISMATCH"
                     continue
-                secs = median_time(fn, a, args.repeats)
+                ready[name] = fn
+            for name, times in interleaved_times(ready, a, args.repeats).items():
+                secs = statistics.median(times)
                 last[(name, problem)] = secs / (n * m)
                 rate = n * m / secs
                 results.append(dict(problem=problem, N=n, M=m, impl=name, seconds=secs, pairs_per_s=rate,
-                                    gflops=rate * ops / 1e9))
-                row.append(f"{rate:.3g} ({rate * ops / 1e9:.0f})")
+                                    gflops=rate * ops / 1e9, times=times))
+                cells[name] = f"{rate:.3g} ({rate * ops / 1e9:.0f})"
+            row = [cells[name] for name in impls]
             table.add_row(problem, f"{n:.0e} x {m:.0e}", *row)
             console.print(f"done {problem} {n} x {m}")
     console.print(table)
@@ -401,8 +418,8 @@ def row_operators(args: argparse.Namespace, console: Console) -> list[dict]:
     for name, (ours, theirs, moved) in cases.items():
         got, want = np.asarray(ours()), np.asarray(theirs())
         ok = np.allclose(got, want, rtol=1e-4, atol=1e-5)
-        t_ours = median_time(lambda: ours(), {}, args.repeats)
-        t_np = median_time(lambda: theirs(), {}, args.repeats)
+        times = interleaved_times({"ours": lambda: ours(), "numpy": lambda: theirs()}, {}, args.repeats)
+        t_ours, t_np = (statistics.median(times[name]) for name in ("ours", "numpy"))
         results.append(dict(operator=name, kernelc_gbs=moved / t_ours / 1e9, numpy_gbs=moved / t_np / 1e9,
                             copy_gbs=2 * nbytes / copy / 1e9))
         table.add_row(name, f"{moved / t_ours / 1e9:.1f}", f"{moved / t_np / 1e9:.1f}", f"{t_np / t_ours:.2f}x",
