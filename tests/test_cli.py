@@ -14,6 +14,7 @@ def test_run_prints_time_and_rows(capsys):
     out = capsys.readouterr().out
     assert "backend llvm (auto), N=200, M=300, D=3, E=2" in out
     assert "pairs/s" in out and "output 0: f32[i, E], shape (200, 2)" in out
+    assert "compile + first call: " in out and "next call: " in out  # the rate is the compiled call's
 
 
 def test_run_with_a_tolerance(capsys):
