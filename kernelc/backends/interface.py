@@ -96,3 +96,7 @@ class Backend(Protocol):
 
     def compile(self, kernel: Kernel, schedule: Schedule) -> Executable:
         """An executable for the kernel. The caller caches it."""
+
+    # Optional, so not part of the protocol (plugins written without it stay backends):
+    # `canonical_schedule(kernel, schedule) -> Schedule`, the schedule without the knobs that
+    # this kernel's code ignores under it; the autotuner times one candidate per canonical one.

@@ -350,6 +350,37 @@ def test_only_tolerance_variants_use_the_matrix_unit() -> None:
 
 
 @needs_amx
+def test_the_tuner_times_one_candidate_per_tile_unit_code() -> None:
+    """Tolerance variants on the matrix unit ignore the row functions' knobs (rows, vector width,
+    tiles, ...): the tuner keeps one candidate of each code, differing in threads or chunks; the
+    exact variant keeps them all; a backend without the optional hook keeps them all too."""
+    from kernelc.backends import registry
+    from kernelc.backends.autotune import tuner
+    from kernelc.backends.interface import Sizes
+
+    k = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"), tolerance=1e-4)
+    backend = registry.get("llvm")
+    sizes = Sizes(4096, 4096, (("D", 64), ("E", 64)))
+    found = tuner.candidates(k, backend, sizes)
+    exact = [c for c in found if c.variant == "exact"]
+    assert len(exact) == len(backend.candidates(k.optimized, sizes))
+    approx = [c for c in found if c.variant != "exact"]
+    assert approx
+    for name in {c.variant for c in approx}:
+        ours = [dict(c.schedule.knobs) for c in approx if c.variant == name]
+        differ = {knob for s in ours[1:] for knob, value in s.items() if ours[0].get(knob) != value}
+        assert differ <= {"threads", "chunks_per_thread"} and len(ours) > 1
+
+    class Plain:  # the protocol's methods only
+        name = backend.name
+
+        def candidates(self, kernel, sizes):
+            return backend.candidates(kernel, sizes)
+
+    assert len(tuner.candidates(k, Plain(), sizes)) > len(found)
+
+
+@needs_amx
 def test_matrix_unit_knob_turns_it_off() -> None:
     from kernelc.backends import registry
     from kernelc.backends.interface import Schedule, Sizes

@@ -92,10 +92,15 @@ def candidates(k: Any, backend: Any, sizes: Sizes) -> list[Candidate]:
     variants = [("exact", k.optimized)]
     if k.tolerance is not None and k.optimize:
         variants += k.variants()
-    found = []
+    found, seen = [], set()
+    canonical = getattr(backend, "canonical_schedule", None)  # optional (docs/plugins.md)
     for name, ir in variants:
         for schedule in backend.candidates(ir, sizes):
-            found.append(Candidate(name, ir, with_generic_knobs(schedule, k.optimize, approx=name != "exact")))
+            schedule = with_generic_knobs(schedule, k.optimize, approx=name != "exact")
+            same = (name, canonical(ir, schedule) if canonical else schedule)
+            if same not in seen:  # a schedule whose code is another's is not timed twice
+                seen.add(same)
+                found.append(Candidate(name, ir, schedule))
     return found
 
 

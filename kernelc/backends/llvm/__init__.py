@@ -505,6 +505,18 @@ class LLVMBackend:
                     found.append(s)
         return found
 
+    def canonical_schedule(self, kernel: Kernel, schedule: Schedule) -> Schedule:
+        """The schedule without the knobs this kernel's code ignores under it (the autotuner
+        times one candidate of each): a tolerance variant that runs on the matrix unit uses only
+        the threads and chunks, not the row functions' knobs."""
+        from kernelc.backends.llvm import amx
+
+        dims = dict(schedule.get("dims") or ())
+        if _matrix_unit(schedule) and amx.unavailable() is None and amx.match(kernel, dims) is not None:
+            kept = ("dims", "threads", "chunks_per_thread", "approx_math", "matrix_unit", "optimize")
+            return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k in kept))
+        return schedule
+
     def target(self) -> str:
         """The machine code generated depends on: CPU name and features."""
         from kernelc.backends.llvm.jit import host_description
