@@ -304,13 +304,20 @@ def agrees(problem: str, got: np.ndarray, want: np.ndarray, a: dict) -> bool:
     return bool(np.allclose(np.take_along_axis(d2, g, 1), np.take_along_axis(d2, w, 1), rtol=1e-4, atol=1e-6))
 
 
+SETTLE_S = 0.2  # pause before each call: the previous implementation's worker threads stop spinning
+
+
 def interleaved_times(fns: dict[str, Callable], a: dict, repeats: int) -> dict[str, list[float]]:
     """Each implementation's call times, `repeats` rounds with one call of each per round: the
     machine's load changes over seconds here (+-30% and more), and timing one implementation's
-    calls after another's would put that change into their ratio."""
+    calls after another's would put that change into their ratio. Before each call the suite
+    waits SETTLE_S: OpenBLAS's and OpenMP's threads spin for a while after a call returns, and
+    kernelc's attention right after a NumPy call ran 33% slower (47 against 35 ms; after 0.2 s
+    of sleep, 33 ms)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(SETTLE_S)
             t = time.perf_counter()
             fn(**a)
             times[name].append(time.perf_counter() - t)

@@ -295,10 +295,12 @@ def _pattern_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, thre
       `matrix_unit`, hosts with AMX-BF16;
     - nearest neighbours through a filter with an exact recheck (nearest.NearestExecutable):
       exact results, knob `nearest_filter`."""
-    from kernelc.backends.llvm import amx, nearest
+    from kernelc.backends.llvm import amx, fused_attention, nearest
 
     if _matrix_unit(schedule) and (att := amx.match(kernel, dims)) is not None and amx.unavailable() is None:
         return amx.AttentionExecutable(att, threads, chunks_per_thread)
+    if schedule.get("fused_attention") is not False and (att := fused_attention.match(kernel, dims)) is not None:
+        return fused_attention.FusedAttentionExecutable(att, threads, chunks_per_thread)
     if schedule.get("nearest_filter") is not False and (near := nearest.match(kernel, dims)) is not None:
         return nearest.NearestExecutable(near, threads, chunks_per_thread)
     return None
@@ -483,8 +485,9 @@ class LLVMBackend:
         granularities (load balance against per-chunk overhead). For calls that the
         nearest-neighbour filter takes, only the threads and the chunks: the filter's code does
         not depend on the other knobs, which change the row functions that run only for calls it
-        refuses."""
-        from kernelc.backends.llvm import nearest
+        refuses. Attention that the fused f32 path takes: also that path turned off (the tuner's
+        canonical schedules then leave the row knobs to the generic code only)."""
+        from kernelc.backends.llvm import fused_attention, nearest
         from kernelc.backends.llvm.jit import vector_widths
 
         default = self.default_schedule(kernel, sizes)
@@ -497,6 +500,8 @@ class LLVMBackend:
         near = nearest.match(kernel, dict(sizes.dims))
         if near is not None and sizes.n >= near.min_rows and near.min_points <= sizes.m < 2 ** 31:
             options = {knob: options[knob] for knob in ("threads", "chunks_per_thread")}
+        if fused_attention.match(kernel, dict(sizes.dims)) is not None:
+            options["fused_attention"] = [False]  # the generic row functions, with the default knobs
         found = [default]
         for knob, values in options.items():
             for value in values:
@@ -507,12 +512,15 @@ class LLVMBackend:
 
     def canonical_schedule(self, kernel: Kernel, schedule: Schedule) -> Schedule:
         """The schedule without the knobs this kernel's code ignores under it (the autotuner
-        times one candidate of each): a tolerance variant that runs on the matrix unit uses only
-        the threads and chunks, not the row functions' knobs."""
-        from kernelc.backends.llvm import amx
+        times one candidate of each): attention on the matrix unit (a tolerance variant) or in
+        the fused f32 micro-kernels uses only the threads and chunks, not the row functions'
+        knobs."""
+        from kernelc.backends.llvm import amx, fused_attention
 
         dims = dict(schedule.get("dims") or ())
-        if _matrix_unit(schedule) and amx.unavailable() is None and amx.match(kernel, dims) is not None:
+        on_tiles = _matrix_unit(schedule) and amx.unavailable() is None and amx.match(kernel, dims) is not None
+        fused = schedule.get("fused_attention") is not False and fused_attention.match(kernel, dims) is not None
+        if on_tiles or fused:  # (on tiles, the fused path's knob does not matter either)
             kept = ("dims", "threads", "chunks_per_thread", "approx_math", "matrix_unit", "optimize")
             return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k in kept))
         return schedule

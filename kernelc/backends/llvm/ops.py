@@ -125,9 +125,12 @@ class Math:
         used.linkage, used.section, used.initializer = "appending", "llvm.metadata", ir.Constant(array_t, pointers)
 
     def ldexp(self, b: ir.IRBuilder, x: ir.Value, k: ir.Value) -> ir.Value:
-        """x * 2**k, correctly rounded (overflow to inf, gradual underflow)."""
-        suffix = "f32" if x.type == F32 else "f64"
-        return b.call(self._declared(f"llvm.ldexp.{suffix}.i{k.type.width}", x.type, [x.type, k.type]), [x, k])
+        """x * 2**k, correctly rounded (overflow to inf, gradual underflow); scalars or vectors."""
+        element, lanes = (x.type.element, x.type.count) if isinstance(x.type, ir.VectorType) else (x.type, 0)
+        width = (k.type.element if lanes else k.type).width
+        vec = f"v{lanes}" if lanes else ""
+        name = f"llvm.ldexp.{vec}{'f32' if element == F32 else 'f64'}.{vec}i{width}"
+        return b.call(self._declared(name, x.type, [x.type, k.type]), [x, k])
 
     def lrint(self, b: ir.IRBuilder, x: ir.Value, to: ir.IntType) -> ir.Value:
         """x rounded to an integer in the current rounding mode (to nearest even)."""

@@ -1,0 +1,352 @@
+"""Exact f32 softmax attention in one fused pass of AVX-512 FMA micro-kernels.
+
+`softmax[j](dot(x, y) * c, v)` at D = E = 64 is 128 FMAs per pair, all of them in two matrix
+products. The generic pair loop (codegen) ran them at about a third of this CPU's AVX-512 FMA
+peak: its register blocks of 4 rows stream every key's D + E floats from L2 once per 4 rows,
+and the rows' x values, broadcast and hoisted out of the loop, spill (16 KB of stack per block).
+Here the work is blocked as in a GEMM: a *panel* of PANEL rows meets a *tile* of TILE keys (y
+packed per call into panels of 16 keys, component-major; v as it is), which stay in L1 while
+the panel's 4-row micro-blocks take them in turn (y and v are read from L2 once per panel). A micro-block computes its 4 x 64 scores in
+16 accumulators over the components (x broadcast from memory, 4 vectors of y per component),
+turns them into weights (the online softmax of kernelc.ir.monoids: running maximum, sums and
+numerators rescaled when it moves), and adds the 4 x E numerators in registers, each key's v
+loaded once for the 4 rows; the tile's numerators start from 0 and join the rescaled running
+ones at the end in one FMA, so that the rescaling factor (an exp of the new maximum) is off
+the FMAs' path. The rows' states live in a stack array between tiles.
+
+Results follow the exact semantics, as the generic code's do: each score is dot(x, y) rounded
+in f32 (a sum of products: its order is unspecified) times the factor, rounded; the weights are
+the exact `exp` of the score minus the running maximum; the output is the sum of weight times v
+over the sum of the weights (0 for a row with no key). Only the blocking of the sums differs
+from the generic code's. Calls this path cannot take exactly run the generic code (`run`
+returns False): inputs that are not finite or whose products could overflow, a factor that is
+not finite or nonzero, a division by a factor that is not a power of 2 (its reciprocal would
+round), no keys or no rows.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from kernelc.backends.llvm import amx, ops
+from kernelc.backends.llvm.ops import F32, I64
+from kernelc.backends.threads import map_jobs
+from kernelc.ir.nodes import Kernel
+
+LANES = 16  # f32 lanes of a 512-bit vector
+ROWS = 4  # rows of a micro-block: 4 x E numerators (16 vectors at E = 64) stay in registers
+TILE = 64  # keys per tile: four vectors of scores per row (16 score accumulators)
+PANEL = 256  # rows that meet a tile in turn (a pass over the keys each): 256 ran 13% faster than 32
+# at 4096 x 4096; their states (PANEL x (E + 17) floats, 84 KB at E = 64) are on the stack
+MAX_DIM = 256  # longer dot products or values: the generic code
+SAFE = 2.0 ** 60  # bound on |x|, |y|, |v| (and D |x| |y| |c|): no product or sum can overflow
+_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                       ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
+
+
+@dataclass(frozen=True)
+class Shape:
+    dim: int
+    values_dim: int
+    causal: bool
+
+
+def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
+    """Softmax attention (values given) that this path runs: f32, D and E multiples of 16 up to
+    MAX_DIM, on a host with AVX-512."""
+    from kernelc.backends.llvm.jit import vector_widths
+
+    att = amx.match(kernel, bindings)
+    if att is None or att.values is None or 512 not in vector_widths():
+        return None
+    if att.dim % LANES or att.values_dim % LANES or att.dim > MAX_DIM or att.values_dim > MAX_DIM:
+        return None
+    return att
+
+
+def symbol(tag: str) -> str:
+    return f"kc_fused_attention{tag}"
+
+
+def generate(shape: Shape, tag: str) -> str:
+    """The module of `void f(f32* x, f32* yp, f32* v, f32* out, i64 m, i64 r0, i64 r1, f32 c)`:
+    rows [r0, r1) of out = softmax over the m keys of (x y^T) c, with y packed as
+    (panels, D, 16) (`pack_keys`) and the keys' rows of v read up to m."""
+    module = ir.Module(name="fused_attention")
+    math_ = ops.Math(module)
+    p32 = F32.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [p32, p32, p32, p32, I64, I64, I64, F32])
+    fn = ir.Function(module, fnty, name=symbol(tag))
+    fn.attributes.add("nounwind")
+    _Builder(fn, math_, shape).build()
+    return str(module)
+
+
+_VEC = ir.VectorType(F32, LANES)
+
+
+def _i(value: int) -> ir.Constant:
+    return ir.Constant(I64, value)
+
+
+class _Builder:
+    def __init__(self, fn: ir.Function, math_: ops.Math, shape: Shape) -> None:
+        self.fn, self.math, self.shape = fn, math_, shape
+        self.x, self.yp, self.v, self.out, self.m, self.r0, self.r1, self.c = fn.args
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.e_vectors = shape.values_dim // LANES
+        slots = PANEL + ROWS  # rows past a panel's end (a last, short micro-block) write spare slots
+        self.row_max = self._array(F32, slots)
+        self.sums = self._array(F32, slots * LANES)
+        self.numerators = self._array(F32, slots * shape.values_dim)
+        self.weights = self._array(F32, ROWS * TILE)
+
+    def _array(self, ty: ir.Type, count: int) -> ir.AllocaInstr:
+        with self.b.goto_block(self.entry):
+            self.b.position_at_start(self.entry)
+            array = self.b.alloca(ty, size=count)
+        array.align = 64
+        return array
+
+    def _slot(self, ty: ir.Type, init: ir.Value) -> ir.AllocaInstr:
+        with self.b.goto_block(self.entry):
+            self.b.position_at_start(self.entry)
+            slot = self.b.alloca(ty)
+        self.b.store(init, slot)
+        return slot
+
+    def _vector_at(self, base: ir.Value, offset: ir.Value) -> ir.Value:
+        return self.b.bitcast(self.b.gep(base, [offset]), _VEC.as_pointer())
+
+    def _splat(self, x: ir.Value) -> ir.Value:
+        return ops.splat(self.b, x, LANES)
+
+    def _min(self, x: ir.Value, y: ir.Value) -> ir.Value:
+        return self.b.select(self.b.icmp_signed("<", x, y), x, y)
+
+    def build(self) -> None:
+        b = self.b
+        ops.loop(b, self.r0, self.r1, "panel", self.panel, step=PANEL)
+        b.ret_void()
+
+    def panel(self, p0: ir.Value) -> None:
+        b, shape = self.b, self.shape
+        p1 = self._min(b.add(p0, _i(PANEL)), self.r1)
+
+        def reset(s: ir.Value) -> None:
+            b.store(ops.const(F32, float("-inf")), b.gep(self.row_max, [s]))
+            b.store(ops.const(_VEC, 0.0), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
+            for e in range(self.e_vectors):
+                at = b.add(b.mul(s, _i(shape.values_dim)), _i(e * LANES))
+                b.store(ops.const(_VEC, 0.0), self._vector_at(self.numerators, at), align=4)
+
+        ops.loop(b, _i(0), _i(PANEL + ROWS), "reset", reset)
+        keys = self._min(self.m, p1) if shape.causal else self.m  # causal: no key after the last row
+        ops.loop(b, _i(0), keys, "tile", lambda j0: self.tile(p0, p1, j0), step=TILE)
+        ops.loop(b, p0, p1, "finish", lambda r: self.finish(r, b.sub(r, p0)))
+
+    def tile(self, p0: ir.Value, p1: ir.Value, j0: ir.Value) -> None:
+        ops.loop(self.b, p0, p1, "block", lambda q0: self.block(p0, p1, j0, q0), step=ROWS)
+
+    def block(self, p0: ir.Value, p1: ir.Value, j0: ir.Value, q0: ir.Value) -> None:
+        """Rows q0 .. q0 + 3 (the last real row repeated past p1, into spare state slots) against
+        keys j0 .. j0 + TILE - 1: scores, weights, numerators."""
+        b = self.b
+        last = b.sub(p1, _i(1))
+        rows = [self._min(b.add(q0, _i(r)), last) for r in range(ROWS)]
+        slots = [b.add(b.sub(q0, p0), _i(r)) for r in range(ROWS)]
+        scores = self.scores(rows, j0)
+        keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
+        alphas = []
+        for r, (row, slot) in enumerate(zip(rows, slots)):
+            alphas.append(self.weigh(r, row, slot, scores[r], j0))
+        self.accumulate(slots, alphas, j0, keys)
+
+    def scores(self, rows: list[ir.Value], j0: ir.Value) -> list[list[ir.Value]]:
+        """(x y^T) c for the rows and two 16-key panels of y: 8 accumulators over the components,
+        x[row, d] broadcast from memory, y[panel, d, :] one vector."""
+        b, dim = self.b, self.shape.dim
+        panels = [b.sdiv(b.add(j0, _i(p * LANES)), _i(LANES)) for p in range(TILE // LANES)]
+        accs = [[self._slot(_VEC, ops.const(_VEC, 0.0)) for _ in panels] for _ in rows]
+        x_rows = [b.mul(row, _i(dim)) for row in rows]
+        y_panels = [b.mul(p, _i(dim * LANES)) for p in panels]
+        unroll = 4
+
+        def step(d0: ir.Value) -> None:
+            for u in range(unroll):
+                d = b.add(d0, _i(u))
+                ys = [b.load(self._vector_at(self.yp, b.add(base, b.mul(d, _i(LANES)))), align=4) for base in y_panels]
+                for r, x_row in enumerate(x_rows):
+                    xd = self._splat(b.load(b.gep(self.x, [b.add(x_row, d)])))
+                    for p, y in enumerate(ys):
+                        b.store(self.math.intrinsic(b, "fma", xd, y, b.load(accs[r][p])), accs[r][p])
+
+        ops.loop(b, _i(0), _i(dim), "dot", step, step=unroll)
+        c = self._splat(self.c)
+        return [[b.fmul(b.load(acc), c) for acc in row_accs] for row_accs in accs]
+
+    def weigh(self, r: int, row: ir.Value, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> ir.Value:
+        """The row's scores of this tile as weights exp(s - max) in the weights array (keys past m,
+        and with a causal mask past the row, weigh 0), its running maximum and sum lanes
+        rescaled; the factor that rescales its numerators."""
+        b = self.b
+        inf = ops.const(_VEC, float("-inf"))
+        lane = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
+        masked = []
+        for p, s in enumerate(scores):
+            key = b.add(self._splat_i64(b.add(j0, _i(p * LANES))), lane)
+            out = b.icmp_signed(">=", key, self._splat_i64(self.m))
+            if self.shape.causal:
+                out = b.or_(out, b.icmp_signed(">", key, self._splat_i64(row)))
+            masked.append(b.select(out, inf, s))
+        top = masked[0]
+        for s in masked[1:]:
+            top = self.math.intrinsic(b, "maxnum", top, s)
+        block_max = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [top],
+                           fastmath=("nnan",))
+        old = b.load(b.gep(self.row_max, [slot]))
+        new = b.select(b.fcmp_ordered(">", block_max, old), block_max, old)
+        b.store(new, b.gep(self.row_max, [slot]))
+        # a row that has met no key yet keeps -inf: its weights exp(-inf - 0) are 0
+        ref = b.select(b.fcmp_ordered("==", new, ops.const(F32, float("-inf"))), ops.const(F32, 0.0), new)
+        alpha = self._splat(ops.poly_exp(b, self.math, b.fsub(old, ref), nonpositive=True))
+        total = b.fmul(b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64), alpha)
+        ref_v = self._splat(ref)
+        for p, s in enumerate(masked):
+            w = ops.poly_exp(b, self.math, b.fsub(s, ref_v), nonpositive=True)
+            b.store(w, self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
+            total = b.fadd(total, w)
+        b.store(total, self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
+        return alpha
+
+    def _splat_i64(self, x: ir.Value) -> ir.Value:
+        return ops.splat(self.b, x, LANES)
+
+    def accumulate(self, slots: list[ir.Value], alphas: list[ir.Value], j0: ir.Value, keys: ir.Value) -> None:
+        """numerators[row] = numerators[row] alpha + sum over the tile's keys of w v[key]: the
+        tile's sums in registers (the rows' E / 16 vectors, each key's v loaded once for the 4
+        rows), started at 0 so that they need not wait for alpha (an exp of the new maximum),
+        which joins them at the end in one FMA."""
+        b, e_dim = self.b, self.shape.values_dim
+        accs = [[self._slot(_VEC, ops.const(_VEC, 0.0)) for _ in range(self.e_vectors)] for _ in slots]
+
+        def key(k: ir.Value) -> None:
+            base = b.mul(b.add(j0, k), _i(e_dim))
+            vs = [b.load(self._vector_at(self.v, b.add(base, _i(e * LANES))), align=4) for e in range(self.e_vectors)]
+            for r, row_accs in enumerate(accs):
+                w = self._splat(b.load(b.gep(self.weights, [b.add(k, _i(r * TILE))])))
+                for acc, value in zip(row_accs, vs):
+                    b.store(self.math.intrinsic(b, "fma", w, value, b.load(acc)), acc)
+
+        ops.loop(b, _i(0), keys, "keys", key)
+        for slot, alpha, row_accs in zip(slots, alphas, accs):
+            for e, acc in enumerate(row_accs):
+                at = self._vector_at(self.numerators, b.add(b.mul(slot, _i(e_dim)), _i(e * LANES)))
+                b.store(self.math.intrinsic(b, "fma", b.load(at, align=4), alpha, b.load(acc)), at, align=4)
+
+    def finish(self, row: ir.Value, slot: ir.Value) -> None:
+        """out[row] = numerators / sum of the weights (0 for a row that met no key)."""
+        b, e_dim = self.b, self.shape.values_dim
+        lanes = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
+        total = b.call(self.math._declared("llvm.vector.reduce.fadd.v16f32", F32, [F32, _VEC]),
+                       [ops.const(F32, 0.0), lanes], fastmath=("reassoc",))
+        empty = b.fcmp_ordered("==", total, ops.const(F32, 0.0))
+        for e in range(self.e_vectors):
+            num = b.load(self._vector_at(self.numerators, b.add(b.mul(slot, _i(e_dim)), _i(e * LANES))), align=4)
+            value = b.select(empty, ops.const(_VEC, 0.0), b.fdiv(num, self._splat(total)))
+            b.store(value, self._vector_at(self.out, b.add(b.mul(row, _i(e_dim)), _i(e * LANES))), align=4)
+
+
+def cache_key(shape: Shape) -> str:
+    import llvmlite
+
+    from kernelc import __version__
+    from kernelc.backends.cache import make_key
+    from kernelc.backends.llvm import codegen_version
+    from kernelc.backends.llvm.jit import host_description
+
+    return make_key("llvm-fused-attention", codegen_version(), __version__, llvmlite.__version__,
+                    host_description(), str((shape.dim, shape.values_dim, shape.causal, ROWS, TILE, PANEL)))
+
+
+def pack_keys(y: np.ndarray) -> np.ndarray:
+    """y (m, D) as (panels, D, 16): 16 keys' component d contiguous, zero-padded to whole tiles."""
+    m, d = y.shape
+    panels = -(-m // TILE) * (TILE // LANES)
+    out = np.zeros((panels, d, LANES), np.float32)
+    padded = np.zeros((panels * LANES, d), np.float32)
+    padded[:m] = y
+    out[...] = padded.reshape(panels, LANES, d).transpose(0, 2, 1)
+    return out
+
+
+class FusedAttentionExecutable:
+    """The compiled function and the per-call work around it: the checks that keep the call
+    exact, the packed keys, row ranges over threads."""
+
+    def __init__(self, att: amx.Attention, threads: int, chunks_per_thread: int) -> None:
+        from kernelc.backends.llvm.jit import compile_ir
+
+        self.att, self.threads, self.chunks_per_thread = att, threads, chunks_per_thread
+        self.shape = Shape(att.dim, att.values_dim, att.causal)
+        key = cache_key(self.shape)
+        tag = "_" + key[:20]
+        self._text = lambda: generate(self.shape, tag)
+        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key, 512)
+        self.fn = _FN(addresses[symbol(tag)])
+
+    @property
+    def description(self) -> str:
+        return (f"softmax attention{' (causal)' if self.att.causal else ''} fused in AVX-512 FMA micro-kernels, "
+                f"exact f32 ({PANEL}-row panels x {TILE}-key tiles; calls with non-finite or huge inputs run the "
+                "generic code)")
+
+    @property
+    def code(self) -> str:
+        from kernelc.backends.llvm.jit import optimized_ir
+
+        return self.optimized_ir or optimized_ir(self._text(), 512)
+
+    def factor(self, inputs: dict[str, np.ndarray]) -> float | None:
+        """The scores' factor, where multiplying by it is exactly what the kernel computes: a
+        division only by a power of 2 (whose reciprocal is exact)."""
+        c = amx.factor(self.att, inputs)
+        if c is None:
+            return None
+        if self.att.invert and math.frexp(abs(c))[0] != 0.5:
+            return None
+        return c
+
+    def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
+        """out (n x E) for this call; False, having done nothing, for calls it cannot take
+        exactly (see the module's docstring)."""
+        att = self.att
+        x = np.ascontiguousarray(inputs[att.queries], np.float32)
+        y = np.ascontiguousarray(inputs[att.keys], np.float32)
+        v = np.ascontiguousarray(inputs[att.values], np.float32).reshape(len(y), att.values_dim)
+        n, m = len(x), len(y)
+        c = self.factor(inputs)
+        if n == 0 or m == 0 or c is None:
+            return False
+        bounds = [float(np.abs(a).max()) if a.size else 0.0 for a in (x, y, v)]
+        if not all(math.isfinite(t) and t <= SAFE for t in bounds) or bounds[0] * bounds[1] * att.dim * abs(c) > SAFE:
+            return False
+        yp = pack_keys(y)
+        blocks = -(-n // ROWS)  # chunks of whole micro-blocks (a chunk runs in panels of up to PANEL rows)
+        chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
+        edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
+        target = out if out.flags.c_contiguous else np.empty((n, att.values_dim), np.float32)
+
+        def job(k: int) -> None:
+            self.fn(x.ctypes.data, yp.ctypes.data, v.ctypes.data, target.ctypes.data, m, edges[k], edges[k + 1], c)
+
+        map_jobs(self.threads, job, range(chunks))
+        if target is not out:
+            out[...] = target.reshape(out.shape)
+        return True

@@ -1,0 +1,175 @@
+"""The llvm backend's exact f32 attention in fused AVX-512 micro-kernels
+(kernelc/backends/llvm/fused_attention.py): which kernels take it, its results against a float64
+evaluation and against the generic code on awkward shapes and data, and the calls it passes to
+the generic code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernelc as kc
+from kernelc.backends import registry
+from kernelc.backends.interface import Schedule
+from kernelc.backends.llvm import fused_attention
+from kernelc.backends.llvm.jit import vector_widths
+
+ATTENTION = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i, E] {{ return softmax[j]({score}, v) }}"
+needs_avx512 = pytest.mark.skipif(512 not in vector_widths(), reason="no AVX-512 on this host")
+
+
+def _reference(x: np.ndarray, y: np.ndarray, v: np.ndarray, scale: float, causal: bool = False) -> np.ndarray:
+    s = x.astype(np.float64) @ y.T.astype(np.float64) * scale
+    if causal:
+        s[np.arange(len(x))[:, None] < np.arange(len(y))[None, :]] = -np.inf
+    p = np.exp(s - s.max(1, keepdims=True))
+    return p @ v.astype(np.float64) / p.sum(1, keepdims=True)
+
+
+def _relative(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30))
+
+
+def _stage(k: kc.Kernel, *args: np.ndarray, **knobs):
+    """The first stage of the llvm executable that a call with these arguments runs (knobs
+    added to its default schedule)."""
+    from kernelc.backends import runtime
+
+    backend = registry.get("llvm")
+    bound = runtime.bind(k.ir, args, {})
+    schedule = backend.default_schedule(k.optimized, bound.sizes)
+    schedule = Schedule("llvm", tuple(sorted((dict(schedule.knobs) | knobs).items())))
+    return backend.compile(k.optimized, schedule).stages[0][0]
+
+
+def _generic(k: kc.Kernel, *args: np.ndarray) -> np.ndarray:
+    """The kernel's result from the generic row functions (knob fused_attention=False)."""
+    from kernelc.backends import runtime
+
+    backend = registry.get("llvm")
+    bound = runtime.bind(k.ir, args, {})
+    schedule = backend.default_schedule(k.optimized, bound.sizes)
+    schedule = Schedule("llvm", tuple(sorted((dict(schedule.knobs) | {"fused_attention": False}).items())))
+    call = runtime.allocate(k.ir, bound)
+    backend.compile(k.optimized, schedule).run(call)
+    return call.outputs[0]
+
+
+@needs_avx512
+@pytest.mark.parametrize("score, d, e", [("dot(x, y) * 0.125", 64, 64), ("dot(y, x) * rsqrt(f32(D))", 16, 128),
+                                         ("-dot(x, y) / 4.0", 128, 16), ("0.5 * dot(x, y)", 32, 48)])
+def test_match(score: str, d: int, e: int) -> None:
+    found = fused_attention.match(kc.kernel(ATTENTION.format(score=score)).optimized, {"D": d, "E": e})
+    assert found is not None and (found.dim, found.values_dim) == (d, e)
+
+
+@pytest.mark.parametrize("source, d, e", [
+    (ATTENTION.format(score="dot(x, y)"), 24, 64),  # D not a multiple of 16
+    (ATTENTION.format(score="dot(x, y)"), 64, 8),  # E not a multiple of 16
+    (ATTENTION.format(score="dot(x, y)"), 512, 64),  # longer than MAX_DIM
+    ("kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] { return logsumexp[j](dot(x, y)) }", 64, 64),  # no values
+    ("kernel t(x: f64[i, D], y: f64[j, D], v: f64[j, E]) -> f64[i, E] { return softmax[j](dot(x, y), v) }", 64, 64),
+])
+def test_match_rejects(source: str, d: int, e: int) -> None:
+    assert fused_attention.match(kc.kernel(source).optimized, {"D": d, "E": e}) is None
+
+
+@needs_avx512
+@pytest.mark.parametrize("n, m, d, e, causal", [
+    (1, 1, 16, 16, False), (3, 17, 16, 16, False), (37, 65, 64, 64, False), (200, 1000, 64, 64, False),
+    (33, 129, 128, 32, False), (70, 70, 64, 64, True), (100, 37, 32, 16, True), (37, 300, 48, 80, True)])
+def test_against_float64_and_the_generic_code(n: int, m: int, d: int, e: int, causal: bool) -> None:
+    """Rows and keys not multiples of the micro-block, tile or panel; one row and one key; a
+    causal mask with more keys than rows and more rows than keys."""
+    score = "where(j <= i, dot(x, y) * 0.125, -inf)" if causal else "dot(x, y) * 0.125"
+    k = kc.kernel(ATTENTION.format(score=score), autotune="off")
+    rng = np.random.default_rng(n * m + d + e)
+    x, y = rng.standard_normal((n, d), np.float32), rng.standard_normal((m, d), np.float32)
+    v = rng.standard_normal((m, e), np.float32)
+    assert isinstance(_stage(k, x, y, v).pattern, fused_attention.FusedAttentionExecutable)
+    got = k(x, y, v, backend="llvm")
+    assert _relative(got, _reference(x, y, v, 0.125, causal)) < 1e-5
+    assert _relative(got, _generic(k, x, y, v)) < 1e-5
+
+
+@needs_avx512
+def test_several_panels_in_one_chunk() -> None:
+    """One thread and one chunk: rows in panels of PANEL (the last short, its last micro-block
+    past the end), each panel a pass over every tile of keys."""
+    k = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"), autotune="off")
+    n = 2 * fused_attention.PANEL + 7
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((n, 32), np.float32), rng.standard_normal((150, 32), np.float32)
+    v = rng.standard_normal((150, 16), np.float32)
+    pattern = _stage(k, x, y, v, threads=1, chunks_per_thread=1).pattern
+    out = np.full((n, 16), np.nan, np.float32)
+    assert pattern.run({"x": x, "y": y, "v": v}, out)
+    assert _relative(out, _reference(x, y, v, 0.125)) < 1e-5
+
+
+@needs_avx512
+def test_spread_scores_and_factors() -> None:
+    """Scores over hundreds (the running maximum moves, most weights underflow to 0), a negative
+    factor, a division by a power of 2 (an exact reciprocal) and a scalar parameter."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((40, 64), np.float32) * 4, rng.standard_normal((700, 64), np.float32) * 4
+    v = rng.standard_normal((700, 16), np.float32)
+    for score, scale in (("dot(x, y) * 0.5", 0.5), ("-dot(x, y) * 0.25", -0.25), ("dot(x, y) / 8.0", 0.125)):
+        got = kc.kernel(ATTENTION.format(score=score))(x, y, v, backend="llvm")
+        assert _relative(got, _reference(x, y, v, scale)) < 1e-5
+    k = kc.kernel("kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E], s: f32) -> f32[i, E] "
+                  "{ return softmax[j](dot(x, y) * s, v) }")
+    assert _relative(k(x, y, v, np.float32(0.3), backend="llvm"), _reference(x, y, v, np.float32(0.3))) < 1e-5
+
+
+@needs_avx512
+@pytest.mark.parametrize("case", ["nan", "inf", "huge", "zero scale", "no keys", "divisor 3"])
+def test_calls_it_cannot_take_exactly_run_the_generic_code(case: str) -> None:
+    """The path declines (and the generic code gives the language's results: NaN propagates,
+    a factor of 0 weighs every key alike, no keys give 0); a division by 3 is not a product by
+    an exact reciprocal."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((50, 32), np.float32), rng.standard_normal((90, 32), np.float32)
+    v = rng.standard_normal((90, 16), np.float32)
+    score = {"zero scale": "dot(x, y) * 0.0", "divisor 3": "dot(x, y) / 3.0"}.get(case, "dot(x, y) * 0.125")
+    k = kc.kernel(ATTENTION.format(score=score))
+    if case == "nan":
+        x[3, 4] = np.nan
+    elif case == "inf":
+        v[7, 0] = np.inf
+    elif case == "huge":
+        y[0, 0] = np.float32(1e30)
+    elif case == "no keys":
+        y, v = y[:0], v[:0]
+    pattern = _stage(k, x, y, v).pattern
+    assert isinstance(pattern, fused_attention.FusedAttentionExecutable)
+    assert not pattern.run({"x": x, "y": y, "v": v}, np.empty((50, 16), np.float32))
+    got = k(x, y, v, backend="llvm")
+    want = k(x, y, v, backend="numpy")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@needs_avx512
+def test_knob_turns_it_off_and_explain_names_it() -> None:
+    k = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"), autotune="off")
+    x = np.ones((8, 64), np.float32)
+    assert _stage(k, x, x, x, fused_attention=False).pattern is None
+    assert "fused in AVX-512 FMA micro-kernels" in k.explain(backend="llvm", n=64, m=64, dims={"D": 64, "E": 64})
+
+
+@needs_avx512
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 80), m=st.integers(1, 200), d=st.sampled_from([16, 32, 64]), e=st.sampled_from([16, 32]),
+       causal=st.booleans(), spread=st.sampled_from([0.01, 1.0, 8.0]), seed=st.integers(0, 2 ** 32 - 1))
+def test_generated_shapes_and_data(n: int, m: int, d: int, e: int, causal: bool, spread: float, seed: int) -> None:
+    score = "where(j <= i, dot(x, y) * 0.125, -inf)" if causal else "dot(x, y) * 0.125"
+    k = kc.kernel(ATTENTION.format(score=score), autotune="off")
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, d)) * spread).astype(np.float32)
+    y = (rng.standard_normal((m, d)) * spread).astype(np.float32)
+    v = rng.standard_normal((m, e)).astype(np.float32)
+    got, want = k(x, y, v, backend="llvm"), _reference(x, y, v, 0.125, causal)
+    # scores of hundreds carry f32 rounding of ~1e-4 into every weight: as the generic code's
+    assert _relative(got, want) < max(1e-5, 4 * _relative(_generic(k, x, y, v), want))
