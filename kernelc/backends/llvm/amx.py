@@ -2,8 +2,9 @@
 
 `softmax[j](dot(x, y) * c, v)` costs 2 (D + E) flops per pair, all of them in two matrix
 products: scores S = X Y^T and numerators P V. With f32 FMAs this is bound by the vector unit
-(D = E = 64: at most about 1.3e9 pairs/s on 2 AVX-512 cores, 0.35-0.48e9 reached); an AMX tile unit multiplies bf16 matrices
-16 x 32 by 32 x 16 per instruction, about 30x the f32 FMA rate of a core.
+(D = E = 64: at most about 1.3e9 pairs/s on 2 AVX-512 cores, 0.35-0.67e9 reached); an AMX tile
+unit multiplies bf16 matrices 16 x 32 by 32 x 16 per instruction, about 30x the f32 FMA rate of
+a core.
 
 bf16 keeps 8 bits of a float's 24, so each f32 operand is split as a = a_hi + a_lo (both bf16,
 16 bits together) and a product as a_hi b_hi + a_hi b_lo + a_lo b_hi ("bf16x3"): relative error

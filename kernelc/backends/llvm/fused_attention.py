@@ -6,13 +6,13 @@ peak: its register blocks of 4 rows stream every key's D + E floats from L2 once
 and the rows' x values, broadcast and hoisted out of the loop, spill (16 KB of stack per block).
 Here the work is blocked as in a GEMM: a *panel* of PANEL rows meets a *tile* of TILE keys (y
 packed per call into panels of 16 keys, component-major; v as it is), which stay in L1 while
-the panel's 4-row micro-blocks take them in turn (y and v are read from L2 once per panel). A micro-block computes its 4 x 64 scores in
-16 accumulators over the components (x broadcast from memory, 4 vectors of y per component),
-turns them into weights (the online softmax of kernelc.ir.monoids: running maximum, sums and
-numerators rescaled when it moves), and adds the 4 x E numerators in registers, each key's v
-loaded once for the 4 rows; the tile's numerators start from 0 and join the rescaled running
-ones at the end in one FMA, so that the rescaling factor (an exp of the new maximum) is off
-the FMAs' path. The rows' states live in a stack array between tiles.
+the panel's 4-row micro-blocks take them in turn (y and v are read from L2 once per panel). A
+micro-block computes its 4 x 64 scores in 16 accumulators over the components (x broadcast from
+memory, 4 vectors of y per component), turns them into weights (the online softmax of
+kernelc.ir.monoids: running maximum, sums and numerators rescaled when it moves), and adds the
+4 x E numerators in registers, each key's v loaded once for the 4 rows; the tile's numerators
+start from 0 and join the rescaled running ones at the end in one FMA, so that the rescaling
+factor (an exp of the new maximum) is off the FMAs' path. The rows' states live in a stack array between tiles.
 
 Results follow the exact semantics, as the generic code's do: each score is dot(x, y) rounded
 in f32 (a sum of products: its order is unspecified) times the factor, rounded; the weights are
