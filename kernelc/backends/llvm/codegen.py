@@ -138,9 +138,7 @@ class _FunctionBuilder:
         ops.loop(self.b, start, stop, name, body, step, interleave)
 
     def alloca(self, ty: ir.Type, init: ir.Value) -> ir.Value:
-        with self.b.goto_block(self.entry):
-            self.b.position_at_start(self.entry)
-            slot = self.b.alloca(ty)
+        slot = ops.entry_alloca(self.b, self.entry, ty)
         self.b.store(init, slot)
         return slot
 

@@ -108,16 +108,10 @@ class _Builder:
         self.weights = self._array(F32, ROWS * TILE)
 
     def _array(self, ty: ir.Type, count: int) -> ir.AllocaInstr:
-        with self.b.goto_block(self.entry):
-            self.b.position_at_start(self.entry)
-            array = self.b.alloca(ty, size=count)
-        array.align = 64
-        return array
+        return ops.entry_alloca(self.b, self.entry, ty, count, align=64)
 
     def _slot(self, ty: ir.Type, init: ir.Value) -> ir.AllocaInstr:
-        with self.b.goto_block(self.entry):
-            self.b.position_at_start(self.entry)
-            slot = self.b.alloca(ty)
+        slot = ops.entry_alloca(self.b, self.entry, ty)
         self.b.store(init, slot)
         return slot
 

@@ -182,6 +182,18 @@ def loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
     return loop
 
 
+def entry_alloca(b: ir.IRBuilder, entry: ir.Block, ty: ir.Type, count: int | None = None,
+                 align: int | None = None) -> ir.AllocaInstr:
+    """Stack memory allocated at the start of the function's entry block (where LLVM promotes
+    scalar slots to registers, and allocates arrays once), the builder left where it was."""
+    with b.goto_block(entry):
+        b.position_at_start(entry)
+        slot = b.alloca(ty, size=count)
+    if align is not None:
+        slot.align = align
+    return slot
+
+
 def splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
     """x in every lane of a vector."""
     vec = b.insert_element(ir.Constant(ir.VectorType(x.type, lanes), ir.Undefined), x, ir.Constant(I32, 0))
