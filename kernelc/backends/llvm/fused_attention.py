@@ -12,7 +12,7 @@ memory, 4 vectors of y per component), turns them into weights (the online softm
 kernelc.ir.monoids: running maximum, sums and numerators rescaled when it moves), and adds the
 4 x E numerators in registers, each key's v loaded once for the 4 rows; the tile's numerators
 start from 0 and join the rescaled running ones at the end in one FMA, so that the rescaling
-factor (an exp of the new maximum) is off the FMAs' path. The rows' states live in a stack array between tiles.
+factor (an exp of the new maximum) is off the FMAs' path. The rows' states live in a scratch array per job between tiles.
 
 Results follow the exact semantics, as the generic code's do: each score is dot(x, y) rounded
 in f32 (a sum of products: its order is unspecified) times the factor, rounded; the weights are
@@ -42,11 +42,11 @@ LANES = 16  # f32 lanes of a 512-bit vector
 ROWS = 4  # rows of a micro-block: 4 x E numerators (16 vectors at E = 64) stay in registers
 TILE = 64  # keys per tile: four vectors of scores per row (16 score accumulators)
 PANEL = 256  # rows that meet a tile in turn (a pass over the keys each): 256 ran 13% faster than 32
-# at 4096 x 4096; their states (PANEL x (E + 17) floats, 84 KB at E = 64) are on the stack
+# at 4096 x 4096; their states (PANEL x (E + 17) floats, 84 KB at E = 64) in a scratch array
 MAX_DIM = 256  # longer dot products or values: the generic code
 SAFE = 2.0 ** 60  # bound on |x|, |y|, |v| (and D |x| |y| |c|): no product or sum can overflow
-_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                       ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
+_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class Shape:
     dim: int
     values_dim: int
     causal: bool
+
+    @property
+    def state_floats(self) -> int:
+        """A panel's states (maximum, 16 sum lanes, E numerators per row, spare rows included),
+        in a scratch array per job: 84 KB at E = 64, more than some threads' stacks allow."""
+        return -(-(PANEL + ROWS) * (1 + LANES + self.values_dim) // LANES) * LANES  # whole cache lines
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
@@ -74,13 +80,14 @@ def symbol(tag: str) -> str:
 
 
 def generate(shape: Shape, tag: str) -> str:
-    """The module of `void f(f32* x, f32* yp, f32* v, f32* out, i64 m, i64 r0, i64 r1, f32 c)`:
-    rows [r0, r1) of out = softmax over the m keys of (x y^T) c, with y packed as
-    (panels, D, 16) (`pack_keys`) and the keys' rows of v read up to m."""
+    """The module of `void f(f32* x, f32* yp, f32* v, f32* out, f32* state, i64 m, i64 r0, i64 r1,
+    f32 c)`: rows [r0, r1) of out = softmax over the m keys of (x y^T) c, with y packed as
+    (panels, D, 16) (`pack_keys`), the keys' rows of v read up to m, and `state` scratch of
+    Shape.state_floats (64-byte aligned)."""
     module = ir.Module(name="fused_attention")
     math_ = ops.Math(module)
     p32 = F32.as_pointer()
-    fnty = ir.FunctionType(ir.VoidType(), [p32, p32, p32, p32, I64, I64, I64, F32])
+    fnty = ir.FunctionType(ir.VoidType(), [p32, p32, p32, p32, p32, I64, I64, I64, F32])
     fn = ir.Function(module, fnty, name=symbol(tag))
     fn.attributes.add("nounwind")
     _Builder(fn, math_, shape).build()
@@ -97,14 +104,16 @@ def _i(value: int) -> ir.Constant:
 class _Builder:
     def __init__(self, fn: ir.Function, math_: ops.Math, shape: Shape) -> None:
         self.fn, self.math, self.shape = fn, math_, shape
-        self.x, self.yp, self.v, self.out, self.m, self.r0, self.r1, self.c = fn.args
+        self.x, self.yp, self.v, self.out, state, self.m, self.r0, self.r1, self.c = fn.args
         self.entry = fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         self.e_vectors = shape.values_dim // LANES
         slots = PANEL + ROWS  # rows past a panel's end (a last, short micro-block) write spare slots
-        self.row_max = self._array(F32, slots)
-        self.sums = self._array(F32, slots * LANES)
-        self.numerators = self._array(F32, slots * shape.values_dim)
+        # each row's 16 sum lanes and E numerators on whole cache lines (the array is 64-byte
+        # aligned, E a multiple of 16), the maxima after them
+        self.sums = state
+        self.numerators = self.b.gep(state, [_i(slots * LANES)])
+        self.row_max = self.b.gep(state, [_i(slots * (LANES + shape.values_dim))])
         self.weights = self._array(F32, ROWS * TILE)
 
     def _array(self, ty: ir.Type, count: int) -> ir.AllocaInstr:
@@ -336,9 +345,11 @@ class FusedAttentionExecutable:
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
         target = out if out.flags.c_contiguous else np.empty((n, att.values_dim), np.float32)
+        states = amx._aligned((chunks, self.shape.state_floats), zero=False, dtype=np.float32)
 
         def job(k: int) -> None:
-            self.fn(x.ctypes.data, yp.ctypes.data, v.ctypes.data, target.ctypes.data, m, edges[k], edges[k + 1], c)
+            self.fn(x.ctypes.data, yp.ctypes.data, v.ctypes.data, target.ctypes.data, states[k].ctypes.data, m,
+                    edges[k], edges[k + 1], c)
 
         map_jobs(self.threads, job, range(chunks))
         if target is not out:
