@@ -24,8 +24,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client():
+    # no dashboard, and the scheduler's HTTP server on a free port (its default, 8787, may be taken by
+    # another test's cluster running beside this one: a warning)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=40) as cluster, distributed.Client(cluster) as c:
+                                  scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=40) as cluster, \
+            distributed.Client(cluster) as c:
         yield c
 
 
