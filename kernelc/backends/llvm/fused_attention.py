@@ -172,8 +172,8 @@ class _Builder:
         self.accumulate(slots, alphas, j0, keys)
 
     def scores(self, rows: list[ir.Value], j0: ir.Value) -> list[list[ir.Value]]:
-        """(x y^T) c for the rows and two 16-key panels of y: 8 accumulators over the components,
-        x[row, d] broadcast from memory, y[panel, d, :] one vector."""
+        """(x y^T) c for the rows and the tile's 16-key panels of y: ROWS x TILE / 16 accumulators
+        over the components, x[row, d] broadcast from memory, y[panel, d, :] one vector."""
         b, dim = self.b, self.shape.dim
         panels = [b.sdiv(b.add(j0, _i(p * LANES)), _i(LANES)) for p in range(TILE // LANES)]
         accs = [[self._slot(_VEC, ops.const(_VEC, 0.0)) for _ in panels] for _ in rows]
