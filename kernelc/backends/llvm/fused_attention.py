@@ -12,7 +12,8 @@ memory, 4 vectors of y per component), turns them into weights (the online softm
 kernelc.ir.monoids: running maximum, sums and numerators rescaled when it moves), and adds the
 4 x E numerators in registers, each key's v loaded once for the 4 rows; the tile's numerators
 start from 0 and join the rescaled running ones at the end in one FMA, so that the rescaling
-factor (an exp of the new maximum) is off the FMAs' path. The rows' states live in a scratch array per job between tiles.
+factor (an exp of the new maximum) is off the FMAs' path. The rows' states live in a scratch
+array per job between tiles.
 
 Results follow the exact semantics, as the generic code's do: each score is dot(x, y) rounded
 in f32 (a sum of products: its order is unspecified) times the factor, rounded; the weights are
