@@ -173,3 +173,18 @@ def test_generated_shapes_and_data(n: int, m: int, d: int, e: int, causal: bool,
     got, want = k(x, y, v, backend="llvm"), _reference(x, y, v, 0.125, causal)
     # scores of hundreds carry f32 rounding of ~1e-4 into every weight: as the generic code's
     assert _relative(got, want) < max(1e-5, 4 * _relative(_generic(k, x, y, v), want))
+
+
+@needs_avx512
+def test_the_tuner_times_the_fused_path_once_per_thread_knob_and_off() -> None:
+    """The fused path ignores the row functions' knobs: the tuner's candidates for the exact kernel
+    differ in threads, chunks, or the path turned off (the generic code, once)."""
+    from kernelc.backends.autotune import tuner
+    from kernelc.backends.interface import Sizes
+
+    k = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"))
+    found = tuner.candidates(k, registry.get("llvm"), Sizes(4096, 4096, (("D", 64), ("E", 64))))
+    knobs = [dict(c.schedule.knobs) for c in found]
+    differ = {knob for s in knobs[1:] for knob, value in s.items() if knobs[0].get(knob) != value}
+    assert differ <= {"threads", "chunks_per_thread", "fused_attention"}
+    assert sum(1 for s in knobs if s.get("fused_attention") is False) == 1
