@@ -69,7 +69,6 @@ def test_match(score: str, d: int, e: int) -> None:
     (ATTENTION.format(score="dot(x, y)"), 24, 64),  # D not a multiple of 16
     (ATTENTION.format(score="dot(x, y)"), 64, 8),  # E not a multiple of 16
     (ATTENTION.format(score="dot(x, y)"), 512, 64),  # longer than MAX_DIM
-    ("kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] { return logsumexp[j](dot(x, y)) }", 64, 64),  # no values
     ("kernel t(x: f64[i, D], y: f64[j, D], v: f64[j, E]) -> f64[i, E] { return softmax[j](dot(x, y), v) }", 64, 64),
 ])
 def test_match_rejects(source: str, d: int, e: int) -> None:
@@ -92,6 +91,25 @@ def test_against_float64_and_the_generic_code(n: int, m: int, d: int, e: int, ca
     got = k(x, y, v, backend="llvm")
     assert _relative(got, _reference(x, y, v, 0.125, causal)) < 1e-5
     assert _relative(got, _generic(k, x, y, v)) < 1e-5
+
+
+@needs_avx512
+@pytest.mark.parametrize("n, m, causal", [(1, 1, False), (37, 101, False), (300, 300, True), (90, 40, True)])
+def test_logsumexp_of_scores(n: int, m: int, causal: bool) -> None:
+    """logsumexp[j] of the scores (no values): the running maximum plus the log of the sum."""
+    score = "where(j <= i, dot(x, y) * 0.125, -inf)" if causal else "dot(x, y) * 0.125"
+    k = kc.kernel(f"kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] {{ return logsumexp[j]({score}) }}",
+                  autotune="off")
+    rng = np.random.default_rng(n + m)
+    x, y = rng.standard_normal((n, 32), np.float32), rng.standard_normal((m, 32), np.float32)
+    assert isinstance(_stage(k, x, y).pattern, fused_attention.FusedAttentionExecutable)
+    s = x.astype(np.float64) @ y.T.astype(np.float64) * 0.125
+    if causal:
+        s[np.arange(n)[:, None] < np.arange(m)[None, :]] = -np.inf
+    top = s.max(1)
+    want = top + np.log(np.exp(s - top[:, None]).sum(1))
+    np.testing.assert_allclose(k(x, y, backend="llvm"), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(k(x, y, backend="llvm"), _generic(k, x, y), rtol=1e-6, atol=1e-6)
 
 
 @needs_avx512

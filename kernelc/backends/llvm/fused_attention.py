@@ -64,12 +64,12 @@ class Shape:
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
-    """Softmax attention (values given) that this path runs: f32, D and E multiples of 16 up to
-    MAX_DIM, on a host with AVX-512."""
+    """Softmax attention, or a log-sum-exp of the scores (no values, E = 0), that this path
+    runs: f32, D and E multiples of 16 up to MAX_DIM, on a host with AVX-512."""
     from kernelc.backends.llvm.jit import vector_widths
 
     att = amx.match(kernel, bindings)
-    if att is None or att.values is None or 512 not in vector_widths():
+    if att is None or 512 not in vector_widths():
         return None
     if att.dim % LANES or att.values_dim % LANES or att.dim > MAX_DIM or att.values_dim > MAX_DIM:
         return None
@@ -255,11 +255,16 @@ class _Builder:
                 b.store(self.math.intrinsic(b, "fma", b.load(at, align=4), alpha, b.load(acc)), at, align=4)
 
     def finish(self, row: ir.Value, slot: ir.Value) -> None:
-        """out[row] = numerators / sum of the weights (0 for a row that met no key)."""
+        """out[row] = numerators / sum of the weights (0 for a row that met no key), or for a
+        log-sum-exp the maximum plus the log of the sum."""
         b, e_dim = self.b, self.shape.values_dim
         lanes = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v16f32", F32, [F32, _VEC]),
                        [ops.const(F32, 0.0), lanes], fastmath=("reassoc",))
+        if not self.e_vectors:  # log sum exp(s) = max + log sum exp(s - max): -inf for no key
+            out = b.fadd(b.load(b.gep(self.row_max, [slot])), self.math.intrinsic(b, "log", total))
+            b.store(out, b.gep(self.out, [row]))
+            return
         empty = b.fcmp_ordered("==", total, ops.const(F32, 0.0))
         for e in range(self.e_vectors):
             num = b.load(self._vector_at(self.numerators, b.add(b.mul(slot, _i(e_dim)), _i(e * LANES))), align=4)
@@ -307,7 +312,8 @@ class FusedAttentionExecutable:
 
     @property
     def description(self) -> str:
-        return (f"softmax attention{' (causal)' if self.att.causal else ''} fused in AVX-512 FMA micro-kernels, "
+        what = "softmax attention" if self.att.values is not None else "logsumexp of dot products"
+        return (f"{what}{' (causal)' if self.att.causal else ''} fused in AVX-512 FMA micro-kernels, "
                 f"exact f32 ({PANEL}-row panels x {TILE}-key tiles; calls with non-finite or huge inputs run the "
                 "generic code)")
 
@@ -333,7 +339,8 @@ class FusedAttentionExecutable:
         att = self.att
         x = np.ascontiguousarray(inputs[att.queries], np.float32)
         y = np.ascontiguousarray(inputs[att.keys], np.float32)
-        v = np.ascontiguousarray(inputs[att.values], np.float32).reshape(len(y), att.values_dim)
+        v = np.ascontiguousarray(inputs[att.values], np.float32).reshape(len(y), att.values_dim) \
+            if att.values is not None else np.zeros((len(y), 0), np.float32)
         n, m = len(x), len(y)
         c = self.factor(inputs)
         if n == 0 or m == 0 or c is None:
@@ -345,7 +352,7 @@ class FusedAttentionExecutable:
         blocks = -(-n // ROWS)  # chunks of whole micro-blocks (a chunk runs in panels of up to PANEL rows)
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
-        target = out if out.flags.c_contiguous else np.empty((n, att.values_dim), np.float32)
+        target = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
         states = amx._aligned((chunks, self.shape.state_floats), zero=False, dtype=np.float32)
 
         def job(k: int) -> None:
