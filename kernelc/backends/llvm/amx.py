@@ -80,6 +80,12 @@ class Attention:
     bindings: tuple[tuple[str, int], ...] = ()
 
     @property
+    def what(self) -> str:
+        """What the kernel computes, in words (the executables' descriptions)."""
+        kind = "softmax attention" if self.values is not None else "logsumexp of dot products"
+        return kind + (" (causal)" if self.causal else "")
+
+    @property
     def padded_dim(self) -> int:
         return -(-self.dim // KEYS) * KEYS
 
@@ -607,8 +613,7 @@ class AttentionExecutable:
 
     @property
     def description(self) -> str:
-        what = "softmax attention" if self.att.values is not None else "logsumexp of dot products"
-        return (f"{what}{' (causal)' if self.att.causal else ''} on the AMX-BF16 tile unit, bf16x3 products "
+        return (f"{self.att.what} on the AMX-BF16 tile unit, bf16x3 products "
                 f"(calls of {MIN_ROWS}+ rows with inputs of magnitude in [2^-{SAFE_EXPONENT}, 2^{SAFE_EXPONENT}]; "
                 "others run the f32 code)")
 

@@ -312,8 +312,7 @@ class FusedAttentionExecutable:
 
     @property
     def description(self) -> str:
-        what = "softmax attention" if self.att.values is not None else "logsumexp of dot products"
-        return (f"{what}{' (causal)' if self.att.causal else ''} fused in AVX-512 FMA micro-kernels, "
+        return (f"{self.att.what} fused in AVX-512 FMA micro-kernels, "
                 f"exact f32 ({PANEL}-row panels x {TILE}-key tiles; calls with non-finite or huge inputs run the "
                 "generic code)")
 
