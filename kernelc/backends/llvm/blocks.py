@@ -86,12 +86,11 @@ class BufferedState:
         self.row_major = value is not None and value.op is Op.PARAM and value.arg in fb.spec.row_major
         self.direct = self.row_major or (value is not None and value.op is Op.PARAM and value.arg in fb.spec.soa)
         self.dim, self.block = fb.dim(node), SUM_BLOCK
-        with fb.b.goto_block(fb.entry):
-            fb.b.position_at_start(fb.entry)
-            self.scores = fb.b.alloca(self.ty, size=SUM_BLOCK)
-            buffered_values = value is not None and not self.direct
-            self.values = fb.b.alloca(self.ty, size=SUM_BLOCK * self.dim) if buffered_values else None
-            self.numerators = fb.b.alloca(self.ty, size=self.dim) if self.kind is ReduceKind.SOFTMAX else None
+        self.scores = ops.entry_alloca(fb.b, fb.entry, self.ty, SUM_BLOCK)
+        buffered_values = value is not None and not self.direct
+        self.values = ops.entry_alloca(fb.b, fb.entry, self.ty, SUM_BLOCK * self.dim) if buffered_values else None
+        self.numerators = ops.entry_alloca(fb.b, fb.entry, self.ty, self.dim) \
+            if self.kind is ReduceKind.SOFTMAX else None
         slot = fb.alloca
         if self.kind in (ReduceKind.ARGMIN, ReduceKind.ARGMAX):
             self.best = slot(self.ty, _extreme_init(self.ty, node.src[0].dtype, self.kind is ReduceKind.ARGMAX))
@@ -116,9 +115,7 @@ class BufferedState:
     def _array(self, fb: "_FunctionBuilder", init: float) -> list[ir.Value]:
         """dim slots of one stack array (a loop over the components indexes it), set to init."""
         b = fb.b
-        with b.goto_block(fb.entry):
-            b.position_at_start(fb.entry)
-            array = b.alloca(self.ty, size=self.dim)
+        array = ops.entry_alloca(b, fb.entry, self.ty, self.dim)
         slots = [b.gep(array, [ir.Constant(I64, e)]) for e in range(self.dim)]
         for slot in slots:
             b.store(ops.const(self.ty, init), slot)
@@ -440,9 +437,7 @@ class BufferedKBest:
         self.node = node
         self.ty = compute_type(node.src[0].dtype)
         self.largest = node.arg.kind in (ReduceKind.KMAX, ReduceKind.ARGKMAX)  # type: ignore[union-attr]
-        with fb.b.goto_block(fb.entry):
-            fb.b.position_at_start(fb.entry)
-            self.scores = fb.b.alloca(self.ty, size=SUM_BLOCK)
+        self.scores = ops.entry_alloca(fb.b, fb.entry, self.ty, SUM_BLOCK)
         self.best = _State.create(fb, node)
         # the block's best score (NaN if it holds one), found while the scores are stored
         self.worst = _extreme_init(self.ty, node.src[0].dtype, self.largest)

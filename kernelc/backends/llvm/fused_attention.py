@@ -288,11 +288,9 @@ def pack_keys(y: np.ndarray) -> np.ndarray:
     """y (m, D) as (panels, D, 16): 16 keys' component d contiguous, zero-padded to whole tiles."""
     m, d = y.shape
     panels = -(-m // TILE) * (TILE // LANES)
-    out = np.zeros((panels, d, LANES), np.float32)
     padded = np.zeros((panels * LANES, d), np.float32)
     padded[:m] = y
-    out[...] = padded.reshape(panels, LANES, d).transpose(0, 2, 1)
-    return out
+    return np.ascontiguousarray(padded.reshape(panels, LANES, d).transpose(0, 2, 1))
 
 
 class FusedAttentionExecutable:
