@@ -143,6 +143,30 @@ def test_spread_scores_and_factors() -> None:
 
 
 @needs_avx512
+@pytest.mark.parametrize("rise", [100.0, 7.0, -100.0])
+def test_the_rows_reference_moves_or_stays(rise: float) -> None:
+    """Scores that rise along the keys by `rise` over a row (100: the reference moves on many
+    tiles; 7: less than HEADROOM after the first tile, weights above 1; -100: it never moves
+    after the first tile), the second half of the keys in random order: softmax and logsumexp
+    against float64."""
+    rng = np.random.default_rng(8)
+    n, m, d = 40, 1000, 32
+    u = rng.standard_normal(d).astype(np.float32)
+    u /= np.linalg.norm(u)
+    y = (np.linspace(0.0, 1.0, m, dtype=np.float32)[:, None] * u).astype(np.float32)
+    y[m // 2:] = y[m // 2:][rng.permutation(m - m // 2)]
+    x = (rng.uniform(0.5, 1.0, (n, 1)) * rise * 8 * u).astype(np.float32)
+    v = rng.standard_normal((m, 16), np.float32)
+    got = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"), autotune="off")(x, y, v, backend="llvm")
+    assert _relative(got, _reference(x, y, v, 0.125)) < 1e-5
+    lse = kc.kernel("kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] { return logsumexp[j](dot(x, y) * 0.125) }",
+                    autotune="off")
+    s = x.astype(np.float64) @ y.T.astype(np.float64) * 0.125
+    want = s.max(1) + np.log(np.exp(s - s.max(1, keepdims=True)).sum(1))
+    np.testing.assert_allclose(lse(x, y, backend="llvm"), want, rtol=1e-6, atol=1e-6)
+
+
+@needs_avx512
 @pytest.mark.parametrize("case", ["nan", "inf", "huge", "zero scale", "no keys", "divisor 3"])
 def test_calls_it_cannot_take_exactly_run_the_generic_code(case: str) -> None:
     """The path declines (and the generic code gives the language's results: NaN propagates,

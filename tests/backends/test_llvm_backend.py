@@ -59,6 +59,38 @@ def test_exp_edges(dt, npdt, exp_scaling):
     assert close.all(), (x[~close], got[~close], want[~close])
 
 
+@pytest.mark.parametrize("nonpositive", [False, True])
+def test_vector_exp_is_the_scalar_exp_lane_by_lane(nonpositive, exp_scaling):
+    """ops.poly_exp on a <16 x float> (as the fused attention builds its weights) gives the scalar
+    f32 code's results bit for bit: it once took the f64 table for vectors (a degree-13
+    polynomial, 64-bit exponents: twice the instructions)."""
+    import ctypes
+
+    from llvmlite import ir
+
+    from kernelc.backends.llvm import ops
+    from kernelc.backends.llvm.jit import compile_ir
+
+    vec = ir.VectorType(ops.F32, 16)
+    module = ir.Module(name="vector_exp")
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [vec.as_pointer()] * 2), name="vector_exp")
+    b = ir.IRBuilder(fn.append_basic_block())
+    b.store(ops.poly_exp(b, ops.Math(module), b.load(fn.args[0], align=4), nonpositive=nonpositive), fn.args[1],
+            align=4)
+    b.ret_void()
+    address = compile_ir(lambda: str(module), ["vector_exp"])[0]["vector_exp"]
+    call = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)(address)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(-110, 0 if nonpositive else 90, 16 * 999), [-np.inf, 0.0, -0.0, np.nan]])
+    x = x.astype(np.float32)
+    x = np.concatenate([x, np.zeros(-len(x) % 16, np.float32)])
+    got = np.empty_like(x)
+    for at in range(0, len(x), 16):
+        call(x[at:].ctypes.data, got[at:].ctypes.data)
+    k = kc.kernel("kernel e(x: f32[i]) -> f32[i] { return exp(x) }")
+    np.testing.assert_array_equal(got, k(x, backend="llvm"))
+
+
 def test_disk_cache_is_used_and_survives_corruption(tmp_path):
     env = dict(os.environ, KERNELC_CACHE_DIR=str(tmp_path))
     script = ("import numpy as np, kernelc as kc, sys;"

@@ -9,7 +9,8 @@ packed per call into panels of 16 keys, component-major; v as it is), which stay
 the panel's 4-row micro-blocks take them in turn (y and v are read from L2 once per panel). A
 micro-block computes its 4 x 64 scores in 16 accumulators over the components (x broadcast from
 memory, 4 vectors of y per component), turns them into weights (the online softmax of
-kernelc.ir.monoids: running maximum, sums and numerators rescaled when it moves), and adds the
+kernelc.ir.monoids, against a reference that moves to the running maximum only when a score
+passes it by more than HEADROOM, rescaling the sums and numerators), and adds the
 4 x E numerators in registers, each key's v loaded once for the 4 rows; the tile's numerators
 start from 0 and join the rescaled running ones at the end in one FMA, so that the rescaling
 factor (an exp of the new maximum) is off the FMAs' path. The rows' states live in a scratch
@@ -17,17 +18,19 @@ array per job between tiles.
 
 Results follow the exact semantics, as the generic code's do: each score is dot(x, y) rounded
 in f32 (a sum of products: its order is unspecified) times the factor, rounded; the weights are
-the exact `exp` of the score minus the running maximum; the output is the sum of weight times v
-over the sum of the weights (0 for a row with no key). Only the blocking of the sums differs
-from the generic code's. Calls this path cannot take exactly run the generic code (`run`
-returns False): inputs that are not finite or whose products could overflow, a factor that is
-not finite or nonzero, a division by a factor that is not a power of 2 (its reciprocal would
-round), no keys or no rows.
+the `exp` (0.72 ulp) of the score minus the row's reference, at most HEADROOM below its running
+maximum; the output is the sum of weight times v over the sum of the weights (0 for a row with
+no key). Only the blocking of the sums and the reference (the generic code's is each block's
+maximum) differ from the generic code's. Calls this path cannot take exactly run the generic
+code (`run` returns False): inputs that are not finite or whose products could overflow, a
+factor that is not finite or nonzero, a division by a factor that is not a power of 2 (its
+reciprocal would round), no keys or no rows.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 from dataclasses import dataclass
 
@@ -45,6 +48,7 @@ TILE = 64  # keys per tile: four vectors of scores per row (16 score accumulator
 PANEL = 256  # rows that meet a tile in turn (a pass over the keys each): 256 ran 13% faster than 32
 # at 4096 x 4096; their states (PANEL x (E + 17) floats, 84 KB at E = 64) in a scratch array
 MAX_DIM = 256  # longer dot products or values: the generic code
+HEADROOM = 8.0  # a row's reference moves when a score passes it by more (weights up to e^8 < 2^12)
 SAFE = 2.0 ** 60  # bound on |x|, |y|, |v| (and D |x| |y| |c|): no product or sum can overflow
 _FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float)
@@ -114,7 +118,7 @@ class _Builder:
         # aligned, E a multiple of 16), the maxima after them
         self.sums = state
         self.numerators = self.b.gep(state, [_i(slots * LANES)])
-        self.row_max = self.b.gep(state, [_i(slots * (LANES + shape.values_dim))])
+        self.row_ref = self.b.gep(state, [_i(slots * (LANES + shape.values_dim))])
         self.weights = self._array(F32, ROWS * TILE)
 
     def _array(self, ty: ir.Type, count: int) -> ir.AllocaInstr:
@@ -144,7 +148,7 @@ class _Builder:
         p1 = self._min(b.add(p0, _i(PANEL)), self.r1)
 
         def reset(s: ir.Value) -> None:
-            b.store(ops.const(F32, float("-inf")), b.gep(self.row_max, [s]))
+            b.store(ops.const(F32, float("-inf")), b.gep(self.row_ref, [s]))
             b.store(ops.const(_VEC, 0.0), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
             for e in range(self.e_vectors):
                 at = b.add(b.mul(s, _i(shape.values_dim)), _i(e * LANES))
@@ -196,11 +200,43 @@ class _Builder:
         return [[b.fmul(b.load(acc), c) for acc in row_accs] for row_accs in accs]
 
     def weigh(self, r: int, row: ir.Value, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> ir.Value:
-        """The row's scores of this tile as weights exp(s - max) in the weights array (keys past m,
-        and with a causal mask past the row, weigh 0), its running maximum and sum lanes
-        rescaled; the factor that rescales its numerators."""
+        """The row's scores of this tile as weights exp(s - ref) in the weights array (keys past m,
+        and with a causal mask past the row, weigh 0) and added to its sum lanes; the factor that
+        rescales its numerators. The reference `ref` is the row's maximum when it last moved: it
+        moves (to the new maximum, rescaling the sums and numerators by exp(old - new)) only when
+        a score passes it by more than HEADROOM, rarely after a row's first tile, so that the
+        weights need not wait for a horizontal maximum and an exp of it on every tile."""
         b = self.b
-        inf = ops.const(_VEC, float("-inf"))
+        masked = self._masked(row, scores, j0)
+        ref_at = b.gep(self.row_ref, [slot])
+        old = b.load(ref_at)
+        limit = self._splat(b.fadd(old, ops.const(F32, HEADROOM)))  # -inf until the row meets a key
+        over = [b.bitcast(b.fcmp_ordered(">", s, limit), ir.IntType(LANES)) for s in masked]
+        alpha_at = self._slot(F32, ops.const(F32, 1.0))
+        b.store(ops.const(F32, 1.0), alpha_at)
+        with b.if_then(b.icmp_unsigned("!=", functools.reduce(b.or_, over), ir.Constant(ir.IntType(LANES), 0)),
+                       likely=False):
+            top = functools.reduce(lambda u, w: self.math.intrinsic(b, "maxnum", u, w, flags=("nnan",)), masked)
+            new = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [top],
+                         fastmath=("nnan",))  # no NaN score: run checks the inputs
+            b.store(new, ref_at)
+            b.store(ops.poly_exp(b, self.math, b.fsub(old, new), nonpositive=True), alpha_at)  # 0 from -inf
+        ref = b.load(ref_at)
+        # a row that has met no key yet keeps -inf: its weights exp(-inf - 0) are 0
+        ref = self._splat(b.select(b.fcmp_ordered("==", ref, ops.const(F32, float("-inf"))), ops.const(F32, 0.0), ref))
+        alpha = self._splat(b.load(alpha_at))
+        sums_at = self._vector_at(self.sums, b.mul(slot, _i(LANES)))
+        total = b.fmul(b.load(sums_at, align=64), alpha)
+        for p, s in enumerate(masked):
+            w = ops.poly_exp(b, self.math, b.fsub(s, ref), nonpositive=True)
+            b.store(w, self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
+            total = b.fadd(total, w)
+        b.store(total, sums_at, align=64)
+        return alpha
+
+    def _masked(self, row: ir.Value, scores: list[ir.Value], j0: ir.Value) -> list[ir.Value]:
+        """The scores, -inf for keys past m (and with a causal mask, past the row)."""
+        b = self.b
         lane = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
         masked = []
         for p, s in enumerate(scores):
@@ -208,26 +244,8 @@ class _Builder:
             out = b.icmp_signed(">=", key, self._splat_i64(self.m))
             if self.shape.causal:
                 out = b.or_(out, b.icmp_signed(">", key, self._splat_i64(row)))
-            masked.append(b.select(out, inf, s))
-        top = masked[0]
-        for s in masked[1:]:
-            top = self.math.intrinsic(b, "maxnum", top, s)
-        block_max = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [top],
-                           fastmath=("nnan",))
-        old = b.load(b.gep(self.row_max, [slot]))
-        new = b.select(b.fcmp_ordered(">", block_max, old), block_max, old)
-        b.store(new, b.gep(self.row_max, [slot]))
-        # a row that has met no key yet keeps -inf: its weights exp(-inf - 0) are 0
-        ref = b.select(b.fcmp_ordered("==", new, ops.const(F32, float("-inf"))), ops.const(F32, 0.0), new)
-        alpha = self._splat(ops.poly_exp(b, self.math, b.fsub(old, ref), nonpositive=True))
-        total = b.fmul(b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64), alpha)
-        ref_v = self._splat(ref)
-        for p, s in enumerate(masked):
-            w = ops.poly_exp(b, self.math, b.fsub(s, ref_v), nonpositive=True)
-            b.store(w, self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
-            total = b.fadd(total, w)
-        b.store(total, self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
-        return alpha
+            masked.append(b.select(out, ops.const(_VEC, float("-inf")), s))
+        return masked
 
     def _splat_i64(self, x: ir.Value) -> ir.Value:
         return ops.splat(self.b, x, LANES)
@@ -262,7 +280,7 @@ class _Builder:
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v16f32", F32, [F32, _VEC]),
                        [ops.const(F32, 0.0), lanes], fastmath=("reassoc",))
         if not self.e_vectors:  # log sum exp(s) = max + log sum exp(s - max): -inf for no key
-            out = b.fadd(b.load(b.gep(self.row_max, [slot])), self.math.intrinsic(b, "log", total))
+            out = b.fadd(b.load(b.gep(self.row_ref, [slot])), self.math.intrinsic(b, "log", total))
             b.store(out, b.gep(self.out, [row]))
             return
         empty = b.fcmp_ordered("==", total, ops.const(F32, 0.0))

@@ -201,6 +201,23 @@ def splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
                             ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
 
 
+def element_type(ty: ir.Type) -> ir.Type:
+    """The type of a vector's lanes, or the type itself for a scalar."""
+    return ty.element if isinstance(ty, ir.VectorType) else ty
+
+
+def like(ty: ir.Type, element: ir.Type) -> ir.Type:
+    """`element`, or a vector of it with as many lanes as the vector type `ty`."""
+    return ir.VectorType(element, ty.count) if isinstance(ty, ir.VectorType) else element
+
+
+def _table(ty: ir.Type) -> str:
+    """The key of the exp and log tables for f32 or f64 values (scalars or vectors: a vector of
+    f32 once took the f64 table, a degree-13 polynomial with 64-bit exponents, in the fused
+    attention's weights)."""
+    return "f32" if element_type(ty) == F32 else "f64"
+
+
 def const(ty: ir.Type, value: float | int | bool) -> ir.Constant:
     if isinstance(ty, ir.VectorType):  # the value in every lane
         return ir.Constant(ty, [const(ty.element, value)] * ty.count)
@@ -451,10 +468,11 @@ def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False, nonposi
     """exp(x), or 2**x with `base2` (then k = round(x) and r = (x - k) ln 2, exact to rounding);
     `nonpositive`: the caller knows x <= 0 or NaN (no upper clamp)."""
     ty = x.type
-    if m.approx and ty == F32:
-        return approx_exp2(b, m, x if base2 else b.fmul(x, const(F32, 1.4426950408889634), flags=m.product),
+    if m.approx and element_type(ty) == F32:
+        return approx_exp2(b, m, x if base2 else b.fmul(x, const(ty, 1.4426950408889634), flags=m.product),
                            nonpositive)
-    lo, hi, ln2_hi, ln2_lo, coeffs, mant, bias, ity = _EXP["f32" if ty == F32 else "f64"]
+    lo, hi, ln2_hi, ln2_lo, coeffs, mant, bias, ity = _EXP[_table(ty)]
+    ity = like(ty, ity)
     c = lambda v: const(ty, v)  # noqa: E731
     if base2:
         lo, hi = lo * 1.4426950408889634, hi * 1.4426950408889634
@@ -466,7 +484,7 @@ def poly_exp(b: ir.IRBuilder, m: Math, x: ir.Value, base2: bool = False, nonposi
         # k = round(t) (half to even) as an integer by one vcvtps2dq, and back as a float for the
         # reduction; vscalef takes that same float (the backend's conversion for it is the same
         # node), so 2**k costs one instruction. lrint of a NaN is some integer, and p is NaN.
-        ki = m.lrint(b, t, ity)
+        ki = m.lrint(b, t, element_type(ity))
         k = b.sitofp(ki, ty)
     else:
         k = m.intrinsic(b, "roundeven", t)
@@ -530,7 +548,8 @@ _LOG = {
 
 def poly_log(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
     ty = x.type
-    ity, mant, bias, last, sub = _LOG["f32" if ty == F32 else "f64"]
+    ity, mant, bias, last, sub = _LOG[_table(ty)]
+    ity = like(ty, ity)
     c = lambda v: const(ty, v)  # noqa: E731
     tiny = b.fcmp_ordered("<", x, c(2.0 ** (1 - bias)))
     scaled = b.select(tiny, b.fmul(x, c(2.0 ** sub)), x)
@@ -548,7 +567,7 @@ def poly_log(b: ir.IRBuilder, m: Math, x: ir.Value) -> ir.Value:
     for n in range(last - 2, 0, -2):
         p = m.intrinsic(b, "fma", p, z, c(2.0 / n))
     ef = b.sitofp(e, ty)
-    ln2_hi, ln2_lo = _EXP["f32" if ty == F32 else "f64"][2:4]
+    ln2_hi, ln2_lo = _EXP[_table(ty)][2:4]
     result = m.intrinsic(b, "fma", ef, c(ln2_hi), m.intrinsic(b, "fma", ef, c(ln2_lo), b.fmul(s, p)))
     result = b.select(b.fcmp_ordered("==", x, c(0.0)), c(float("-inf")), result)
     result = b.select(b.fcmp_ordered("==", x, c(float("inf"))), x, result)
