@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import kernelc as kc
@@ -203,6 +203,7 @@ def test_knob_turns_it_off_and_explain_names_it() -> None:
 
 @needs_avx512
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(n=6, m=24, d=64, e=32, causal=False, spread=8.0, seed=15669)
 @given(n=st.integers(1, 80), m=st.integers(1, 200), d=st.sampled_from([16, 32, 64]), e=st.sampled_from([16, 32]),
        causal=st.booleans(), spread=st.sampled_from([0.01, 1.0, 8.0]), seed=st.integers(0, 2 ** 32 - 1))
 def test_generated_shapes_and_data(n: int, m: int, d: int, e: int, causal: bool, spread: float, seed: int) -> None:
@@ -213,8 +214,12 @@ def test_generated_shapes_and_data(n: int, m: int, d: int, e: int, causal: bool,
     y = (rng.standard_normal((m, d)) * spread).astype(np.float32)
     v = rng.standard_normal((m, e)).astype(np.float32)
     got, want = k(x, y, v, backend="llvm"), _reference(x, y, v, 0.125, causal)
-    # scores of hundreds carry f32 rounding of ~1e-4 into every weight: as the generic code's
-    assert _relative(got, want) < max(1e-5, 4 * _relative(_generic(k, x, y, v), want))
+    # a score's f32 dot product (any order) is off by at most D u sum_d |x_d y_d| |c| (u = 2^-24),
+    # and a softmax moves by at most 2 max|v| per unit of score error: scores of hundreds carry
+    # ~1e-4 into the weights (the hypothesis-found case n=6, m=24, d=64, spread=8, seed=15669 was
+    # 2.7e-5 off, the generic code 0.5e-5: the orders differ)
+    score_error = d * 2.0 ** -24 * float((np.abs(x).astype(np.float64) @ np.abs(y).T.astype(np.float64)).max()) * 0.125
+    assert np.abs(got - want).max() <= (2 * score_error + 1e-5) * max(float(np.abs(v).max()), 1e-30)
 
 
 @needs_avx512
