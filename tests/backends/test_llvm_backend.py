@@ -595,3 +595,56 @@ def test_vectorized_libm_functions(fn):
         text = optimized_ir(generate(k.optimized, {}, "_t", False, 1, 0, False, vector_widths()[0])[0],
                             vector_widths()[0])
         assert re.search(rf"call <\d+ x float> @_ZGV\w+_{name}\b", text), "the f32 loop calls no vector variant"
+
+
+PIPELINED = [
+    "kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], s: f32) -> f32[i] { return sum[j](exp(-sqdist(x, y) / (2 * s * s)) * b) }",
+    "kernel m(x: f32[i, D], y: f32[j, D], b: f32[j, E]) -> f32[i, E] "
+    "{ r = sqrt(sqdist(x, y)); return sum[j]((1 + r + r * r / 3) * exp(-r) * b) }",
+    "kernel d(x: f32[i, D], y: f32[j, D], t: f32[j]) -> (f32[i], f32[i]) "
+    "{ q = dot(x, y) / (t + 2); return mean[j](q * q), sum[j](cos(q)) }",
+]
+
+
+@pytest.mark.parametrize("source", PIPELINED)
+def test_pipelined_pair_loops_agree(source):
+    """Knob `pipeline` (a pair loop whose terms need a division by a variable or a square root
+    runs in two stages a block apart, codegen._pipelined_pass): empty, one-column, block-sized
+    and uneven inner ranges, register blocks of 1 to 4 rows, tiles of the inner index and the
+    partial function over 2 threads, against the NumPy reference and the one-stage loop."""
+    from kernelc.backends import registry, runtime
+    from kernelc.backends.interface import Schedule
+    from kernelc.explain import random_arguments
+    from kernelc.testing.runners import run_on
+
+    k = kc.kernel(source)
+    llvm = registry.get("llvm")
+    for n, m in ((5, 0), (3, 1), (9, 256), (7, 257), (13, 700), (1, 3000)):
+        args = random_arguments(k, n, m, {"D": 3, "E": 2}, seed=m)
+        want = k(**args, backend="numpy")
+        default = dict(llvm.default_schedule(k.ir, runtime.bind(k.ir, (), args).sizes).knobs)
+        for knobs in ({"rows": 1}, {"rows": 2}, {"rows": 3}, {"rows": 4, "tile": 256, "threads": 2}):
+            on = Schedule("llvm", tuple(sorted((default | knobs | {"pipeline": True}).items())))
+            off = Schedule("llvm", tuple(sorted((default | knobs).items())))
+            got = run_on(llvm, k, schedule=on, **args)
+            _assert_agrees(got, want, on)
+            for g, w in zip(got, run_on(llvm, k, schedule=off, **args)):
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=str(on))
+
+
+def test_pipeline_cut_is_the_division_or_root_of_the_terms():
+    """The pass runs in two stages where a pair term needs a division by a variable or a square
+    root (the last one on the way to the reduction), and in one stage otherwise: no such
+    operation, a division by a constant (a multiplication), a buffered reduction (logsumexp),
+    a tolerance (divisions by invariants become products)."""
+    from kernelc.backends.llvm import codegen
+
+    def staged(source: str, approx: bool = False) -> bool:
+        text = codegen.generate(kc.kernel(source).optimized, {"D": 3, "E": 2}, approx=approx, pipeline=True)[0]
+        return "stages.body" in text
+
+    assert staged(PIPELINED[0]) and staged(PIPELINED[1]) and staged(PIPELINED[2])
+    assert not staged(PIPELINED[0], approx=True)
+    assert not staged("kernel g(x: f32[i, D], y: f32[j, D]) -> f32[i] { return sum[j](exp(-sqdist(x, y) / 3.0)) }")
+    assert not staged("kernel l(x: f32[i, D], y: f32[j, D], s: f32) -> f32[i] "
+                      "{ return logsumexp[j](-sqdist(x, y) / s) }")

@@ -13,8 +13,8 @@ import numpy as np
 
 from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes, host_arrays_only
 from kernelc.backends.llvm.blocks import K_BEST
-from kernelc.backends.llvm.codegen import (check_supported, generate, partial_reductions, row_functions, soa_blocks,
-                                           splittable)
+from kernelc.backends.llvm.codegen import (check_supported, generate, partial_reductions, pipeline_applies,
+                                           row_functions, soa_blocks, splittable)
 from kernelc.backends.llvm.ops import UnsupportedKernel
 from kernelc.backends.runtime import output_shapes
 from kernelc.backends.threads import map_jobs, thread_count
@@ -52,7 +52,8 @@ def cache_key(kernel: Kernel, schedule: Schedule) -> str:
     return make_key("llvm", codegen_version(), __version__, llvmlite.__version__, host_description(),
                     print_kernel(kernel), str(dict(schedule.get("dims") or ())), str(bool(schedule.get("approx_math"))),
                     str(int(schedule.get("rows") or 1)), str(int(schedule.get("vector_bits") or 0)),
-                    str(int(schedule.get("interleave") or 0)), str(_matrix_unit(schedule)))
+                    str(int(schedule.get("interleave") or 0)), str(_matrix_unit(schedule)),
+                    str(bool(schedule.get("pipeline"))))
 
 
 def _matrix_unit(schedule: Schedule) -> bool:
@@ -116,8 +117,9 @@ class _StageExecutable:
         self.rows = rows
         self.tile = int(schedule.get("tile") or 0)  # inner columns per tile (_run_tiled), 0: none
         interleave = int(schedule.get("interleave") or 0)
+        pipeline = bool(schedule.get("pipeline"))
         self._generate = lambda partial=False: generate(kernel, self.dims, tag, approx, rows, interleave, partial,
-                                                            self.vector_bits)[0]
+                                                            self.vector_bits, pipeline)[0]
         self._key, self._symbols = key, symbols
         self._functions: list[Any] | None = None
         self._partial: Any = None
@@ -474,14 +476,16 @@ class LLVMBackend:
         rows = _default_rows(main, sizes)
         interleave = {"interleave": 4} if rows == 4 and sizes.n * sizes.m >= _INTERLEAVE_WORK \
             and _interleave_pays(main) else {}
+        pipeline = {"pipeline": True} if pipeline_applies(main, dict(sizes.dims)) else {}
         return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=hoisting,
-                           chunks_per_thread=_CHUNKS_PER_THREAD,
-                           rows=rows, tile=_default_tile(main, sizes), vector_bits=vector_widths()[0], **interleave)
+                           chunks_per_thread=_CHUNKS_PER_THREAD, rows=rows, tile=_default_tile(main, sizes),
+                           vector_bits=vector_widths()[0], **interleave, **pipeline)
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
         """The default first; then schedules that differ from it in one knob: rows per register
         block, the vector width, tiles of the inner index (or none), one vector at a time in the
-        pair loop, hoisting flipped (where it applies), fewer threads, and row chunks of other
+        pair loop, hoisting and the two-stage pair loop (`pipeline`) flipped (where they apply),
+        fewer threads, and row chunks of other
         granularities (load balance against per-chunk overhead). For calls that the
         nearest-neighbour filter takes, only the threads and the chunks: the filter's code does
         not depend on the other knobs, which change the row functions that run only for calls it
@@ -496,7 +500,8 @@ class LLVMBackend:
             "rows": [1, 2, 4, 8], "vector_bits": list(vector_widths()),
             "tile": [0] if knobs["tile"] else [4096, 16384], "interleave": [1, 0] if knobs.get("interleave") else [1],
             "hoist": [not knobs["hoist"]] if hoist.candidates(kernel) else [],
-            "threads": [max(1, knobs["threads"] // 2)], "chunks_per_thread": [2, 32]}
+            "threads": [max(1, knobs["threads"] // 2)], "chunks_per_thread": [2, 32],
+            "pipeline": [False] if knobs.get("pipeline") else []}
         near = nearest.match(kernel, dict(sizes.dims))
         if near is not None and sizes.n >= near.min_rows and near.min_points <= sizes.m < 2 ** 31:
             options = {knob: options[knob] for knob in ("threads", "chunks_per_thread")}
@@ -514,7 +519,7 @@ class LLVMBackend:
         """The schedule without the knobs this kernel's code ignores under it (the autotuner
         times one candidate of each): attention on the matrix unit (a tolerance variant) or in
         the fused f32 micro-kernels uses only the threads and chunks, not the row functions'
-        knobs."""
+        knobs; under a tolerance the pair loops run in one stage (`pipeline` is dropped)."""
         from kernelc.backends.llvm import amx, fused_attention
 
         dims = dict(schedule.get("dims") or ())
@@ -523,6 +528,8 @@ class LLVMBackend:
         if on_tiles or fused:  # (on tiles, the fused path's knob does not matter either)
             kept = ("dims", "threads", "chunks_per_thread", "approx_math", "matrix_unit", "optimize")
             return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k in kept))
+        if schedule.get("approx_math"):  # the row functions run their pair loops in one stage then
+            return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k != "pipeline"))
         return schedule
 
     def target(self) -> str:

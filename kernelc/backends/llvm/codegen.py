@@ -82,12 +82,36 @@ def _level(node: Node, inner: str | None) -> int:
     return 0
 
 
+def _cut(srcs: list[Node], outer: str, inner: str, bindings: dict[str, int]) -> Node | None:
+    """The last scalar f32 value per pair (row and column) on the way to the reductions that is
+    a division by a value other than a constant (those are products or a product and a
+    remainder step) or a square root: the divider's long-latency work that _pipelined_pass
+    moves a block ahead of the rest of the terms. None if there is not exactly one last."""
+    found = [n for n in walk(srcs) if inner in n.deps and outer in n.deps and n.dim.evaluate(bindings) == 1
+             and compute_type(n.dtype) == F32 and not build.contains_reduction(n)
+             and (n.op is Op.SQRT or (n.op is Op.DIV and n.src[1].op is not Op.CONST))]
+    contained = {id(m) for n in found for m in walk([n]) if m is not n}
+    last = [n for n in found if id(n) not in contained]
+    return last[0] if len(last) == 1 else None
+
+
+def pipeline_applies(kernel: Kernel, bindings: dict[str, int]) -> bool:
+    """Whether some reduction's terms have a cut for knob `pipeline` (`_cut`); the row
+    functions decide for themselves (states, wide sums, a tolerance) when they are built."""
+    for node in walk([o.value for o in kernel.outputs]):
+        if node.op is Op.REDUCE and node.arg.kind in (ReduceKind.SUM, ReduceKind.MEAN):  # type: ignore[union-attr]
+            inner = node.arg.index  # type: ignore[union-attr]
+            if _cut(list(node.src), other_index(inner), inner, bindings) is not None:
+                return True
+    return False
+
+
 class _FunctionBuilder:
     def __init__(self, module: ir.Module, math: ops.Math, kernel: Kernel, bindings: dict[str, int],
                  spec: RowFunction, partial: bool = False, rows: int = 1, interleave: int = 0,
-                 vector_bits: int = 256) -> None:
+                 vector_bits: int = 256, pipeline: bool = False) -> None:
         self.kernel, self.bindings, self.spec, self.math = kernel, bindings, spec, math
-        self.rows, self.interleave = rows, interleave
+        self.rows, self.interleave, self.pipeline = rows, interleave, pipeline
         self.vector_bits = vector_bits  # the widest vectors the pair loop uses (register budgets)
         self.outer = spec.outer
         self.inner = other_index(spec.outer) if spec.outer else _single_reduced_index(kernel, spec)
@@ -269,7 +293,11 @@ class _FunctionBuilder:
                     self.enter(row)
                     st.end_block(self, first, end)
 
-        self.loop(start, stop, "block", block_body, step=SUM_BLOCK)
+        cut = self._pipeline_cut(reds, states) if self.pipeline else None
+        if cut is not None:
+            self._pipelined_pass(reds, rows, states, cut, start, stop)
+        else:
+            self.loop(start, stop, "block", block_body, step=SUM_BLOCK)
         if self.partial is None:
             for row, row_states in zip(rows, states):
                 self.enter(row)
@@ -277,6 +305,73 @@ class _FunctionBuilder:
                     if not isinstance(st, _LongState):  # long results are read per component (emit_at)
                         self.scopes[1].values[r] = st.finalize(self)
         return states
+
+    def _pipeline_cut(self, reds: list[Node], states: list[list]) -> Node | None:
+        """The pair value after which the pair loop is split in two stages (see _pipelined_pass),
+        or None where the pass runs as one stage."""
+        if self.math.approx or any(not isinstance(st, _State) or st.red.kind not in (ReduceKind.SUM, ReduceKind.MEAN)
+                                   for row_states in states for st in row_states):
+            return None  # (under a tolerance a division by an invariant is a product)
+        srcs = [s for r in reds for s in r.src]
+        if self.outer is None or any(self.is_wide_sum(n) for n in walk(srcs)):
+            return None
+        return _cut(srcs, self.outer, self.inner, self.bindings)
+
+    def _pipelined_pass(self, reds: list[Node], rows: list[_Row], states: list[list], cut: Node,
+                        start: ir.Value, stop: ir.Value) -> None:
+        """The pass over [start, stop) in two stages skewed by a block: stage A computes `cut`
+        for block t's columns into a buffer per row, stage B the rest of the terms from it for
+        block t - 1, in one loop (B's slot is read before A writes it), so that the long-latency
+        divisions or square roots of one block and the exp of the previous are independent
+        work for the out-of-order core."""
+        b = self.b
+        bufs = [ops.entry_alloca(b, self.entry, F32, SUM_BLOCK, align=64) for _ in rows]
+
+        def stage(first: ir.Value, o: ir.Value, finish: bool) -> None:
+            k = b.add(first, o)
+            self.col, self.block_start, self.in_block = k, first, True
+            self.column = _Scope()
+            for row, buf, row_states in zip(rows, bufs, states):
+                row.pair = _Scope()
+                self.enter(row)
+                at = b.gep(buf, [o])
+                if finish:
+                    row.pair.values[cut] = [b.load(at)]
+                    for st, r in zip(row_states, reds):
+                        self.accumulate(st, r, k)
+                else:
+                    b.store(self.emit(cut)[0], at)
+            self.in_block = False
+            self.scopes[2], self.column = _Scope(), _Scope()
+            for row in rows:
+                row.pair = _Scope()
+
+        def clamp(x: ir.Value) -> ir.Value:
+            x = b.select(b.icmp_signed("<", x, ir.Constant(I64, 0)), ir.Constant(I64, 0), x)
+            return b.select(b.icmp_signed(">", x, ir.Constant(I64, SUM_BLOCK)), ir.Constant(I64, SUM_BLOCK), x)
+
+        zero = ir.Constant(I64, 0)
+        self.loop(zero, clamp(b.sub(stop, start)), "stage_a", lambda o: stage(start, o, False),
+                  interleave=self.interleave)
+
+        def block_body(first: ir.Value) -> None:
+            prev = b.sub(first, ir.Constant(I64, SUM_BLOCK))
+            both = clamp(b.sub(stop, first))
+
+            def fused(o: ir.Value) -> None:
+                stage(prev, o, True)
+                stage(first, o, False)
+
+            self.loop(zero, both, "stages", fused, interleave=self.interleave)
+            self.loop(both, clamp(b.sub(stop, prev)), "stage_b", lambda o: stage(prev, o, True),
+                      interleave=self.interleave)
+            for row, row_states in zip(rows, states):
+                self.enter(row)
+                for st in row_states:
+                    st.end_block(self, prev, first)
+
+        self.loop(b.add(start, ir.Constant(I64, SUM_BLOCK)), b.add(stop, ir.Constant(I64, SUM_BLOCK)), "block",
+                  block_body, step=SUM_BLOCK)
 
     def accumulate(self, st, r: Node, k: ir.Value) -> None:
         """One term of reduction r into its state; a sum of float products adds each product
@@ -1164,11 +1259,13 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
 
 
 def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bool = False, rows: int = 1,
-             interleave: int = 0, partial: bool = False, vector_bits: int = 0) -> tuple[str, list[RowFunction]]:
+             interleave: int = 0, partial: bool = False, vector_bits: int = 0,
+             pipeline: bool = False) -> tuple[str, list[RowFunction]]:
     """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
     (`approx`: approximate f32 exp for a kernel under a tolerance; `rows`: rows per register
     block, where `blockable`; `interleave`: vectors side by side in the pair loop, 0: LLVM's
-    choice; `vector_bits`: the vector width the module is compiled for, 0: the host's widest);
+    choice; `vector_bits`: the vector width the module is compiled for, 0: the host's widest;
+    `pipeline`: pair loops with a division or square root in two skewed stages, where they apply);
     with `partial`, only the partial function `<name>_partial` of the (splittable) single row
     function instead."""
     from kernelc.backends.llvm.jit import vector_widths
@@ -1181,10 +1278,10 @@ def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bo
     for spec in specs:
         if not partial:
             _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave,
-                             vector_bits=vector_bits).build()
+                             vector_bits=vector_bits, pipeline=pipeline).build()
         elif splittable(kernel, spec, bindings):
             _FunctionBuilder(module, math, kernel, bindings, spec, partial=True, rows=rows,
-                             interleave=interleave, vector_bits=vector_bits).build_partial()
+                             interleave=interleave, vector_bits=vector_bits, pipeline=pipeline).build_partial()
     math.finish()
     return str(module), specs
 
