@@ -115,7 +115,7 @@ class _Builder:
         self.e_vectors = shape.values_dim // LANES
         slots = PANEL + ROWS  # rows past a panel's end (a last, short micro-block) write spare slots
         # each row's 16 sum lanes and E numerators on whole cache lines (the array is 64-byte
-        # aligned, E a multiple of 16), the maxima after them
+        # aligned, E a multiple of 16), the references after them
         self.sums = state
         self.numerators = self.b.gep(state, [_i(slots * LANES)])
         self.row_ref = self.b.gep(state, [_i(slots * (LANES + shape.values_dim))])
@@ -212,8 +212,7 @@ class _Builder:
         old = b.load(ref_at)
         limit = self._splat(b.fadd(old, ops.const(F32, HEADROOM)))  # -inf until the row meets a key
         over = [b.bitcast(b.fcmp_ordered(">", s, limit), ir.IntType(LANES)) for s in masked]
-        alpha_at = self._slot(F32, ops.const(F32, 1.0))
-        b.store(ops.const(F32, 1.0), alpha_at)
+        alpha_at = self._slot(F32, ops.const(F32, 1.0))  # 1 unless the reference moves
         with b.if_then(b.icmp_unsigned("!=", functools.reduce(b.or_, over), ir.Constant(ir.IntType(LANES), 0)),
                        likely=False):
             top = functools.reduce(lambda u, w: self.math.intrinsic(b, "maxnum", u, w, flags=("nnan",)), masked)
@@ -279,7 +278,7 @@ class _Builder:
         lanes = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v16f32", F32, [F32, _VEC]),
                        [ops.const(F32, 0.0), lanes], fastmath=("reassoc",))
-        if not self.e_vectors:  # log sum exp(s) = max + log sum exp(s - max): -inf for no key
+        if not self.e_vectors:  # log sum exp(s) = ref + log sum exp(s - ref): -inf for no key
             out = b.fadd(b.load(b.gep(self.row_ref, [slot])), self.math.intrinsic(b, "log", total))
             b.store(out, b.gep(self.out, [row]))
             return
