@@ -598,7 +598,8 @@ def test_vectorized_libm_functions(fn):
 
 
 PIPELINED = [
-    "kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], s: f32) -> f32[i] { return sum[j](exp(-sqdist(x, y) / (2 * s * s)) * b) }",
+    "kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], s: f32) -> f32[i] "
+    "{ return sum[j](exp(-sqdist(x, y) / (2 * s * s)) * b) }",
     "kernel m(x: f32[i, D], y: f32[j, D], b: f32[j, E]) -> f32[i, E] "
     "{ r = sqrt(sqdist(x, y)); return sum[j]((1 + r + r * r / 3) * exp(-r) * b) }",
     "kernel d(x: f32[i, D], y: f32[j, D], t: f32[j]) -> (f32[i], f32[i]) "
@@ -633,10 +634,10 @@ def test_pipelined_pair_loops_agree(source):
 
 
 def test_pipeline_cut_is_the_division_or_root_of_the_terms():
-    """The pass runs in two stages where a pair term needs a division by a variable or a square
-    root (the last one on the way to the reduction), and in one stage otherwise: no such
-    operation, a division by a constant (a multiplication), a buffered reduction (logsumexp),
-    a tolerance (divisions by invariants become products)."""
+    """The pass runs in two stages where a pair term needs a division (other than by a constant
+    that makes it a product, or a product and a remainder step) or a square root, the last one on
+    the way to the reduction, and in one stage otherwise: no such operation, a buffered
+    reduction (logsumexp), a tolerance (divisions by invariants become products)."""
     from kernelc.backends.llvm import codegen
 
     def staged(source: str, approx: bool = False) -> bool:
@@ -645,6 +646,9 @@ def test_pipeline_cut_is_the_division_or_root_of_the_terms():
 
     assert staged(PIPELINED[0]) and staged(PIPELINED[1]) and staged(PIPELINED[2])
     assert not staged(PIPELINED[0], approx=True)
-    assert not staged("kernel g(x: f32[i, D], y: f32[j, D]) -> f32[i] { return sum[j](exp(-sqdist(x, y) / 3.0)) }")
+    gauss = "kernel g(x: f32[i, D], y: f32[j, D]) -> f32[i] {{ return sum[j](exp(-sqdist(x, y) / {})) }}"
+    for divisor in ("3.0", "-0.25", "2.0"):  # a product and a remainder step; products
+        assert not staged(gauss.format(divisor))
+    assert staged(gauss.format("2.5"))
     assert not staged("kernel l(x: f32[i, D], y: f32[j, D], s: f32) -> f32[i] "
                       "{ return logsumexp[j](-sqdist(x, y) / s) }")

@@ -82,14 +82,26 @@ def _level(node: Node, inner: str | None) -> int:
     return 0
 
 
+def _on_the_divider(node: Node) -> bool:
+    """A square root, or a division other than by a constant power of 2 (a product) or one of
+    EXACT_DIVISORS_F32 (a product and a remainder step)."""
+    if node.op is Op.SQRT:
+        return True
+    if node.op is not Op.DIV:
+        return False
+    divisor = node.src[1]
+    if divisor.op is not Op.CONST:
+        return True
+    c = abs(float(divisor.arg))  # type: ignore[arg-type]
+    return not (c in ops.EXACT_DIVISORS_F32 or (0 < c < float("inf") and np.frexp(c)[0] == 0.5))
+
+
 def _cut(srcs: list[Node], outer: str, inner: str, bindings: dict[str, int]) -> Node | None:
     """The last scalar f32 value per pair (row and column) on the way to the reductions that is
-    a division by a value other than a constant (those are products or a product and a
-    remainder step) or a square root: the divider's long-latency work that _pipelined_pass
+    computed on the divider (`_on_the_divider`): the long-latency work that _pipelined_pass
     moves a block ahead of the rest of the terms. None if there is not exactly one last."""
     found = [n for n in walk(srcs) if inner in n.deps and outer in n.deps and n.dim.evaluate(bindings) == 1
-             and compute_type(n.dtype) == F32 and not build.contains_reduction(n)
-             and (n.op is Op.SQRT or (n.op is Op.DIV and n.src[1].op is not Op.CONST))]
+             and compute_type(n.dtype) == F32 and not build.contains_reduction(n) and _on_the_divider(n)]
     contained = {id(m) for n in found for m in walk([n]) if m is not n}
     last = [n for n in found if id(n) not in contained]
     return last[0] if len(last) == 1 else None
