@@ -626,7 +626,7 @@ def test_pipelined_pair_loops_agree(source):
         default = dict(llvm.default_schedule(k.ir, runtime.bind(k.ir, (), args).sizes).knobs)
         for knobs in ({"rows": 1}, {"rows": 2}, {"rows": 3}, {"rows": 4, "tile": 256, "threads": 2}):
             on = Schedule("llvm", tuple(sorted((default | knobs | {"pipeline": True}).items())))
-            off = Schedule("llvm", tuple(sorted((default | knobs).items())))
+            off = Schedule("llvm", tuple(sorted((default | knobs | {"pipeline": False}).items())))
             got = run_on(llvm, k, schedule=on, **args)
             _assert_agrees(got, want, on)
             for g, w in zip(got, run_on(llvm, k, schedule=off, **args)):
