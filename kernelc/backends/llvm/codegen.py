@@ -274,9 +274,7 @@ class _FunctionBuilder:
 
         def col_body(k: ir.Value) -> None:
             self.col = k
-            self.column = _Scope()
-            for row in rows:
-                row.pair = _Scope()
+            self.new_column(rows)
             for node in wide:
                 self.wide_sum(node, rows)
             for row, row_states in zip(rows, states):
@@ -286,9 +284,7 @@ class _FunctionBuilder:
                         st.accumulate(self, r, k)
                     else:
                         self.accumulate(st, r, k)
-            self.scopes[2], self.column = _Scope(), _Scope()
-            for row in rows:
-                row.pair = _Scope()
+            self.new_column(rows)
 
         def block_body(first: ir.Value) -> None:
             end = self.b.add(first, ir.Constant(I64, SUM_BLOCK))
@@ -318,6 +314,13 @@ class _FunctionBuilder:
                         self.scopes[1].values[r] = st.finalize(self)
         return states
 
+    def new_column(self, rows: list[_Row]) -> None:
+        """Forget the values of the last column (and the rows' pairs with it): the pair loop's
+        body computes them anew for each column."""
+        self.scopes[2], self.column = _Scope(), _Scope()
+        for row in rows:
+            row.pair = _Scope()
+
     def _pipeline_cut(self, reds: list[Node], states: list[list]) -> Node | None:
         """The pair value after which the pair loop is split in two stages (see _pipelined_pass),
         or None where the pass runs as one stage."""
@@ -342,9 +345,8 @@ class _FunctionBuilder:
         def stage(first: ir.Value, o: ir.Value, finish: bool) -> None:
             k = b.add(first, o)
             self.col, self.block_start, self.in_block = k, first, True
-            self.column = _Scope()
+            self.new_column(rows)
             for row, buf, row_states in zip(rows, bufs, states):
-                row.pair = _Scope()
                 self.enter(row)
                 at = b.gep(buf, [o])
                 if finish:
@@ -354,9 +356,7 @@ class _FunctionBuilder:
                 else:
                     b.store(self.emit(cut)[0], at)
             self.in_block = False
-            self.scopes[2], self.column = _Scope(), _Scope()
-            for row in rows:
-                row.pair = _Scope()
+            self.new_column(rows)
 
         def clamp(x: ir.Value) -> ir.Value:
             x = b.select(b.icmp_signed("<", x, ir.Constant(I64, 0)), ir.Constant(I64, 0), x)

@@ -239,15 +239,12 @@ class _Builder:
         lane = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
         masked = []
         for p, s in enumerate(scores):
-            key = b.add(self._splat_i64(b.add(j0, _i(p * LANES))), lane)
-            out = b.icmp_signed(">=", key, self._splat_i64(self.m))
+            key = b.add(self._splat(b.add(j0, _i(p * LANES))), lane)
+            out = b.icmp_signed(">=", key, self._splat(self.m))
             if self.shape.causal:
-                out = b.or_(out, b.icmp_signed(">", key, self._splat_i64(row)))
+                out = b.or_(out, b.icmp_signed(">", key, self._splat(row)))
             masked.append(b.select(out, ops.const(_VEC, float("-inf")), s))
         return masked
-
-    def _splat_i64(self, x: ir.Value) -> ir.Value:
-        return ops.splat(self.b, x, LANES)
 
     def accumulate(self, slots: list[ir.Value], alphas: list[ir.Value], j0: ir.Value, keys: ir.Value) -> None:
         """numerators[row] = numerators[row] alpha + sum over the tile's keys of w v[key]: the

@@ -68,8 +68,7 @@ class Math:
 
     def intrinsic(self, b: ir.IRBuilder, name: str, *args: ir.Value, flags: tuple[str, ...] = ()) -> ir.Value:
         ty = args[0].type
-        element = ty.element if isinstance(ty, ir.VectorType) else ty
-        suffix = "f32" if element == F32 else "f64"
+        suffix = "f32" if element_type(ty) == F32 else "f64"
         if isinstance(ty, ir.VectorType):
             suffix = f"v{ty.count}{suffix}"
         return b.call(self._declared(f"llvm.{name}.{suffix}", ty, [ty] * len(args)), list(args), fastmath=flags)
@@ -450,7 +449,7 @@ def approx_exp2(b: ir.IRBuilder, m: Math, t: ir.Value, nonpositive: bool = False
     terms in that range ran 16x slower). NaN stays NaN; error about 2 ulp, plus for exp the
     rounding of x * log2(e) (relative |x| 2**-24)."""
     c = lambda v: const(t.type, v)  # noqa: E731 (t: f32 or a vector of f32)
-    bits = ir.VectorType(I32, t.type.count) if isinstance(t.type, ir.VectorType) else I32
+    bits = like(t.type, I32)
     clamped = t if nonpositive else b.select(b.fcmp_ordered(">", t, c(128.0)), c(128.0), t)
     clamped = b.select(b.fcmp_ordered("<", clamped, c(-126.5)), c(-126.5), clamped)
     magic = 1.5 * 2 ** 23  # adding it rounds to an integer (half to even), kept in the low bits
