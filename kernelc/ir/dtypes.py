@@ -103,6 +103,13 @@ def promote(a: DType, b: DType) -> DType:
     return a if _FLOATS.index(a) > _FLOATS.index(b) else b
 
 
+def holds_floats(dtype: np.dtype) -> bool:
+    """Whether a NumPy array of `dtype` holds floats: NumPy's own (kind "f") or ml_dtypes'
+    bfloat16, whose kind is "V" (a check of the kind alone takes bf16 results for integers)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or dtype == _TO_NUMPY[DType.BF16]
+
+
 def float_of(dt: DType) -> DType:
     """The dtype a float-only operation gives on `dt`: floats stay, integers and bools become f64."""
     return dt if dt.is_float else DType.F64

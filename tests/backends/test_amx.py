@@ -192,6 +192,26 @@ def test_scalar_values() -> None:
 
 
 @needs_amx
+def test_narrow_inputs_take_the_tile_path() -> None:
+    """bf16 inputs and output under a tolerance: the f32 values of the inputs go through the
+    split copies (their lo parts are 0), the f32 result is rounded to bf16."""
+    import ml_dtypes
+
+    bf16 = ml_dtypes.bfloat16
+    source = ("kernel t(x: bf16[i, D], y: bf16[j, D], v: bf16[j, E]) -> bf16[i, E] "
+              "{ return softmax[j](dot(x, y) * 0.125, v) }")
+    k = kc.kernel(source, tolerance=1e-2, autotune="off")
+    rng = np.random.default_rng(9)
+    x, y, v = (rng.standard_normal(shape).astype(bf16) for shape in ((40, 64), (300, 64), (300, 48)))
+    pattern = _stage(k, x, y, v).pattern
+    assert isinstance(pattern, amx.AttentionExecutable)
+    out = np.full((40, 48), np.nan, bf16)
+    assert pattern.run({"x": x, "y": y, "v": v}, out)
+    want = _reference(*(a.astype(np.float32) for a in (x, y, v)), 0.125)
+    assert _relative(out.astype(np.float32), want) <= float(ml_dtypes.finfo(bf16).eps)
+
+
+@needs_amx
 def test_attention_strided_and_ties() -> None:
     """Non-contiguous inputs, and equal keys (equal scores share the weight)."""
     rng = np.random.default_rng(4)

@@ -29,6 +29,9 @@ class _Sabotaged:
             call.outputs[1] += 1
         elif self.how == "slow":
             time.sleep(0.02)
+        elif self.how == "last-bit":  # what another summation order may do to a narrow result
+            nudged = call.outputs[0].astype(np.float32) * np.float32(1 + 2 ** -8)
+            call.outputs[0][...] = nudged.astype(call.outputs[0].dtype)
 
 
 class Rigged(NumpyBackend):
@@ -60,6 +63,31 @@ def test_a_wrong_candidate_is_never_chosen(rng):
     assert by_how["indices"].status.startswith("wrong: indices differ")
     assert result.knobs["how"] == "fine" and by_how["fine"].chosen  # the fastest correct one
     assert not by_how["values"].chosen and not by_how["indices"].chosen
+
+
+def test_bf16_results_are_compared_as_floats(rng):
+    """ml_dtypes' bfloat16 arrays have dtype kind "V": a bf16 result one rounding away is within
+    the narrow types' bound (it was compared bit for bit, as indices are, and called wrong), and a
+    variant's error is measured (it was inf, so no tolerance variant of a bf16 kernel was taken)."""
+    import ml_dtypes
+
+    from kernelc.backends.autotune import measure
+
+    class Nudged(Rigged):
+        def candidates(self, kernel, sizes):
+            return [self.default_schedule(kernel, sizes)] + [Schedule.of(self.name, dims=sizes.dims, how=h)
+                                                             for h in ("values", "last-bit")]
+
+    k = kc.kernel("kernel g(x: bf16[i, D], y: bf16[j, D]) -> bf16[i] { return sum[j](exp(-sqdist(x, y))) }")
+    x, y = (rng.random((n, 3)).astype(ml_dtypes.bfloat16) for n in (40, 50))
+    result = tuner.tune(k, Nudged(), runtime.bind(k.ir, (x, y), {}), budget=1.0)
+    by_how = {row.schedule.split("how=")[1].split()[0]: row for row in result.rows}
+    assert by_how["values"].status.startswith("wrong: relative error")
+    assert result.knobs["how"] == "last-bit" and by_how["last-bit"].chosen
+    a = np.array([1.0, 2.0, -4.0], ml_dtypes.bfloat16)
+    b = (a.astype(np.float32) * np.float32(1 + 2 ** -7)).astype(ml_dtypes.bfloat16)
+    assert measure.relative_error([b], [a]) == pytest.approx(2 ** -7)
+    assert measure.relative_error([np.array([1, 2])], [np.array([1, 3])]) == float("inf")
 
 
 def test_buckets_are_powers_of_two():

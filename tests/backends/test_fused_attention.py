@@ -194,6 +194,41 @@ def test_calls_it_cannot_take_exactly_run_the_generic_code(case: str) -> None:
 
 
 @needs_avx512
+@pytest.mark.parametrize("x_type, y_type, v_type, out_type, causal", [
+    ("bf16", "bf16", "bf16", "bf16", False), ("f16", "f16", "f16", "f16", True), ("bf16", "bf16", "f32", "f32", False),
+    ("bf16", "f16", "f32", "f32", True), ("f32", "f32", "f16", "f32", False)])
+def test_narrow_inputs_are_computed_in_f32(x_type: str, y_type: str, v_type: str, out_type: str,
+                                           causal: bool) -> None:
+    """f16 and bf16 inputs take the fused path as their f32 values (exact conversions); a narrow
+    output is the f32 result rounded once; the factor's arithmetic is f32 too (c / 3 is not
+    rounded to bf16): what the row functions compute (LANGUAGE.md §5)."""
+    import ml_dtypes
+
+    types = {"f32": np.float32, "f16": np.float16, "bf16": ml_dtypes.bfloat16}
+    score = "dot(x, y) * (c / 3.0)"
+    score = f"where(j <= i, {score}, -inf)" if causal else score
+    k = kc.kernel(f"kernel t(x: {x_type}[i, D], y: {y_type}[j, D], v: {v_type}[j, E], c: {x_type}) -> "
+                  f"{out_type}[i, E] {{ return softmax[j]({score}, v) }}", autotune="off")
+    rng = np.random.default_rng(len(x_type + y_type + v_type) + causal)
+    x = rng.standard_normal((70, 64)).astype(types[x_type])
+    y = rng.standard_normal((150, 64)).astype(types[y_type])
+    v = rng.standard_normal((150, 32)).astype(types[v_type])
+    c = types[x_type](1.0)
+    pattern = _stage(k, x, y, v, c).pattern
+    assert isinstance(pattern, fused_attention.FusedAttentionExecutable)
+    out = np.full((70, 32), np.nan, types[out_type])
+    assert pattern.run({"x": x, "y": y, "v": v, "c": c}, out)  # taken, not passed to the generic code
+    got = out.astype(np.float32)
+    eps = max(float(ml_dtypes.finfo(types[out_type]).eps), 1e-5)  # the output's rounding, or f32's error
+    generic = _generic(k, x, y, v, c).astype(np.float32)
+    assert _relative(got, generic) <= eps
+    want = _reference(x.astype(np.float32), y.astype(np.float32), v.astype(np.float32),
+                      float(np.float32(1) / np.float32(3)), causal)
+    assert _relative(got, want) <= eps
+    np.testing.assert_array_equal(k(x, y, v, c, backend="llvm"), out)
+
+
+@needs_avx512
 def test_knob_turns_it_off_and_explain_names_it() -> None:
     k = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"), autotune="off")
     x = np.ones((8, 64), np.float32)

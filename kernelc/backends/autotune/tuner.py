@@ -15,7 +15,7 @@ from kernelc.backends.autotune import measure, store
 from kernelc.backends.cache import make_key
 from kernelc.backends.interface import Schedule, Sizes
 from kernelc.errors import KernelcError
-from kernelc.ir.dtypes import DType
+from kernelc.ir.dtypes import DType, holds_floats
 from kernelc.ir.nodes import Kernel
 from kernelc.ir.passes import cost, hoist
 from kernelc.ir.printer import print_kernel
@@ -226,14 +226,14 @@ def _validate(got: list[np.ndarray], want: list[np.ndarray], default: list[np.nd
     """(error against the float64 evaluation, why the candidate is wrong or None). Index outputs
     must equal the default schedule's (schedules never change them); floats must be within the
     dtype's rounding of the float64 evaluation, plus the tolerance for precision variants."""
-    floats = [(g, w) for g, w in zip(got, want) if np.asarray(w).dtype.kind == "f"]
+    floats = [(g, w) for g, w in zip(got, want) if holds_floats(np.asarray(w).dtype)]
     error = measure.relative_error([g for g, _ in floats], [w for _, w in floats]) if floats else 0.0
     limit = bound + (tolerance if cand.variant != "exact" and tolerance else 0.0)
     if error > limit:
         return error, f"relative error {error:.2e} > {limit:.1e}"
     if default is not None:
         for g, d in zip(got, default):
-            if np.asarray(d).dtype.kind != "f" and not np.array_equal(g, d):
+            if not holds_floats(np.asarray(d).dtype) and not np.array_equal(g, d):
                 return error, "indices differ from the default schedule's"
     return error, None
 

@@ -13,7 +13,8 @@ sum |x_d y_d| |c|. That is a precision variant, so the kernel runs this way only
 `tolerance=` (schedule knob `approx_math`, and `matrix_unit` not turned off), and the autotuner
 and the variant choice measure the error like any other variant's. Inputs the split cannot
 represent to that accuracy (not finite, or magnitudes outside [2^-40, 2^40], where bf16 parts of
-products would underflow or overflow) run the f32 code.
+products would underflow or overflow) run the f32 code. f16 and bf16 inputs are split as their f32 values
+(exactly: a bf16 value's lo part is 0), and a narrow output is the f32 result rounded.
 
 Layout (`AttentionExecutable.prepare`, per call, by native code from amx_pack.py: O((N + M)(D +
 E)) against the products' O(N M (D + E))): X's split rows are [x_hi | x_hi | x_lo] and Y's [y_hi |
@@ -43,7 +44,7 @@ from llvmlite import ir
 
 from kernelc.backends.llvm import amx_pack, ops
 from kernelc.backends.llvm.ops import F32, I16, I32, I64
-from kernelc.backends.llvm.patterns import is_f32_param, row_and_column
+from kernelc.backends.llvm.patterns import F32_AND_NARROW, param_of, row_and_column, widened
 from kernelc.backends.threads import map_jobs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node, walk
@@ -62,8 +63,8 @@ _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA, _SYS_ARCH_PRCTL = 0x1023, 18, 158
 
 @dataclass(frozen=True)
 class Attention:
-    """A kernel whose one output is softmax[j](dot(x, y) * scale, v), x: f32<D>[i], y: f32<D>[j],
-    v: f32<E>[j] (or f32[j]), or logsumexp[j](dot(x, y) * scale) (`values` None, E = 0):
+    """A kernel whose one output is softmax[j](dot(x, y) * scale, v), x: <D>[i], y: <D>[j],
+    v: <E>[j] (or [j]) of f32, f16 or bf16, or logsumexp[j](dot(x, y) * scale) (`values` None, E = 0):
     `scale` a value computed once per call (constants, dimensions, scalar parameters; None: 1),
     `invert` divides by it instead, `negate` flips the scores' sign, and `causal` masks keys
     after the row (`where(j <= i, s, -inf)`)."""
@@ -111,37 +112,40 @@ MIN_ROWS = 16  # fewer rows run the f32 code (a 32-row block at 1 ns per pair ag
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     """The attention (or log-sum-exp of scores) this kernel computes, if it is one the matrix
-    unit runs."""
+    unit (and the fused f32 path) runs: inputs f32, f16 or bf16 (computed in f32), seen through
+    the promotion casts to f32 of mixed ones."""
     if len(kernel.outputs) != 1:
         return None
     out = kernel.outputs[0]
     red = out.value
-    if out.type.index != ("i",) or red.op is not Op.REDUCE or red.arg.index != "j" or red.dtype is not DType.F32:
+    if out.type.index != ("i",) or red.op is not Op.REDUCE or red.arg.index != "j" or red.dtype not in F32_AND_NARROW:
         return None
     params = {p.name: p for p in kernel.params}
-    if red.arg.kind is ReduceKind.SOFTMAX and len(red.src) == 2 and is_f32_param(red.src[1], params, ("j",)):
-        score, values = red.src
-    elif red.arg.kind is ReduceKind.LOGSUMEXP and len(red.src) == 1:
-        score, values = red.src[0], None
-    else:
+    values = None
+    if red.arg.kind is ReduceKind.SOFTMAX and len(red.src) == 2:
+        values = param_of(red.src[1], params, ("j",), F32_AND_NARROW)
+        if values is None:
+            return None
+    elif red.arg.kind is not ReduceKind.LOGSUMEXP or len(red.src) != 1:
         return None
+    score = widened(red.src[0])  # (f16 and bf16 scores are f32 values: widening them changes nothing)
     causal = score.op is Op.WHERE and _is_causal(score.src[0]) and score.src[2].op is Op.CONST \
         and score.src[2].arg == float("-inf")
     if causal:
-        score = score.src[1]
+        score = widened(score.src[1])
     scale, invert, negate = None, False, score.op is Op.NEG
     if negate:
-        score = score.src[0]
+        score = widened(score.src[0])
     if score.op in (Op.MUL, Op.DIV):
         invert = score.op is Op.DIV
-        score, scale = score.src
+        score, scale = (widened(n) for n in score.src)
         if score.op is not Op.VSUM and not invert:  # c * dot(x, y)
             score, scale = scale, score
         if not _per_call(scale, params):
             return None
     if score.op is not Op.VSUM or score.src[0].op is not Op.MUL:
         return None
-    operands = row_and_column(*score.src[0].src, params)
+    operands = row_and_column(*score.src[0].src, params, F32_AND_NARROW)
     if operands is None:
         return None
     a, b = operands
@@ -162,7 +166,7 @@ def _is_causal(cond: Node) -> bool:
 def _per_call(node: Node, params: dict) -> bool:
     """Whether `node` is one float computed once per call from constants, dimensions and scalar
     parameters by elementwise operations (the scores' factor, `factor`)."""
-    if node.deps or node.dtype not in (DType.F32, DType.F64):
+    if node.deps or not node.dtype.is_float:
         return False
     for n in walk([node]):
         if n.op is Op.PARAM:
@@ -174,21 +178,22 @@ def _per_call(node: Node, params: dict) -> bool:
 
 
 def factor(att: Attention, inputs: dict[str, np.ndarray]) -> float | None:
-    """The scores' factor for this call (None: not a finite nonzero f32), computed as the NumPy
-    reference computes the kernel's scalar subexpression."""
+    """The scores' factor for this call (None: not a finite nonzero f32), computed as the row
+    functions compute the kernel's scalar subexpression (f16 and bf16 arithmetic in f32)."""
     from kernelc.ir.reference import evaluate_elementwise, round_to
 
     bindings = dict(att.bindings)
     values: dict[Node, np.ndarray] = {}
     for n in walk([att.scale] if att.scale is not None else []):
+        held = DType.F32 if n.dtype.is_narrow_float else n.dtype  # how the row functions hold it
         if n.op is Op.CONST:
-            value = np.asarray(n.arg, n.dtype.numpy)
+            value = np.asarray(n.arg, n.dtype.numpy).astype(held.numpy)
         elif n.op is Op.DIMSIZE:
             value = np.asarray(n.arg.evaluate(bindings), np.int64)
         elif n.op is Op.PARAM:
-            value = np.asarray(inputs[n.arg], n.dtype.numpy)
+            value = np.asarray(inputs[n.arg], n.dtype.numpy).astype(held.numpy)
         else:
-            value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), n.dtype)
+            value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), held)
         values[n] = value
     with np.errstate(all="ignore"):
         value = np.float32(1.0) if att.scale is None else np.float32(values[att.scale])
@@ -631,10 +636,10 @@ class AttentionExecutable:
         saves, too: the variant choice measures the error of 64 sampled rows, which must take
         the path that the whole call takes.)"""
         att = self.att
-        x, y = (np.ascontiguousarray(inputs[name]) for name in (att.queries, att.keys))
+        x, y = (np.ascontiguousarray(inputs[name], np.float32) for name in (att.queries, att.keys))
         v = None
         if att.values is not None:  # scalar values: one column
-            v = np.ascontiguousarray(inputs[att.values]).reshape(len(y), att.values_dim)
+            v = np.ascontiguousarray(inputs[att.values], np.float32).reshape(len(y), att.values_dim)
         scale = factor(att, inputs)
         n, m = len(x), len(y)
         if n < MIN_ROWS or m == 0 or scale is None:
@@ -665,5 +670,6 @@ class AttentionExecutable:
             out[...] = (row_max[:n].astype(np.float64) + np.log2(row_sum[:n].astype(np.float64))) * np.log(2.0)
             return True
         acc = acc.reshape(rows // ROWS, att.padded_values, ROWS).transpose(0, 2, 1).reshape(rows, -1)
-        np.divide(acc[:n, :att.values_dim], row_sum[:n, None], out=out.reshape(n, att.values_dim))
+        quotients = acc[:n, :att.values_dim] / row_sum[:n, None]
+        out.reshape(n, att.values_dim)[...] = quotients  # f32, or rounded to a narrow output's type
         return True

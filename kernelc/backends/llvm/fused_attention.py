@@ -24,7 +24,8 @@ no key). Only the blocking of the sums and the reference (the generic code's is 
 maximum) differ from the generic code's. Calls this path cannot take exactly run the generic
 code (`run` returns False): inputs that are not finite or whose products could overflow, a
 factor that is not finite or nonzero, a division by a factor that is not a power of 2 (its
-reciprocal would round), no keys or no rows.
+reciprocal would round), no keys or no rows. f16 and bf16 inputs are taken as their f32 values
+(narrow values are computed in f32) and a narrow output is the f32 result rounded once.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Shape:
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
     """Softmax attention, or a log-sum-exp of the scores (no values, E = 0), that this path
-    runs: f32, D and E multiples of 16 up to MAX_DIM, on a host with AVX-512."""
+    runs: f32, f16 or bf16, D and E multiples of 16 up to MAX_DIM, on a host with AVX-512."""
     from kernelc.backends.llvm.jit import vector_widths
 
     att = amx.match(kernel, bindings)
@@ -367,7 +368,8 @@ class FusedAttentionExecutable:
         blocks = -(-n // ROWS)  # chunks of whole micro-blocks (a chunk runs in panels of up to PANEL rows)
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
-        target = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
+        # f16 and bf16 outputs are the f32 results rounded, as the row functions round them
+        target = out if out.flags.c_contiguous and out.dtype == np.float32 else np.empty(out.shape, np.float32)
         states = amx._aligned((chunks, self.shape.state_floats), zero=False, dtype=np.float32)
 
         def job(k: int) -> None:
