@@ -66,8 +66,8 @@ def test_match(score: str, d: int, e: int) -> None:
 
 
 @pytest.mark.parametrize("source, d, e", [
-    (ATTENTION.format(score="dot(x, y)"), 24, 64),  # D not a multiple of 16
-    (ATTENTION.format(score="dot(x, y)"), 64, 8),  # E not a multiple of 16
+    (ATTENTION.format(score="dot(x, y)"), 8, 64),  # shorter than amx.MIN_DIM: the row functions do well
+    (ATTENTION.format(score="dot(x, y)"), 64, 300),  # more values than MAX_DIM
     (ATTENTION.format(score="dot(x, y)"), 512, 64),  # longer than MAX_DIM
     ("kernel t(x: f64[i, D], y: f64[j, D], v: f64[j, E]) -> f64[i, E] { return softmax[j](dot(x, y), v) }", 64, 64),
 ])
@@ -78,10 +78,12 @@ def test_match_rejects(source: str, d: int, e: int) -> None:
 @needs_avx512
 @pytest.mark.parametrize("n, m, d, e, causal", [
     (1, 1, 16, 16, False), (3, 17, 16, 16, False), (37, 65, 64, 64, False), (200, 1000, 64, 64, False),
-    (33, 129, 128, 32, False), (70, 70, 64, 64, True), (100, 37, 32, 16, True), (37, 300, 48, 80, True)])
+    (33, 129, 128, 32, False), (70, 70, 64, 64, True), (100, 37, 32, 16, True), (37, 300, 48, 80, True),
+    (37, 65, 24, 8, False), (50, 90, 72, 1, True), (9, 200, 250, 200, False)])
 def test_against_float64_and_the_generic_code(n: int, m: int, d: int, e: int, causal: bool) -> None:
     """Rows and keys not multiples of the micro-block, tile or panel; one row and one key; a
-    causal mask with more keys than rows and more rows than keys."""
+    causal mask with more keys than rows and more rows than keys; D and E not multiples of 16
+    (zero-padded per call)."""
     score = "where(j <= i, dot(x, y) * 0.125, -inf)" if causal else "dot(x, y) * 0.125"
     k = kc.kernel(ATTENTION.format(score=score), autotune="off")
     rng = np.random.default_rng(n * m + d + e)
@@ -91,6 +93,22 @@ def test_against_float64_and_the_generic_code(n: int, m: int, d: int, e: int, ca
     got = k(x, y, v, backend="llvm")
     assert _relative(got, _reference(x, y, v, 0.125, causal)) < 1e-5
     assert _relative(got, _generic(k, x, y, v)) < 1e-5
+
+
+@needs_avx512
+def test_scalar_values_are_padded_to_a_vector() -> None:
+    """softmax[j](s, w) with w: f32[j] (E = 1, padded to 16 values per key): an f32[i] output."""
+    k = kc.kernel("kernel t(x: f32[i, D], y: f32[j, D], w: f32[j]) -> f32[i] "
+                  "{ return softmax[j](dot(x, y) * 0.125, w) }", autotune="off")
+    rng = np.random.default_rng(5)
+    x, y, w = rng.standard_normal((45, 40), np.float32), rng.standard_normal((70, 40), np.float32), \
+        rng.standard_normal(70).astype(np.float32)
+    pattern = _stage(k, x, y, w).pattern
+    assert isinstance(pattern, fused_attention.FusedAttentionExecutable)
+    out = np.full(45, np.nan, np.float32)
+    assert pattern.run({"x": x, "y": y, "w": w}, out)
+    assert _relative(out, _reference(x, y, w[:, None], 0.125)[:, 0]) < 1e-5
+    np.testing.assert_array_equal(k(x, y, w, backend="llvm"), out)
 
 
 @needs_avx512
@@ -239,8 +257,9 @@ def test_knob_turns_it_off_and_explain_names_it() -> None:
 @needs_avx512
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @example(n=6, m=24, d=64, e=32, causal=False, spread=8.0, seed=15669)
-@given(n=st.integers(1, 80), m=st.integers(1, 200), d=st.sampled_from([16, 32, 64]), e=st.sampled_from([16, 32]),
-       causal=st.booleans(), spread=st.sampled_from([0.01, 1.0, 8.0]), seed=st.integers(0, 2 ** 32 - 1))
+@given(n=st.integers(1, 80), m=st.integers(1, 200), d=st.sampled_from([16, 23, 32, 64]),
+       e=st.sampled_from([1, 16, 20, 32]), causal=st.booleans(), spread=st.sampled_from([0.01, 1.0, 8.0]),
+       seed=st.integers(0, 2 ** 32 - 1))
 def test_generated_shapes_and_data(n: int, m: int, d: int, e: int, causal: bool, spread: float, seed: int) -> None:
     score = "where(j <= i, dot(x, y) * 0.125, -inf)" if causal else "dot(x, y) * 0.125"
     k = kc.kernel(ATTENTION.format(score=score), autotune="off")

@@ -70,15 +70,20 @@ class Shape:
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
     """Softmax attention, or a log-sum-exp of the scores (no values, E = 0), that this path
-    runs: f32, f16 or bf16, D and E multiples of 16 up to MAX_DIM, on a host with AVX-512."""
+    runs: f32, f16 or bf16, D and E up to MAX_DIM (padded to multiples of 16 per call), on a host
+    with AVX-512."""
     from kernelc.backends.llvm.jit import vector_widths
 
     att = amx.match(kernel, bindings)
-    if att is None or 512 not in vector_widths():
-        return None
-    if att.dim % LANES or att.values_dim % LANES or att.dim > MAX_DIM or att.values_dim > MAX_DIM:
+    if att is None or 512 not in vector_widths() or att.dim > MAX_DIM or att.values_dim > MAX_DIM:
         return None
     return att
+
+
+def padded(size: int) -> int:
+    """A dimension rounded up to whole vectors: x and y get zero components up to it (adding
+    products 0 * 0 leaves a dot product as it was), v zero values (outputs that are dropped)."""
+    return -(-size // LANES) * LANES
 
 
 def symbol(tag: str) -> str:
@@ -299,16 +304,18 @@ def cache_key(shape: Shape) -> str:
                     host_description(), str((shape.dim, shape.values_dim, shape.causal, ROWS, TILE, PANEL)))
 
 
-def pack_keys(y: np.ndarray) -> np.ndarray:
-    """y (m, D) as (panels, D, 16): 16 keys' component d contiguous, zero-padded to whole tiles."""
+def pack_keys(y: np.ndarray, dim: int) -> np.ndarray:
+    """y (m, D) as (panels, dim, 16): 16 keys' component d contiguous, zero-padded to whole tiles
+    and to `dim` components."""
     m, d = y.shape
     panels = -(-m // TILE) * (TILE // LANES)
-    packed = np.empty((panels, d, LANES), np.float32)
+    packed = np.empty((panels, dim, LANES), np.float32)
     full = m // LANES  # written straight from y: 5x faster than through a zero-padded copy (1e4 x 64)
-    packed[:full] = y[:full * LANES].reshape(full, LANES, d).transpose(0, 2, 1)
+    packed[:full, :d] = y[:full * LANES].reshape(full, LANES, d).transpose(0, 2, 1)
+    packed[:full, d:] = 0
     packed[full:] = 0
     if full < panels:
-        packed[full, :, :m - full * LANES] = y[full * LANES:].T
+        packed[full, :d, :m - full * LANES] = y[full * LANES:].T
     return packed
 
 
@@ -320,7 +327,7 @@ class FusedAttentionExecutable:
         from kernelc.backends.llvm.jit import compile_ir
 
         self.att, self.threads, self.chunks_per_thread = att, threads, chunks_per_thread
-        self.shape = Shape(att.dim, att.values_dim, att.causal)
+        self.shape = Shape(padded(att.dim), padded(att.values_dim), att.causal)
         key = cache_key(self.shape)
         tag = "_" + key[:20]
         self._text = lambda: generate(self.shape, tag)
@@ -364,12 +371,15 @@ class FusedAttentionExecutable:
         bounds = [max(float(a.max()), -float(a.min())) if a.size else 0.0 for a in (x, y, v)]  # no |a| copy
         if not all(math.isfinite(t) and t <= SAFE for t in bounds) or bounds[0] * bounds[1] * att.dim * abs(c) > SAFE:
             return False
-        yp = pack_keys(y)
+        dim, values_dim = self.shape.dim, self.shape.values_dim
+        yp = pack_keys(y, dim)
+        x, v = _zero_padded(x, dim), _zero_padded(v, values_dim)
         blocks = -(-n // ROWS)  # chunks of whole micro-blocks (a chunk runs in panels of up to PANEL rows)
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
         # f16 and bf16 outputs are the f32 results rounded, as the row functions round them
-        target = out if out.flags.c_contiguous and out.dtype == np.float32 else np.empty(out.shape, np.float32)
+        whole = out.flags.c_contiguous and out.dtype == np.float32 and values_dim == att.values_dim
+        target = out if whole else np.empty((n, values_dim) if values_dim else n, np.float32)
         states = amx._aligned((chunks, self.shape.state_floats), zero=False, dtype=np.float32)
 
         def job(k: int) -> None:
@@ -378,5 +388,14 @@ class FusedAttentionExecutable:
 
         map_jobs(self.threads, job, range(chunks))
         if target is not out:
-            out[...] = target.reshape(out.shape)
+            out[...] = (target[:, :att.values_dim] if values_dim else target).reshape(out.shape)
         return True
+
+
+def _zero_padded(a: np.ndarray, width: int) -> np.ndarray:
+    """Rows of `a` with zero columns up to `width` (a copy only when it has fewer)."""
+    if a.shape[1] == width:
+        return a
+    wide = np.zeros((len(a), width), np.float32)
+    wide[:, :a.shape[1]] = a
+    return wide
