@@ -12,6 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from kernelc.backends.interface import Availability, Call, Executable, Schedule, Sizes, host_arrays_only
+from kernelc.backends.llvm import weighted
 from kernelc.backends.llvm.blocks import K_BEST
 from kernelc.backends.llvm.codegen import (check_supported, generate, partial_reductions, pipeline_applies,
                                            row_functions, soa_blocks, splittable)
@@ -53,7 +54,7 @@ def cache_key(kernel: Kernel, schedule: Schedule) -> str:
                     print_kernel(kernel), str(dict(schedule.get("dims") or ())), str(bool(schedule.get("approx_math"))),
                     str(int(schedule.get("rows") or 1)), str(int(schedule.get("vector_bits") or 0)),
                     str(int(schedule.get("interleave") or 0)), str(_matrix_unit(schedule)),
-                    str(bool(schedule.get("pipeline"))))
+                    str(bool(schedule.get("pipeline"))), str(bool(schedule.get("weighted_sums"))))
 
 
 def _matrix_unit(schedule: Schedule) -> bool:
@@ -107,7 +108,8 @@ class _StageExecutable:
             raise UnsupportedKernelError(f"the llvm backend cannot run kernel '{kernel.name}': {err}") from None
         key = cache_key(kernel, schedule)
         tag = "_" + key[:20]  # symbols unique per compiled variant within the process
-        self.specs = row_functions(kernel, tag, self.dims)
+        weighted_sums = bool(schedule.get("weighted_sums"))
+        self.specs = row_functions(kernel, tag, self.dims, weighted_sums)
         self.splittable = len(self.specs) == 1 and splittable(kernel, self.specs[0], self.dims)
         self.reductions = partial_reductions(kernel, self.specs[0]) if self.splittable else []
         symbols = [s.name for s in self.specs]
@@ -119,7 +121,7 @@ class _StageExecutable:
         interleave = int(schedule.get("interleave") or 0)
         pipeline = bool(schedule.get("pipeline"))
         self._generate = lambda partial=False: generate(kernel, self.dims, tag, approx, rows, interleave, partial,
-                                                            self.vector_bits, pipeline)[0]
+                                                            self.vector_bits, pipeline, weighted_sums)[0]
         self._key, self._symbols = key, symbols
         self._functions: list[Any] | None = None
         self._partial: Any = None
@@ -353,7 +355,7 @@ def _default_tile(kernel: Kernel, sizes: Sizes) -> int:
     return max(SUM_BLOCK, _TILE_BYTES // per_column // SUM_BLOCK * SUM_BLOCK)
 
 
-def _default_rows(kernel: Kernel, sizes: Sizes) -> int:
+def _default_rows(kernel: Kernel, sizes: Sizes, weighted_sums: bool = True) -> int:
     """Rows sharing one pass over the inner index (codegen.row_loop). Measured on this project's
     suite: 2 rows run Gaussian, logsumexp and argmin D=3 1.14-1.21x faster than 4 (whose
     constants and x components no longer fit the 32 vector registers: they were reloaded in the
@@ -361,7 +363,7 @@ def _default_rows(kernel: Kernel, sizes: Sizes) -> int:
     grows with rows x operations per pair, so long pair computations get 1."""
     if sizes.n * sizes.m < _PARALLEL_WORK:
         return 1
-    return _rows_for(kernel, tuple(sorted(sizes.bindings.items())))
+    return _rows_for(kernel, tuple(sorted(sizes.bindings.items())), weighted_sums)
 
 
 @lru_cache(maxsize=256)
@@ -376,13 +378,19 @@ def _has_k_best(kernel: Kernel) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...]) -> int:
-    """_default_rows of a kernel and its dimensions (memoized: every call's schedule asks, and
-    counting the operations per pair takes about 0.05 ms)."""
+def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...], weighted_sums: bool) -> int:
+    """_default_rows of a kernel and its dimensions, with knob `weighted_sums` on or off
+    (memoized: every call's schedule asks, and counting the operations per pair takes about
+    0.05 ms)."""
     from kernelc.ir.passes import cost
 
     if _has_k_best(kernel):
         return 2  # each row brings its insertion code; with the K slots in a vector 1, 2 and 4 rows ran alike
+    if weighted_sums and weighted.applies(kernel, dict(bindings)):
+        # a weighted sum's pair loop keeps one scalar per row, and each column of v loaded at the
+        # block's end serves every row: Gaussian sums at 4096 x 4096, E = 64: 1, 2, 4, 8 rows
+        # 40.9, 25.4, 18.0, 24.9 ms; E = 16: 15.6, 11.1, 8.6, 8.1 ms
+        return 4
     ops = cost.ops_per_pair(kernel, dict(bindings))
     if ops <= 512 and any(_is_wide_pair_sum(n, dict(bindings)) for n in walk([o.value for o in kernel.outputs])):
         # sqdist/dot of long vectors (built a component at a time, the rows in lockstep): each
@@ -477,16 +485,17 @@ class LLVMBackend:
         interleave = {"interleave": 4} if rows == 4 and sizes.n * sizes.m >= _INTERLEAVE_WORK \
             and _interleave_pays(main) else {}
         pipeline = {"pipeline": True} if pipeline_applies(main, dict(sizes.dims)) else {}
+        weighted_sums = {"weighted_sums": True} if weighted.applies(main, dict(sizes.dims)) else {}
         return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=hoisting,
                            chunks_per_thread=_CHUNKS_PER_THREAD, rows=rows, tile=_default_tile(main, sizes),
-                           vector_bits=vector_widths()[0], **interleave, **pipeline)
+                           vector_bits=vector_widths()[0], **interleave, **pipeline, **weighted_sums)
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
         """The default first; then schedules that differ from it in one knob: rows per register
         block, the vector width, tiles of the inner index (or none), one vector at a time in the
-        pair loop, hoisting and the two-stage pair loop (`pipeline`) flipped (where they apply),
-        fewer threads, and row chunks of other
-        granularities (load balance against per-chunk overhead). For calls that the
+        pair loop, hoisting, the two-stage pair loop (`pipeline`) and weighted sums (with the
+        rows they would have without) flipped (where they apply), fewer threads, and row chunks
+        of other granularities (load balance against per-chunk overhead). For calls that the
         nearest-neighbour filter takes, only the threads and the chunks: the filter's code does
         not depend on the other knobs, which change the row functions that run only for calls it
         refuses. Attention that the fused f32 path takes: also that path turned off (the tuner's
@@ -501,16 +510,21 @@ class LLVMBackend:
             "tile": [0] if knobs["tile"] else [4096, 16384], "interleave": [1, 0] if knobs.get("interleave") else [1],
             "hoist": [not knobs["hoist"]] if hoist.candidates(kernel) else [],
             "threads": [max(1, knobs["threads"] // 2)], "chunks_per_thread": [2, 32],
-            "pipeline": [False] if knobs.get("pipeline") else []}
+            "pipeline": [False] if knobs.get("pipeline") else [],
+            "weighted_sums": [False] if knobs.get("weighted_sums") else []}
         near = nearest.match(kernel, dict(sizes.dims))
         if near is not None and sizes.n >= near.min_rows and near.min_points <= sizes.m < 2 ** 31:
             options = {knob: options[knob] for knob in ("threads", "chunks_per_thread")}
         if fused_attention.match(kernel, dict(sizes.dims)) is not None:
             options["fused_attention"] = [False]  # the generic row functions, with the default knobs
+        # without weighted sums, the rows the pair loop's E accumulators want (E = 200 in 4 rows
+        # compiled for minutes)
+        main = hoist.run(kernel)[-1].kernel if knobs["hoist"] else kernel
+        with_it = {("weighted_sums", False): {"rows": _default_rows(main, sizes, weighted_sums=False)}}
         found = [default]
         for knob, values in options.items():
             for value in values:
-                s = Schedule(self.name, tuple(sorted((knobs | {knob: value}).items())))
+                s = Schedule(self.name, tuple(sorted((knobs | {knob: value} | with_it.get((knob, value), {})).items())))
                 if s not in found and (knob != "chunks_per_thread" or knobs["threads"] > 1):
                     found.append(s)
         return found

@@ -69,6 +69,63 @@ def _imin(b: ir.IRBuilder, x: ir.Value, y: ir.Value, largest: bool = False) -> i
     return b.select(b.icmp_signed(">" if largest else "<", x, y), x, y)
 
 
+def block_products(fb: "_FunctionBuilder", weights: list[ir.Value], outs: list[ir.Value], values: ir.Value,
+                   ty: ir.Type, dim: int, count: ir.Value) -> None:
+    """outs[r][e] = sum over the block's columns k < count of weights[r][k] * values[block_start
+    + k, e]: a small matrix product, weights (rows x block) times values (block x E, a row-major
+    parameter), for softmax numerators and weighted sums. Per column, E components are loaded as
+    vectors once for all the rows and each row adds weight * values to its E accumulators (one
+    FMA per vector, the weight broadcast): no sum across vector lanes, no loop per component. E
+    is covered in chunks whose accumulators fit the vector registers; with few accumulators,
+    alternate columns go to separate ones (an FMA's latency)."""
+    b = fb.b
+    lanes = fb.vector_bits // (32 if ty == ops.F32 else 64)
+    registers = 32 if fb.vector_bits >= 512 else 16
+    align = 4 if ty == ops.F32 else 8
+    rows = len(weights)
+    # whole vectors per chunk (LLVM legalizes odd-sized long vectors into scalar shuffles),
+    # then the rest of E (fewer than `lanes` components) in one short vector
+    width = min(dim // lanes * lanes or dim, lanes * max(1, (registers - 4) // (rows + 1)))
+    chunks = [(e0, min(width, dim // lanes * lanes - e0)) for e0 in range(0, dim // lanes * lanes, width)]
+    if dim % lanes:
+        chunks.append((dim - dim % lanes, dim % lanes))
+    for e0, w in chunks:
+        pieces = [(off, min(lanes, w - off)) for off in range(0, w, lanes)]  # (offset, width)
+        ways = max(1, min(4, (registers - 4) // ((rows + 1) * len(pieces)), -(-8 // (rows * len(pieces)))))
+        accs = [[[fb.alloca(ir.VectorType(ty, pw), ir.Constant(ir.VectorType(ty, pw), [0.0] * pw))
+                  for _, pw in pieces] for _ in weights] for _ in range(ways)]
+
+        def column(rel: ir.Value, way: int, e0: int = e0, pieces: list = pieces, accs: list = accs) -> None:
+            k = b.add(fb.block_start, rel)
+            base = b.add(b.mul(k, ir.Constant(I64, dim)), ir.Constant(I64, e0))
+            row_weights = [b.load(b.gep(buffer, [rel])) for buffer in weights]
+            for p, (off, pw) in enumerate(pieces):
+                vec_t = ir.VectorType(ty, pw)
+                at = b.gep(values, [b.add(base, ir.Constant(I64, off))])
+                loaded = b.load(b.bitcast(at, vec_t.as_pointer()), align=align)
+                for weight, row_accs in zip(row_weights, accs[way]):
+                    acc = row_accs[p]
+                    b.store(fb.math.intrinsic(b, "fmuladd", ops.splat(b, weight, pw), loaded, b.load(acc),
+                                              flags=fb.math.contract), acc)
+
+        whole = b.mul(b.sdiv(count, ir.Constant(I64, ways)), ir.Constant(I64, ways))
+
+        def step(rel: ir.Value, ways: int = ways, column=column) -> None:
+            for way in range(ways):
+                column(b.add(rel, ir.Constant(I64, way)), way)
+
+        fb.loop(ir.Constant(I64, 0), whole, "block_product", step, step=ways)
+        if ways > 1:
+            fb.loop(whole, count, "block_product_tail", lambda rel, column=column: column(rel, 0))
+        for r, out in enumerate(outs):
+            for p, (off, pw) in enumerate(pieces):
+                total = b.load(accs[0][r][p])
+                for other in accs[1:]:
+                    total = b.fadd(total, b.load(other[r][p]))
+                at = b.gep(out, [ir.Constant(I64, e0 + off)])
+                b.store(total, b.bitcast(at, ir.VectorType(ty, pw).as_pointer()), align=align)
+
+
 class BufferedState:
     def __init__(self, fb: "_FunctionBuilder", node: Node) -> None:
         from kernelc.backends.llvm.codegen import SUM_BLOCK, _extreme_init
@@ -206,7 +263,9 @@ class BufferedState:
         read directly: the rows' numerators in one pass, each value loaded once for all rows."""
         blocks = [(st, st._weights(fb, count)) for st in states]
         if states[0].row_major:
-            BufferedState._row_major_numerators(fb, blocks, count)
+            first = states[0]
+            block_products(fb, [st.scores for st in states], [st.numerators for st in states],
+                           fb.pointers[first.node.src[1].arg], first.ty, first.dim, count)  # type: ignore[index]
         else:
             BufferedState._numerators(fb, blocks, count)
         for st, block in blocks:
@@ -272,63 +331,6 @@ class BufferedState:
                 b.store(b.load(acc), b.gep(st.numerators, [e]))
 
         fb.loop(ir.Constant(I64, 0), ir.Constant(I64, first.dim), "softmax_e", component)
-
-    @staticmethod
-    def _row_major_numerators(fb: "_FunctionBuilder", blocks: list, count: ir.Value) -> None:
-        """Softmax numerators of the block as a small matrix product, weights (rows x block)
-        times values (block x E), for a row-major value parameter: per column, E components are
-        loaded as vectors once for all the rows and each row adds weight * values to its E
-        accumulators (one FMA per vector, the weight broadcast): no sum across vector lanes, no
-        loop per component. E is covered in chunks whose accumulators fit the vector registers;
-        with few accumulators, alternate columns go to separate ones (an FMA's latency)."""
-        b, first = fb.b, blocks[0][0]
-        ty, dim = first.ty, first.dim
-        lanes = fb.vector_bits // (32 if ty == ops.F32 else 64)
-        registers = 32 if fb.vector_bits >= 512 else 16
-        align = 4 if ty == ops.F32 else 8
-        pointer = fb.pointers[first.node.src[1].arg]  # type: ignore[index]
-        rows = len(blocks)
-        # whole vectors per chunk (LLVM legalizes odd-sized long vectors into scalar shuffles),
-        # then the rest of E (fewer than `lanes` components) in one short vector
-        width = min(dim // lanes * lanes or dim, lanes * max(1, (registers - 4) // (rows + 1)))
-        chunks = [(e0, min(width, dim // lanes * lanes - e0)) for e0 in range(0, dim // lanes * lanes, width)]
-        if dim % lanes:
-            chunks.append((dim - dim % lanes, dim % lanes))
-        for e0, w in chunks:
-            pieces = [(off, min(lanes, w - off)) for off in range(0, w, lanes)]  # (offset, width)
-            ways = max(1, min(4, (registers - 4) // ((rows + 1) * len(pieces)), -(-8 // (rows * len(pieces)))))
-            accs = [[[fb.alloca(ir.VectorType(ty, pw), ir.Constant(ir.VectorType(ty, pw), [0.0] * pw))
-                      for _, pw in pieces] for _ in blocks] for _ in range(ways)]
-
-            def column(rel: ir.Value, way: int, e0: int = e0, pieces: list = pieces, accs: list = accs) -> None:
-                k = b.add(fb.block_start, rel)
-                base = b.add(b.mul(k, ir.Constant(I64, dim)), ir.Constant(I64, e0))
-                weights = [st._score(fb, rel) for st, _ in blocks]
-                for p, (off, pw) in enumerate(pieces):
-                    vec_t = ir.VectorType(ty, pw)
-                    at = b.gep(pointer, [b.add(base, ir.Constant(I64, off))])
-                    values = b.load(b.bitcast(at, vec_t.as_pointer()), align=align)
-                    for weight, row_accs in zip(weights, accs[way]):
-                        acc = row_accs[p]
-                        b.store(fb.math.intrinsic(b, "fmuladd", ops.splat(b, weight, pw), values, b.load(acc),
-                                                  flags=fb.math.contract), acc)
-
-            whole = b.mul(b.sdiv(count, ir.Constant(I64, ways)), ir.Constant(I64, ways))
-
-            def step(rel: ir.Value, ways: int = ways, column=column) -> None:
-                for way in range(ways):
-                    column(b.add(rel, ir.Constant(I64, way)), way)
-
-            fb.loop(ir.Constant(I64, 0), whole, "softmax_num", step, step=ways)
-            if ways > 1:
-                fb.loop(whole, count, "softmax_num_tail", lambda rel, column=column: column(rel, 0))
-            for r, (st, _) in enumerate(blocks):
-                for p, (off, pw) in enumerate(pieces):
-                    total = b.load(accs[0][r][p])
-                    for other in accs[1:]:
-                        total = b.fadd(total, b.load(other[r][p]))
-                    at = b.gep(st.numerators, [ir.Constant(I64, e0 + off)])
-                    b.store(total, b.bitcast(at, ir.VectorType(ty, pw).as_pointer()), align=align)
 
     def _end_weighted(self, fb: "_FunctionBuilder", count: ir.Value) -> None:
         """Weighted logsumexp at the end of a block, in a loop over the components: the block's

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from llvmlite import ir
 
-from kernelc.backends.llvm import ops
+from kernelc.backends.llvm import ops, weighted
 from kernelc.backends.llvm.blocks import K_BEST, BufferedKBest, BufferedState, buffered
 from kernelc.backends.llvm.ops import F32, F64, I1, I8, I64, UnsupportedKernel, compute_type, storage_type
 from kernelc.ir import build, signs
@@ -297,6 +297,9 @@ class _FunctionBuilder:
                 if isinstance(group[0], BufferedState) and group[0].direct and group[0].kind is ReduceKind.SOFTMAX:
                     BufferedState.end_softmax_blocks(self, group, self.b.sub(end, first))
                     continue
+                if isinstance(group[0], weighted.WeightedSum):  # the rows' products in one pass
+                    weighted.WeightedSum.end_blocks(self, group, self.b.sub(end, first))
+                    continue
                 for row, st in zip(rows, group):
                     self.enter(row)
                     st.end_block(self, first, end)
@@ -388,6 +391,9 @@ class _FunctionBuilder:
     def accumulate(self, st, r: Node, k: ir.Value) -> None:
         """One term of reduction r into its state; a sum of float products adds each product
         with a fused multiply-add (its order is unspecified already, as a component sum's)."""
+        if isinstance(st, weighted.WeightedSum):
+            st.accumulate(self, k)
+            return
         factors = _factors(r.src[0]) if isinstance(st, _State) and st.red.kind in (ReduceKind.SUM, ReduceKind.MEAN) \
             else None
         if factors is None:
@@ -397,6 +403,9 @@ class _FunctionBuilder:
         st.accumulate_products(self, *(self.broadcast(self.emit(f), dim) for f in factors))
 
     def _new_state(self, r: Node):
+        pair = weighted.terms(r, self.inner, self.bindings) if not self.is_long(r) else None
+        if pair is not None and pair[1].arg in self.spec.row_major:
+            return weighted.WeightedSum(self, r, *pair)
         if self.is_long(r):
             state = _LongState(self, r, self.scratch_slot)
             self.scratch_slot += 1
@@ -1212,12 +1221,15 @@ def _single_reduced_index(kernel: Kernel, spec: RowFunction) -> str | None:
     return reds.pop() if reds else None
 
 
-def _row_major_values(kernel: Kernel, outputs: list[int], inner: str, bindings: dict[str, int]) -> tuple[str, ...]:
+def _row_major_values(kernel: Kernel, outputs: list[int], inner: str, bindings: dict[str, int],
+                      weighted_sums: bool) -> tuple[str, ...]:
     """The parameters of `inner` whose every use is as the value of a buffered softmax over
-    `inner` with E >= ROW_MAJOR_MIN_DIM components, stored as computed (f32, f64): their end of
-    block reads E components of one column at once, which the row-major layout keeps together."""
+    `inner` with E >= ROW_MAJOR_MIN_DIM components or (with `weighted_sums`) of a weighted sum
+    (weighted.py), stored as computed (f32, f64): their end of block reads E components of one
+    column at once, which the row-major layout keeps together."""
     roots = [kernel.outputs[k].value for k in outputs]
     values, elsewhere = set(), {n.arg for n in roots if n.op is Op.PARAM}
+    weighted_terms = weighted.value_params(roots, inner, bindings) if weighted_sums else {}
     for node in walk(roots):
         for position, src in enumerate(node.src):
             if src.op is not Op.PARAM:
@@ -1226,14 +1238,17 @@ def _row_major_values(kernel: Kernel, outputs: list[int], inner: str, bindings: 
             p = kernel.param(src.arg)  # type: ignore[arg-type]
             value = (node.op is Op.REDUCE and node.arg.kind is ReduceKind.SOFTMAX  # type: ignore[union-attr]
                      and node.arg.index == inner and position == 1 and buffered(node, dim)  # type: ignore[union-attr]
-                     and dim >= ROW_MAJOR_MIN_DIM and p.type.index == (inner,)
-                     and p.type.dtype in (DType.F32, DType.F64))
+                     and dim >= ROW_MAJOR_MIN_DIM) or weighted_terms.get(id(node)) is src
+            value = value and p.type.index == (inner,) and p.type.dtype in (DType.F32, DType.F64)
             (values if value else elsewhere).add(src.arg)
     return tuple(p.name for p in kernel.params if p.name in values - elsewhere)
 
 
-def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None = None) -> list[RowFunction]:
-    """The row functions of `kernel`; `tag` makes their symbols unique in the process's JIT."""
+def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None = None,
+                  weighted_sums: bool = False) -> list[RowFunction]:
+    """The row functions of `kernel`; `tag` makes their symbols unique in the process's JIT;
+    `weighted_sums` (knob): weighted sums of vectors take weighted.WeightedSum (their values
+    passed row-major)."""
     groups: dict[str | None, list[int]] = {}
     for k, out in enumerate(kernel.outputs):
         outer = out.type.index[0] if out.type.index else None
@@ -1241,7 +1256,8 @@ def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None
     specs = []
     for outer, ks in groups.items():
         inner = other_index(outer) if outer else None
-        row_major = _row_major_values(kernel, ks, inner, bindings) if inner is not None and bindings else ()
+        row_major = _row_major_values(kernel, ks, inner, bindings, weighted_sums) \
+            if inner is not None and bindings else ()
         soa = tuple(p.name for p in kernel.params
                     if inner is not None and p.type.index == (inner,) and p.type.dim is not None
                     and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM and p.name not in row_major)
@@ -1272,12 +1288,13 @@ def check_supported(kernel: Kernel, bindings: dict[str, int]) -> None:
 
 def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bool = False, rows: int = 1,
              interleave: int = 0, partial: bool = False, vector_bits: int = 0,
-             pipeline: bool = False) -> tuple[str, list[RowFunction]]:
+             pipeline: bool = False, weighted_sums: bool = False) -> tuple[str, list[RowFunction]]:
     """The LLVM IR text of `kernel` specialized to `bindings`, and its row functions
     (`approx`: approximate f32 exp for a kernel under a tolerance; `rows`: rows per register
     block, where `blockable`; `interleave`: vectors side by side in the pair loop, 0: LLVM's
     choice; `vector_bits`: the vector width the module is compiled for, 0: the host's widest;
-    `pipeline`: pair loops with a division or square root in two skewed stages, where they apply);
+    `pipeline`: pair loops with a division or square root in two skewed stages, where they apply;
+    `weighted_sums`: sums of a scalar times a vector parameter as weighted.WeightedSum);
     with `partial`, only the partial function `<name>_partial` of the (splittable) single row
     function instead."""
     from kernelc.backends.llvm.jit import vector_widths
@@ -1286,7 +1303,7 @@ def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bo
     check_supported(kernel, bindings)
     module = ir.Module(name=kernel.name)
     math = ops.Math(module, approx)
-    specs = row_functions(kernel, tag, bindings)
+    specs = row_functions(kernel, tag, bindings, weighted_sums)
     for spec in specs:
         if not partial:
             _FunctionBuilder(module, math, kernel, bindings, spec, rows=rows, interleave=interleave,
