@@ -37,6 +37,8 @@ PROBLEMS: dict[str, tuple[str, int]] = {  # name -> (kernel source, D)
                   "{ return sum[j](exp(-sqdist(x, y) / (2 * s * s)) * b) }", 3),
     "gauss D=64": ("kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], s: f32) -> f32[i] "
                    "{ return sum[j](exp(-sqdist(x, y) / (2 * s * s)) * b) }", 64),
+    "gauss D=3 E=16": ("kernel g(x: f32[i, D], y: f32[j, D], b: f32[j, E], s: f32) -> f32[i, E] "
+                       "{ return sum[j](exp(-sqdist(x, y) / (2 * s * s)) * b) }", 3),
     "logsumexp D=3": ("kernel l(x: f32[i, D], y: f32[j, D]) -> f32[i] { return logsumexp[j](-sqdist(x, y)) }", 3),
     "argmin D=3": ("kernel a(x: f32[i, D], y: f32[j, D]) -> i64[i] { return argmin[j](sqdist(x, y)) }", 3),
     "argkmin K=10 D=3": ("kernel k(x: f32[i, D], y: f32[j, D]) -> i64[i, 10] { return argkmin[j, 10](sqdist(x, y)) }",
@@ -47,14 +49,21 @@ PROBLEMS: dict[str, tuple[str, int]] = {  # name -> (kernel source, D)
     "attention D=E=64": ("kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i, E] "
                          "{ return softmax[j](dot(x, y) * 0.125, v) }", 64),
 }
+VALUES = 16  # E of the Gaussian with vector values (several right-hand sides, KeOps' K @ b)
 ANCHORED = {"gauss D=3": "gauss", "gauss D=64": "gauss", "logsumexp D=3": "lse", "argmin D=3": "argmin"}
+
+
+def dims(problem: str) -> dict[str, int]:
+    """The problem's dimensions: D, and E (attention's E = D; the Gaussian's VALUES)."""
+    d = PROBLEMS[problem][1]
+    return {"D": d, "E": VALUES if "E=" in problem and "attention" not in problem else d}
 
 
 def data(problem: str, n: int, m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     d = PROBLEMS[problem][1]
     out = {"x": rng.random((n, d), np.float32), "y": rng.random((m, d), np.float32)}
     if "gauss" in problem or "matern" in problem:
-        out["b"] = rng.random(m, np.float32)
+        out["b"] = rng.random((m, VALUES) if "E=" in problem else m, np.float32)
     if "gauss" in problem:
         out["s"] = np.float32(0.5 if d == 3 else 2.0)
     if "matern" in problem:
@@ -92,8 +101,9 @@ def numpy_impl(problem: str) -> Callable:
             return out
         if "matern" in problem:
             x, y = x / a["ell"], y / a["ell"]
-        out = np.empty((len(x), 10) if "argkmin" in problem else len(x),
-                       np.int64 if "arg" in problem else np.float32)
+        shape = (len(x), 10) if "argkmin" in problem else (len(x),) + a["b"].shape[1:] if "gauss" in problem \
+            else len(x)
+        out = np.empty(shape, np.int64 if "arg" in problem else np.float32)
         for lo, d2 in _sqdist_chunks(x, y, rows):
             if "gauss" in problem:
                 d2 *= np.float32(-1 / (2 * a["s"] ** 2))
@@ -141,6 +151,16 @@ def numba_impl(problem: str) -> Callable | None:
             for j in range(y.shape[0]):
                 acc += np.exp(sqd(x, y, i, j) * c) * b[j]
             out[i] = acc
+        return out
+
+    @nb.njit(parallel=True, fastmath=True)
+    def gauss_values(x, y, b, c):
+        out = np.zeros((x.shape[0], b.shape[1]), np.float32)
+        for i in nb.prange(x.shape[0]):
+            for j in range(y.shape[0]):
+                w = np.exp(sqd(x, y, i, j) * c)
+                for e in range(b.shape[1]):
+                    out[i, e] += w * b[j, e]
         return out
 
     @nb.njit(parallel=True, fastmath=True)
@@ -211,7 +231,8 @@ def numba_impl(problem: str) -> Callable | None:
         return out
 
     if "gauss" in problem:
-        return lambda **a: gauss(a["x"], a["y"], a["b"], np.float32(-1 / (2 * a["s"] ** 2)))
+        values = gauss_values if "E=" in problem else gauss
+        return lambda **a: values(a["x"], a["y"], a["b"], np.float32(-1 / (2 * a["s"] ** 2)))
     if "matern" in problem:
         return lambda **a: matern(a["x"] / a["ell"], a["y"] / a["ell"], a["b"])
     if "logsumexp" in problem:
@@ -241,7 +262,9 @@ def pykeops_impl(problem: str) -> Callable | None:
             return s.sumsoftmaxweight(LazyTensor(a["v"][None, :, :]), axis=1)
         d2 = ((xi - yj) ** 2).sum(-1)
         if "gauss" in problem:
-            return ((-d2 / float(2 * a["s"] ** 2)).exp() * LazyTensor(a["b"][None, :, None])).sum(1)[:, 0]
+            b = a["b"].reshape(len(y), -1)
+            out = ((-d2 / float(2 * a["s"] ** 2)).exp() * LazyTensor(b[None, :, :])).sum(1)
+            return out.reshape((len(x),) + a["b"].shape[1:])
         if "matern" in problem:
             r = d2.sqrt() * float(np.sqrt(5))
             return ((1 + r + r * r / 3) * (-r).exp() * LazyTensor(a["b"][None, :, None])).sum(1)[:, 0]
@@ -350,8 +373,7 @@ def pairwise(args: argparse.Namespace, console: Console) -> list[dict]:
     shapes = [(n, n) for n in args.sizes] + [(1_000_000, 10_000)]
     results, last = [], {}
     for problem in args.problems:
-        d = PROBLEMS[problem][1]
-        ops = cost.ops_per_pair(kc.kernel(PROBLEMS[problem][0]).ir, {"D": d, "E": d})
+        ops = cost.ops_per_pair(kc.kernel(PROBLEMS[problem][0]).ir, dims(problem))
         for n, m in shapes:
             if (n, m) == (1_000_000, 10_000) and "argkmin" not in problem:
                 continue
@@ -476,11 +498,11 @@ def instructions(console: Console) -> dict[str, dict]:
         table.add_column(col, justify="right")
     for problem, (src, d) in PROBLEMS.items():
         k = kc.kernel(src, autotune="off")
-        _, schedule, executable = k.compiled(backend="llvm", **random_arguments(k, 512, 512, {"D": d, "E": d}))
+        _, schedule, executable = k.compiled(backend="llvm", **random_arguments(k, 512, 512, dims(problem)))
         patterns = [stage.pattern for stage, _ in executable.stages if stage.pattern is not None]
         if patterns:  # a hand-scheduled path (AMX attention, the nearest-neighbour filter) runs the calls
             found[problem] = dict(pattern=patterns[0].description)
-            table.add_row(problem, "pattern path", "", "", "n/a", str(cost.ops_per_pair(k.optimized, {"D": d, "E": d})))
+            table.add_row(problem, "pattern path", "", "", "n/a", str(cost.ops_per_pair(k.optimized, dims(problem))))
             continue
         rows = int(schedule.get("rows") or 1)
         modules = [t for t in re.split(r"(?=; ModuleID)", executable.code) if t.strip()]  # one per stage
@@ -493,7 +515,7 @@ def instructions(console: Console) -> dict[str, dict]:
         width = 16 if any("zmm" in ln for ln in body) else 8
         steps = [int(s) for s in re.findall(r"add[q]?\s+\$(\d+),", hot)]
         pairs = (max(steps) if steps and max(steps) < 1024 else width) * rows
-        ops = cost.ops_per_pair(k.optimized, {"D": d, "E": d})
+        ops = cost.ops_per_pair(k.optimized, dims(problem))
         found[problem] = dict(instructions=len(body), vector=vector, rows=rows, pairs_per_iteration=pairs,
                               per_pair=len(body) / pairs, ops_per_pair=ops)
         table.add_row(problem, str(len(body)), str(vector), str(rows), f"{len(body) / pairs:.2f}", str(ops))
