@@ -386,12 +386,12 @@ def _rows_for(kernel: Kernel, bindings: tuple[tuple[str, int], ...], weighted_su
 
     if _has_k_best(kernel):
         return 2  # each row brings its insertion code; with the K slots in a vector 1, 2 and 4 rows ran alike
-    if weighted_sums and weighted.applies(kernel, dict(bindings)):
+    ops = cost.ops_per_pair(kernel, dict(bindings))
+    if weighted_sums and ops <= 1024 and weighted.applies(kernel, dict(bindings)):
         # a weighted sum's pair loop keeps one scalar per row, and each column of v loaded at the
         # block's end serves every row: Gaussian sums at 4096 x 4096, E = 64: 1, 2, 4, 8 rows
-        # 40.9, 25.4, 18.0, 24.9 ms; E = 16: 15.6, 11.1, 8.6, 8.1 ms
+        # 40.9, 25.4, 18.0, 24.9 ms; E = 16: 15.6, 11.1, 8.6, 8.1 ms (ops counts the E products)
         return 4
-    ops = cost.ops_per_pair(kernel, dict(bindings))
     if ops <= 512 and any(_is_wide_pair_sum(n, dict(bindings)) for n in walk([o.value for o in kernel.outputs])):
         # sqdist/dot of long vectors (built a component at a time, the rows in lockstep): each
         # component of y loaded serves 4 rows; Gaussian D=64 and attention D=E=64 ran 1.4-1.5x
