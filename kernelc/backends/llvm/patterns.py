@@ -24,7 +24,7 @@ def widened(node: Node) -> Node:
 def param_of(node: Node, params: dict, index: tuple[str, ...], dtypes: frozenset = F32_ONLY) -> Node | None:
     """The parameter of one of `dtypes`, indexed by exactly `index`, that `node` reads (as it is,
     or widened to f32 where `dtypes` has narrow types), or None."""
-    if DType.F32 in dtypes and len(dtypes) > 1:
+    if any(dt.is_narrow_float for dt in dtypes):
         node = widened(node)
     if node.op is Op.PARAM and node.dtype in dtypes and params[node.arg].type.index == index:
         return node

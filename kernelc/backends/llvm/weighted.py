@@ -109,9 +109,6 @@ class WeightedSum:
 
             fb.loop(ir.Constant(I64, 0), ir.Constant(I64, first.dim), "weighted_add", add)
 
-    def end_block(self, fb: "_FunctionBuilder", start: ir.Value, end: ir.Value) -> None:
-        WeightedSum.end_blocks(fb, [self], fb.b.sub(end, start))
-
     def fields(self, fb: "_FunctionBuilder") -> list[list[ir.Value]]:
         """The state in the layout of kernelc.ir.monoids: a sum's totals (f64)."""
         return [[fb.b.load(fb.b.gep(self.totals, [ir.Constant(I64, e)])) for e in range(self.dim)]]
