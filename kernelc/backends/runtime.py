@@ -19,7 +19,7 @@ import numpy as np
 
 from kernelc.backends.interface import Call, Sizes
 from kernelc.errors import KernelArgumentError
-from kernelc.ir.dtypes import SAFE_CASTS, DType
+from kernelc.ir.dtypes import SAFE_CASTS, DType, holds_floats
 from kernelc.ir.nodes import Kernel, Param
 
 _MAX_OUTPUT_BYTES = 1 << 40  # refuse to allocate absurd outputs (1 TiB) before trying
@@ -177,7 +177,8 @@ def _from_sequence(p: Param, raw: list | tuple) -> np.ndarray:
     except (ValueError, TypeError) as err:
         raise KernelArgumentError(p.name, f"cannot read this {type(raw).__name__} as an array: {err}") from None
     want = p.type.dtype
-    if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and not want.is_float) or \
+    floats = holds_floats(arr.dtype)  # (a list of ml_dtypes bf16 scalars gives dtype kind "V")
+    if not (floats or arr.dtype.kind in "biu") or (floats and not want.is_float) or \
             (arr.dtype.kind in "iu" and want.is_bool):
         raise KernelArgumentError(p.name, f"expected numbers for a {want} parameter, got {arr.dtype} values")
     return arr.astype(want.numpy)

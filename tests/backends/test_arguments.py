@@ -85,6 +85,19 @@ def test_strided_and_transposed_inputs_are_read_correctly(rng):
     np.testing.assert_allclose(GAUSS(neg, y, b, 0.5), reference_gauss(neg, y, b, 0.5), rtol=1e-6)
 
 
+def test_a_list_of_bf16_scalars():
+    """ml_dtypes' bf16 scalars in a list make an array of dtype kind "V": read as the floats they
+    are (they were refused as not numbers); for an integer parameter still refused."""
+    import ml_dtypes
+
+    bf16 = ml_dtypes.bfloat16
+    k = kc.kernel("kernel s(x: bf16[i], y: bf16[j]) -> bf16[i] { return sum[j](x * y) }")
+    np.testing.assert_array_equal(k([bf16(1.0), bf16(2.0)], [bf16(0.5), bf16(0.25)]).astype(np.float32), [0.75, 1.5])
+    ints = kc.kernel("kernel s(x: i32[i]) -> i32[i] { return x }")
+    with pytest.raises(kc.KernelArgumentError, match="expected numbers"):
+        ints([bf16(1.0)])
+
+
 def test_buffer_protocol_array_interface_and_dlpack():
     k = kc.kernel("kernel twice(x: f64[i]) -> f64[i] { return 2 * x }")
     np.testing.assert_array_equal(k(array.array("d", [1.0, 2.0])), [2.0, 4.0])

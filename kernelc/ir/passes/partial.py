@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from kernelc.ir import build
-from kernelc.ir.dtypes import DType
+from kernelc.ir.dtypes import DType, holds_floats
 from kernelc.ir.monoids import MONOIDS, State
 from kernelc.ir.nodes import Kernel, Node, Output, walk
 from kernelc.ir.ops import Op, ReduceKind
@@ -126,7 +126,7 @@ def block_state(r: Node, outputs: list[np.ndarray], offset: int, count: int) -> 
     kind = r.arg.kind
     parts = [_rows(np.asarray(o), bool(r.deps)) for o in outputs]
     if kind is ReduceKind.SUM:
-        return (parts[0].astype(np.float64 if parts[0].dtype.kind == "f" else np.int64),)
+        return (parts[0].astype(np.float64 if holds_floats(parts[0].dtype) else np.int64),)
     if kind is ReduceKind.MEAN:
         return parts[0].astype(np.float64), np.full((parts[0].shape[0], 1), float(count))
     values = parts[0].astype(np.float64) if r.src[0].dtype.is_float else parts[0]  # bf16/f16 exactly, as NumPy floats
