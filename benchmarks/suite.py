@@ -53,17 +53,22 @@ VALUES = 16  # E of the Gaussian with vector values (several right-hand sides, K
 ANCHORED = {"gauss D=3": "gauss", "gauss D=64": "gauss", "logsumexp D=3": "lse", "argmin D=3": "argmin"}
 
 
+def vector_values(problem: str) -> bool:
+    """Whether the problem is the Gaussian with VALUES values per point."""
+    return "gauss" in problem and "E=" in problem
+
+
 def dims(problem: str) -> dict[str, int]:
-    """The problem's dimensions: D, and E (attention's E = D; the Gaussian's VALUES)."""
+    """The problem's dimensions: D, and E (the Gaussian's VALUES; attention's E = D)."""
     d = PROBLEMS[problem][1]
-    return {"D": d, "E": VALUES if "E=" in problem and "attention" not in problem else d}
+    return {"D": d, "E": VALUES if vector_values(problem) else d}
 
 
 def data(problem: str, n: int, m: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     d = PROBLEMS[problem][1]
     out = {"x": rng.random((n, d), np.float32), "y": rng.random((m, d), np.float32)}
     if "gauss" in problem or "matern" in problem:
-        out["b"] = rng.random((m, VALUES) if "E=" in problem else m, np.float32)
+        out["b"] = rng.random((m, VALUES) if vector_values(problem) else m, np.float32)
     if "gauss" in problem:
         out["s"] = np.float32(0.5 if d == 3 else 2.0)
     if "matern" in problem:
@@ -231,7 +236,7 @@ def numba_impl(problem: str) -> Callable | None:
         return out
 
     if "gauss" in problem:
-        values = gauss_values if "E=" in problem else gauss
+        values = gauss_values if vector_values(problem) else gauss
         return lambda **a: values(a["x"], a["y"], a["b"], np.float32(-1 / (2 * a["s"] ** 2)))
     if "matern" in problem:
         return lambda **a: matern(a["x"] / a["ell"], a["y"] / a["ell"], a["b"])
