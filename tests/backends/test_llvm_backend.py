@@ -652,3 +652,26 @@ def test_pipeline_cut_is_the_division_or_root_of_the_terms():
     assert staged(gauss.format("2.5"))
     assert not staged("kernel l(x: f32[i, D], y: f32[j, D], s: f32) -> f32[i] "
                       "{ return logsumexp[j](-sqdist(x, y) / s) }")
+
+
+def test_repeated_calls_reuse_the_default_schedule(monkeypatch):
+    """Deciding the default knobs runs IR passes (about a millisecond a call for a Matérn kernel,
+    more than the kernel itself at 100 x 100): a second call of the same sizes reuses the
+    decision, a call of other sizes decides again, and the thread count is read at each call."""
+    from kernelc.backends.llvm import _shape_knobs
+
+    k = kc.kernel("kernel m(x: f32[i, D], y: f32[j, D], ell: f32[D], b: f32[j]) -> f32[i] "
+                  "{ r = sqrt(sqdist(x / ell, y / ell)); return sum[j]((1 + r) * exp(-r) * b) }", autotune="off")
+    rng = np.random.default_rng(0)
+    args = dict(x=rng.random((100, 3), np.float32), y=rng.random((90, 3), np.float32),
+                ell=np.float32([0.5, 1, 2]), b=rng.random(90, np.float32))
+    k(**args, backend="llvm")
+    before = _shape_knobs.cache_info()
+    k(**args, backend="llvm")
+    after = _shape_knobs.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    k(**(args | {"x": args["x"][:50]}), backend="llvm")
+    assert _shape_knobs.cache_info().misses == after.misses + 1
+    monkeypatch.setenv("KERNELC_NUM_THREADS", "1")
+    k(**args, backend="llvm")
+    assert k.compiled(**args, backend="llvm")[1].get("threads") == 1

@@ -457,6 +457,22 @@ def _hoist_pays(kernel: Kernel, sizes: Sizes) -> bool:
     return 0 < stored <= _HOIST_MAX_BYTES
 
 
+@lru_cache(maxsize=256)
+def _shape_knobs(kernel: Kernel, sizes: Sizes) -> tuple[tuple[str, Any], ...]:
+    """The default knobs that follow from the kernel and the call's sizes. Deciding them runs
+    IR passes (hoisting, the pipeline's cut, the weighted-sum match): about a millisecond that
+    every call would pay, remembered here per kernel and sizes (the kernel's hash is cached)."""
+    hoisting = _hoist_pays(kernel, sizes)
+    main = hoist.run(kernel)[-1].kernel if hoisting else kernel  # the stage with the pair loop
+    rows = _default_rows(main, sizes)
+    interleave = {"interleave": 4} if rows == 4 and sizes.n * sizes.m >= _INTERLEAVE_WORK \
+        and _interleave_pays(main) else {}
+    pipeline = {"pipeline": True} if pipeline_applies(main, dict(sizes.dims)) else {}
+    weighted_sums = {"weighted_sums": True} if weighted.applies(main, dict(sizes.dims)) else {}
+    knobs = dict(hoist=hoisting, rows=rows, tile=_default_tile(main, sizes), **interleave, **pipeline, **weighted_sums)
+    return tuple(knobs.items())
+
+
 class LLVMBackend:
     name = "llvm"
     api_version = API_VERSION
@@ -479,16 +495,8 @@ class LLVMBackend:
     def default_schedule(self, kernel: Kernel, sizes: Sizes) -> Schedule:
         from kernelc.backends.llvm.jit import vector_widths
 
-        hoisting = _hoist_pays(kernel, sizes)
-        main = hoist.run(kernel)[-1].kernel if hoisting else kernel  # the stage with the pair loop
-        rows = _default_rows(main, sizes)
-        interleave = {"interleave": 4} if rows == 4 and sizes.n * sizes.m >= _INTERLEAVE_WORK \
-            and _interleave_pays(main) else {}
-        pipeline = {"pipeline": True} if pipeline_applies(main, dict(sizes.dims)) else {}
-        weighted_sums = {"weighted_sums": True} if weighted.applies(main, dict(sizes.dims)) else {}
-        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), hoist=hoisting,
-                           chunks_per_thread=_CHUNKS_PER_THREAD, rows=rows, tile=_default_tile(main, sizes),
-                           vector_bits=vector_widths()[0], **interleave, **pipeline, **weighted_sums)
+        return Schedule.of(self.name, dims=sizes.dims, threads=thread_count(), chunks_per_thread=_CHUNKS_PER_THREAD,
+                           vector_bits=vector_widths()[0], **dict(_shape_knobs(kernel, sizes)))
 
     def candidates(self, kernel: Kernel, sizes: Sizes) -> list[Schedule]:
         """The default first; then schedules that differ from it in one knob: rows per register
