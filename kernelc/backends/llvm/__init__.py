@@ -160,7 +160,8 @@ class _StageExecutable:
             return
         for k, spec in enumerate(self.specs):
             arrays = [soa_blocks(call.inputs[p.name]) if p.name in spec.soa else np.ascontiguousarray(call.inputs[p.name])
-                      for p in self.kernel.params] + list(call.outputs)
+                      for p in self.kernel.params] + list(call.outputs) \
+                + [np.ascontiguousarray(call.inputs[name]) for name in spec.row_major_copies]
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             rows = 1 if spec.outer is None else (n if spec.outer == "i" else m)
             inner = m if spec.outer == "i" else n

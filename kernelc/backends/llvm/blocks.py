@@ -140,7 +140,7 @@ class BufferedState:
         # of a column at once
         value = node.src[1] if len(node.src) == 2 else None
         self.weighted = self.kind is ReduceKind.LOGSUMEXP and value is not None
-        self.row_major = value is not None and value.op is Op.PARAM and value.arg in fb.spec.row_major
+        self.row_major = value is not None and value.op is Op.PARAM and value.arg in fb.row_major_pointers
         self.direct = self.row_major or (value is not None and value.op is Op.PARAM and value.arg in fb.spec.soa)
         self.dim, self.block = fb.dim(node), SUM_BLOCK
         self.scores = ops.entry_alloca(fb.b, fb.entry, self.ty, SUM_BLOCK)
@@ -265,7 +265,8 @@ class BufferedState:
         if states[0].row_major:
             first = states[0]
             block_products(fb, [st.scores for st in states], [st.numerators for st in states],
-                           fb.pointers[first.node.src[1].arg], first.ty, first.dim, count)  # type: ignore[index]
+                           fb.row_major_pointers[first.node.src[1].arg], first.ty, first.dim,  # type: ignore[index]
+                           count)
         else:
             BufferedState._numerators(fb, blocks, count)
         for st, block in blocks:

@@ -8,7 +8,8 @@ loop), the reductions in one pass over the inner index (states per the monoids o
 `kernelc.ir.monoids`), then the outputs, with a second inner loop for [i, j] outputs.
 
 Signature: void f(i8** pointers, i64 n, i64 m, i64 row_start, i64 row_end), pointers being the
-parameters then the outputs, each C-contiguous in its storage dtype.
+parameters, the outputs, the row-major copies (RowFunction.row_major_copies) and the scratch
+arrays, each C-contiguous in its storage dtype.
 """
 
 from __future__ import annotations
@@ -49,9 +50,12 @@ class RowFunction:
     # is one contiguous stretch of memory (D separate arrays were D streams at once: 64 defeat
     # the hardware prefetchers) addressed from one base register.
     soa: tuple[str, ...] = ()
-    # Inner-indexed parameters read only as the values of softmax reductions, E components at a
-    # time (blocks.BufferedState._row_major_numerators): passed as they are, row-major.
+    # Inner-indexed parameters read only as the values of softmax reductions or weighted sums, E
+    # components at a time (blocks.block_products): passed as they are, row-major.
     row_major: tuple[str, ...] = ()
+    # Such values that the pair loop also reads (mean shift's y in `sum[j](k(x, y) * y)`): passed
+    # in structure-of-arrays blocks in their place, and as they are after the outputs.
+    row_major_copies: tuple[str, ...] = ()
     # Scratch arrays (in 8-byte elements) for the states of reductions of long vectors, passed
     # after the outputs; each concurrent call of the function gets its own.
     scratch: tuple[int, ...] = ()
@@ -153,6 +157,11 @@ class _FunctionBuilder:
         for k, p in enumerate(kernel.params):
             self.pointers[p.name] = self._pointer(k, p.type.dtype)
         self.out_pointers = [self._pointer(len(kernel.params) + k, o.type.dtype) for k, o in enumerate(kernel.outputs)]
+        # where values read E components at a time (softmax numerators, weighted sums) are row-major
+        self.row_major_pointers = {name: self.pointers[name] for name in spec.row_major}
+        for k, name in enumerate(spec.row_major_copies):
+            self.row_major_pointers[name] = self._pointer(len(kernel.params) + len(kernel.outputs) + k,
+                                                          kernel.param(name).type.dtype)
 
     def _pointer(self, k: int, dt: DType) -> ir.Value:
         raw = self.b.load(self.b.gep(self.ptrs_arg, [ir.Constant(I64, k)]))
@@ -404,7 +413,7 @@ class _FunctionBuilder:
 
     def _new_state(self, r: Node):
         pair = weighted.terms(r, self.inner, self.bindings) if not self.is_long(r) else None
-        if pair is not None and pair[1].arg in self.spec.row_major:
+        if pair is not None and pair[1].arg in self.row_major_pointers:
             return weighted.WeightedSum(self, r, *pair)
         if self.is_long(r):
             state = _LongState(self, r, self.scratch_slot)
@@ -1070,7 +1079,7 @@ class _LongState:
         self.value_t = value_t
         self.acc_t = value_t if self.kind not in (ReduceKind.SUM, ReduceKind.MEAN) else (
             I64 if isinstance(value_t, ir.IntType) else F64)
-        index = len(fb.kernel.params) + len(fb.kernel.outputs) + 2 * slot
+        index = len(fb.kernel.params) + len(fb.kernel.outputs) + len(fb.spec.row_major_copies) + 2 * slot
         raw = fb.b.load(fb.b.gep(fb.ptrs_arg, [ir.Constant(I64, index)]))
         raw2 = fb.b.load(fb.b.gep(fb.ptrs_arg, [ir.Constant(I64, index + 1)]))
         self.base = fb.b.bitcast(raw, self.acc_t.as_pointer())
@@ -1222,11 +1231,12 @@ def _single_reduced_index(kernel: Kernel, spec: RowFunction) -> str | None:
 
 
 def _row_major_values(kernel: Kernel, outputs: list[int], inner: str, bindings: dict[str, int],
-                      weighted_sums: bool) -> tuple[str, ...]:
-    """The parameters of `inner` whose every use is as the value of a buffered softmax over
-    `inner` with E >= ROW_MAJOR_MIN_DIM components or (with `weighted_sums`) of a weighted sum
-    (weighted.py), stored as computed (f32, f64): their end of block reads E components of one
-    column at once, which the row-major layout keeps together."""
+                      weighted_sums: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The parameters of `inner` used as the value of a buffered softmax over `inner` with
+    E >= ROW_MAJOR_MIN_DIM components or (with `weighted_sums`) of a weighted sum (weighted.py),
+    stored as computed (f32, f64): their end of block reads E components of one column at once,
+    which the row-major layout keeps together. As (those with no other use, those also read
+    elsewhere)."""
     roots = [kernel.outputs[k].value for k in outputs]
     values, elsewhere = set(), {n.arg for n in roots if n.op is Op.PARAM}
     weighted_terms = weighted.value_params(roots, inner, bindings) if weighted_sums else {}
@@ -1241,7 +1251,8 @@ def _row_major_values(kernel: Kernel, outputs: list[int], inner: str, bindings: 
                      and dim >= ROW_MAJOR_MIN_DIM) or weighted_terms.get(id(node)) is src
             value = value and p.type.index == (inner,) and p.type.dtype in (DType.F32, DType.F64)
             (values if value else elsewhere).add(src.arg)
-    return tuple(p.name for p in kernel.params if p.name in values - elsewhere)
+    return (tuple(p.name for p in kernel.params if p.name in values - elsewhere),
+            tuple(p.name for p in kernel.params if p.name in values & elsewhere))
 
 
 def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None = None,
@@ -1256,8 +1267,8 @@ def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None
     specs = []
     for outer, ks in groups.items():
         inner = other_index(outer) if outer else None
-        row_major = _row_major_values(kernel, ks, inner, bindings, weighted_sums) \
-            if inner is not None and bindings else ()
+        row_major, shared = _row_major_values(kernel, ks, inner, bindings, weighted_sums) \
+            if inner is not None and bindings else ((), ())
         soa = tuple(p.name for p in kernel.params
                     if inner is not None and p.type.index == (inner,) and p.type.dim is not None
                     and p.type.dim.evaluate(bindings or {}) <= MAX_UNROLLED_DIM and p.name not in row_major)
@@ -1265,7 +1276,7 @@ def row_functions(kernel: Kernel, tag: str = "", bindings: dict[str, int] | None
         scratch = tuple(r.dim.evaluate(bindings) for r in reds for _ in range(2)
                         if bindings is not None and r.dim.evaluate(bindings) > MAX_UNROLLED_DIM)
         specs.append(RowFunction(f"kc_rows_{outer or 'none'}{tag}", outer, tuple(ks), soa, scratch=scratch,
-                                 row_major=row_major))
+                                 row_major=row_major, row_major_copies=tuple(n for n in shared if n in soa)))
     return specs
 
 

@@ -8,7 +8,9 @@ structure-of-arrays blocks: Gaussian sums at 4096 x 4096 ran at 0.06e9 pairs/s (
 E = 64 and 0.57e9 with E = 16. Here the pair loop only stores the block's weights w (scalars:
 the loop vectorizes as a scalar sum's does), and the end of the block adds weights (rows x
 block) times values (block x E, v passed row-major) as a small matrix product
-(`blocks.block_products`, shared with softmax numerators). The block's sums are f32 (for f32
+(`blocks.block_products`, shared with softmax numerators; a v that the weights read too, as
+mean shift's points in `sum[j](k(x, y) * y)`, is passed twice: in structure-of-arrays blocks for
+the pair loop and row-major for the products). The block's sums are f32 (for f32
 terms) and join the f64 totals per block, as a sum's blocks do (LANGUAGE.md §6); each product
 is added with one fused multiply-add, as the row functions add a sum's products.
 """
@@ -66,8 +68,8 @@ def value_params(roots: list[Node], inner: str, bindings: dict[str, int]) -> dic
 
 def applies(kernel: Kernel, bindings: dict[str, int]) -> bool:
     """Whether knob `weighted_sums` changes this kernel's code: some reduction is a weighted sum
-    whose term nothing else reads (its v must also have no other use, which the row functions
-    check)."""
+    whose term nothing else reads (a v that the pair loop reads too is passed a second time,
+    row-major: RowFunction.row_major_copies)."""
     roots = [o.value for o in kernel.outputs]
     return any(value_params(roots, index, bindings) for index in ("i", "j"))
 
@@ -100,7 +102,7 @@ class WeightedSum:
         loaded once for all the rows), added to their totals."""
         b, first = fb.b, states[0]
         block_products(fb, [st.weights for st in states], [st.block_sums for st in states],
-                       fb.pointers[first.values.arg], first.ty, first.dim, count)  # type: ignore[index]
+                       fb.row_major_pointers[first.values.arg], first.ty, first.dim, count)  # type: ignore[index]
         for st in states:
             def add(e: ir.Value, st: WeightedSum = st) -> None:
                 total = b.gep(st.totals, [e])
