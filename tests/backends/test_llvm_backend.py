@@ -675,3 +675,33 @@ def test_repeated_calls_reuse_the_default_schedule(monkeypatch):
     monkeypatch.setenv("KERNELC_NUM_THREADS", "1")
     k(**args, backend="llvm")
     assert k.compiled(**args, backend="llvm")[1].get("threads") == 1
+
+
+@pytest.mark.parametrize("dt, npdt, powers, bound", [("f32", np.float32, range(-8, 9), 0.5 + 1e-6),
+                                                     ("f64", np.float64, (3, 4, 5, -3), 2.0)])
+def test_constant_integer_powers(dt, npdt, powers, bound):
+    """x ** n with a constant integer n, without a libm call per lane: f32 raised in f64 and
+    rounded once (IEEE's result), f64 n = 3, 4 by multiplication (<= 2 ulp of NumPy's), other f64 powers
+    by llvm.pow; the special values as NumPy's power has them."""
+    rng = np.random.default_rng(1)
+    big = 87 if dt == "f32" else 700  # |x| up to e^87: f32's range
+    x = np.concatenate([rng.uniform(-3, 3, 200_000), np.exp(rng.uniform(-big, big, 100_000)),
+                        -np.exp(rng.uniform(-big, big, 1000))]).astype(npdt)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-45, -1e-40, 3e38, -3e38, 2.0 ** -126],
+                       npdt)
+    for n in powers:
+        k = kc.kernel(f"kernel p(x: {dt}[i]) -> {dt}[i] {{ return x ** {n} }}")
+        with np.errstate(all="ignore"):
+            want = np.power(x.astype(np.float64), float(n))
+            err = ulps(k(x, backend="llvm"), want, npdt)
+            finite = np.isfinite(want.astype(npdt)) & (np.abs(want) >= np.finfo(npdt).tiny)
+            assert err[finite].max() <= bound, (n, err[finite].max())
+            got, ref = k(special, backend="llvm"), np.power(special.astype(np.float64), float(n)).astype(npdt)
+            close = ulps(got, np.power(special.astype(np.float64), float(n)), npdt) <= bound
+        same = (got == ref) & (np.signbit(got) == np.signbit(ref)) | (np.isnan(got) & np.isnan(ref))
+        assert np.all(same | (close & (ref != 0))), (n, special[~same], got[~same], ref[~same])
+    if dt == "f32":  # no call of pow left in the pair loop's code
+        k = kc.kernel("kernel p(x: f32[i, D], y: f32[j, D], b: f32[j]) -> f32[i] "
+                      "{ return sum[j]((dot(x, y) + 1) ** 3 * b) }")
+        args = dict(x=x[:64].reshape(8, 8), y=x[64:128].reshape(8, 8), b=x[:8])
+        assert "pow" not in k.compiled(**args, backend="llvm")[2].code
