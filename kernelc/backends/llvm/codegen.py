@@ -35,6 +35,12 @@ SUM_CHAINS = 4  # interleaved partial sums of a long component sum (_Chains)
 SUM_BLOCK = 256
 ROW_MAJOR_MIN_DIM = 8  # softmax values this wide are read E components at a time (RowFunction.row_major)
 SOA_BLOCK = SUM_BLOCK  # columns per block of structure-of-arrays parameters (RowFunction.soa)
+# Each component's row of a block is SOA_BLOCK + SOA_PAD elements long. Rows of exactly 1 KB (256
+# f32) put the D components of a column in 4 of L1's 64 sets, so the pair loop's D streams of a
+# long dot or sqdist evicted each other (D = 64: 128 lines per 32 columns for 48 ways); one more
+# cache line per row spreads them over every set.
+SOA_PAD = 16
+SOA_STRIDE = SOA_BLOCK + SOA_PAD
 _LONG_REDUCTIONS = (ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.MAX, ReduceKind.MIN)
 Vec = list[ir.Value]
 
@@ -692,17 +698,20 @@ class _FunctionBuilder:
         parameter."""
         p = self.kernel.param(node.arg)  # type: ignore[arg-type]
         base = self._soa_offset(k, self.dim(node), in_block=True)(0)
-        offset = self.b.add(base, self.b.mul(c, ir.Constant(I64, SOA_BLOCK)))
+        offset = self.b.add(base, self.b.mul(c, ir.Constant(I64, SOA_STRIDE)))
         return self.from_storage(self.b.load(self.b.gep(self.pointers[p.name], [offset])), p.type.dtype)
 
     def _soa_offset(self, k: ir.Value, dim: int, in_block: bool = False):
         """Component c at column k of a blocked structure-of-arrays parameter (see RowFunction)."""
-        b, B = self.b, SOA_BLOCK
+        b, B, shift = self.b, SOA_BLOCK, ir.Constant(I64, SOA_BLOCK.bit_length() - 1)
+        # column k of block k // B starts at (k // B) * dim * SOA_STRIDE + k % B, that is
+        # k + (k // B) * (dim * SOA_STRIDE - B)
+        skip = ir.Constant(I64, dim * SOA_STRIDE - B)
         if self.in_block or in_block:  # k - block_start < B: the loop vectorizer sees unit stride in k
-            base = b.add(b.mul(self.block_start, ir.Constant(I64, dim - 1)), k)
+            base = b.add(b.mul(b.ashr(self.block_start, shift), skip), k)
         else:
-            base = b.add(b.mul(b.ashr(k, ir.Constant(I64, B.bit_length() - 1)), ir.Constant(I64, (dim - 1) * B)), k)
-        return lambda c: b.add(base, ir.Constant(I64, c * B))
+            base = b.add(b.mul(b.ashr(k, shift), skip), k)
+        return lambda c: b.add(base, ir.Constant(I64, c * SOA_STRIDE))
 
     # --- wide vectors per pair: one component at a time ------------------------------------------
 
@@ -1328,12 +1337,12 @@ def generate(kernel: Kernel, bindings: dict[str, int], tag: str = "", approx: bo
 
 def soa_blocks(array: np.ndarray) -> np.ndarray:
     """A parameter (M, D) in the blocked structure-of-arrays layout: (ceil(M / SOA_BLOCK), D,
-    SOA_BLOCK), zero-padded."""
+    SOA_STRIDE), the first SOA_BLOCK of each row the block's columns, zero-padded."""
     m, d = array.shape
     blocks = -(-m // SOA_BLOCK)
-    out = np.zeros((blocks, d, SOA_BLOCK), array.dtype)
+    out = np.zeros((blocks, d, SOA_STRIDE), array.dtype)
     full = m // SOA_BLOCK
-    out[:full] = array[:full * SOA_BLOCK].reshape(full, SOA_BLOCK, d).transpose(0, 2, 1)
+    out[:full, :, :SOA_BLOCK] = array[:full * SOA_BLOCK].reshape(full, SOA_BLOCK, d).transpose(0, 2, 1)
     if full < blocks:
         out[full, :, :m - full * SOA_BLOCK] = array[full * SOA_BLOCK:].T
     return out
