@@ -289,3 +289,88 @@ def test_the_tuner_times_the_fused_path_once_per_thread_knob_and_off() -> None:
     differ = {knob for s in knobs[1:] for knob, value in s.items() if knobs[0].get(knob) != value}
     assert differ <= {"threads", "chunks_per_thread", "fused_attention"}
     assert sum(1 for s in knobs if s.get("fused_attention") is False) == 1
+
+
+EXTREME = "kernel m(x: {t}[i, D], y: {t}[j, D], s: f32) -> {out}[i] {{ return {red}[j]({score}) }}"
+SCORES = ["dot(x, y)", "dot(y, x) * 0.5", "-dot(x, y) / s", "where(j <= i, dot(x, y), -inf)"]
+
+
+@pytest.mark.parametrize("red", ["max", "min", "argmax", "argmin"])
+def test_match_extremes(red: str) -> None:
+    """max/min/argmax/argmin of the scores take the path (min and argmin as the maximum of the
+    negated scores); the matrix unit does not take them (its scores are approximate); short
+    dot products and a score that is not a product by a per-call factor do not."""
+    out = "i64" if red.startswith("arg") else "f32"
+    k = kc.kernel(EXTREME.format(t="f32", out=out, red=red, score="dot(x, y) * 0.5"))
+    found = fused_attention.match(k.optimized, {"D": 64})
+    assert found is not None and found.extreme.name.lower() == red and found.negate == (red in ("min", "argmin"))
+    from kernelc.backends.llvm import amx
+    assert amx.match(k.optimized, {"D": 64}) is None
+    assert fused_attention.match(k.optimized, {"D": 8}) is None
+    other = kc.kernel(EXTREME.format(t="f32", out=out, red=red, score="dot(x, y) * y[0]"))
+    assert fused_attention.match(other.optimized, {"D": 64}) is None
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["max", "min", "argmax", "argmin"])
+@pytest.mark.parametrize("score", SCORES)
+@pytest.mark.parametrize("n, m, d", [(1, 1, 16), (5, 63, 20), (37, 1000, 64), (260, 300, 16), (9, 700, 250)])
+def test_extremes_against_the_reference(red: str, score: str, n: int, m: int, d: int) -> None:
+    """Integer-valued inputs (every dot product exact, so the reference's are the same numbers)
+    with repeated keys: the values equal the reference's and the indices are the first of equal
+    scores; rows and keys not multiples of the micro-block, tile or panel; a causal mask."""
+    if "where" in score and red in ("min", "argmin"):
+        score = "where(j <= i, -dot(x, y), -inf)"
+        red = {"min": "max", "argmin": "argmax"}[red]
+    k = kc.kernel(EXTREME.format(t="f32", out="i64" if red.startswith("arg") else "f32", red=red, score=score),
+                  autotune="off")
+    rng = np.random.default_rng(n + m + d)
+    x, y = rng.integers(-3, 4, (n, d)).astype(np.float32), rng.integers(-3, 4, (m, d)).astype(np.float32)
+    y[m // 2:] = y[:m - m // 2]  # every score twice: the first index wins
+    s = np.float32(4.0)
+    assert isinstance(_stage(k, x, y, s).pattern, fused_attention.FusedAttentionExecutable)
+    got, want = k(x, y, s, backend="llvm"), k(x, y, s, backend="numpy")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, _generic(k, x, y, s))
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["max", "argmax", "argmin"])
+def test_extremes_of_rounded_scores(red: str) -> None:
+    """Real-valued inputs: the extreme is the reference's within f32 rounding, and each index
+    found is one whose float64 score is within rounding of the best (sums of products in another
+    order than the generic code's); narrow inputs and output."""
+    import ml_dtypes
+
+    rng = np.random.default_rng(3)
+    for t, out in (("f32", "f32"), ("bf16", "bf16")):
+        dtype = np.float32 if t == "f32" else ml_dtypes.bfloat16
+        k = kc.kernel(EXTREME.format(t=t, out="i64" if red.startswith("arg") else out, red=red,
+                                     score="dot(x, y) * 0.125"), autotune="off")
+        x, y = rng.standard_normal((300, 72)).astype(dtype), rng.standard_normal((2000, 72)).astype(dtype)
+        s = np.float32(1.0)
+        assert isinstance(_stage(k, x, y, s).pattern, fused_attention.FusedAttentionExecutable)
+        got = k(x, y, s, backend="llvm")
+        scores = x.astype(np.float64) @ y.astype(np.float64).T * 0.125
+        if red == "max":
+            eps = 1e-6 if t == "f32" else float(ml_dtypes.finfo(dtype).eps)
+            np.testing.assert_allclose(got.astype(np.float64), scores.max(1), rtol=eps, atol=eps)
+        else:
+            best = scores.max(1) if red == "argmax" else scores.min(1)
+            picked = scores[np.arange(len(x)), got]
+            assert np.all(np.abs(picked - best) <= 1e-5 * np.abs(scores).max(1))
+
+
+@needs_avx512
+@pytest.mark.parametrize("case", ["nan", "inf", "huge"])
+def test_extremes_it_cannot_take_exactly_run_the_generic_code(case: str) -> None:
+    """NaN, inf and huge inputs leave the call to the generic code: argmax of a NaN score is its
+    first index, as the language says."""
+    k = kc.kernel(EXTREME.format(t="f32", out="i64", red="argmax", score="dot(x, y)"))
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((50, 32), np.float32), rng.standard_normal((90, 32), np.float32)
+    y[{"nan": 40, "inf": 30, "huge": 20}[case], 0] = {"nan": np.nan, "inf": np.inf, "huge": 1e30}[case]
+    s = np.float32(1.0)
+    pattern = _stage(k, x, y, s).pattern
+    assert not pattern.run({"x": x, "y": y, "s": s}, np.empty(50, np.int64))
+    np.testing.assert_array_equal(k(x, y, s, backend="llvm"), k(x, y, s, backend="numpy"))

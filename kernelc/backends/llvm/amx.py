@@ -36,7 +36,7 @@ With a causal mask, blocks past the diagonal are skipped.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -67,7 +67,8 @@ class Attention:
     v: <E>[j] (or [j]) of f32, f16 or bf16, or logsumexp[j](dot(x, y) * scale) (`values` None, E = 0):
     `scale` a value computed once per call (constants, dimensions, scalar parameters; None: 1),
     `invert` divides by it instead, `negate` flips the scores' sign, and `causal` masks keys
-    after the row (`where(j <= i, s, -inf)`)."""
+    after the row (`where(j <= i, s, -inf)`). With `extreme` (only the fused f32 path's), the
+    reduction of the scores is that one instead: max, min, argmax or argmin."""
 
     queries: str
     keys: str
@@ -79,11 +80,13 @@ class Attention:
     negate: bool = False
     causal: bool = False
     bindings: tuple[tuple[str, int], ...] = ()
+    extreme: ReduceKind | None = None
 
     @property
     def what(self) -> str:
         """What the kernel computes, in words (the executables' descriptions)."""
-        kind = "softmax attention" if self.values is not None else "logsumexp of dot products"
+        kind = f"{self.extreme.name.lower()} of dot products" if self.extreme is not None else \
+            "softmax attention" if self.values is not None else "logsumexp of dot products"
         return kind + (" (causal)" if self.causal else "")
 
     @property
@@ -128,7 +131,17 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
             return None
     elif red.arg.kind is not ReduceKind.LOGSUMEXP or len(red.src) != 1:
         return None
-    score = widened(red.src[0])  # (f16 and bf16 scores are f32 values: widening them changes nothing)
+    scores = match_scores(red.src[0], params, bindings)
+    if scores is None:
+        return None
+    return replace(scores, values=values.arg if values is not None else None,
+                   values_dim=values.dim.evaluate(bindings) if values is not None else 0)
+
+
+def match_scores(score: Node, params: dict, bindings: dict[str, int]) -> Attention | None:
+    """The scores `c * dot(x, y)` of an attention (seen through promotion casts, a negation, a
+    division by c and a causal mask), as an Attention without values, or None."""
+    score = widened(score)  # (f16 and bf16 scores are f32 values: widening them changes nothing)
     causal = score.op is Op.WHERE and _is_causal(score.src[0]) and score.src[2].op is Op.CONST \
         and score.src[2].arg == float("-inf")
     if causal:
@@ -152,9 +165,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> Attention | None:
     dim = a.dim.evaluate(bindings)
     if dim < MIN_DIM:
         return None
-    return Attention(a.arg, b.arg, values.arg if values is not None else None, dim,
-                     values.dim.evaluate(bindings) if values is not None else 0, scale, invert, negate, causal,
-                     tuple(sorted(bindings.items())))
+    return Attention(a.arg, b.arg, None, dim, 0, scale, invert, negate, causal, tuple(sorted(bindings.items())))
 
 
 def _is_causal(cond: Node) -> bool:

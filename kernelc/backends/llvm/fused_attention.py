@@ -21,10 +21,12 @@ in f32 (a sum of products: its order is unspecified) times the factor, rounded; 
 the `exp` (0.72 ulp) of the score minus the row's reference, at most HEADROOM below its running
 maximum; the output is the sum of weight times v over the sum of the weights (0 for a row with
 no key). Only the blocking of the sums and the reference (the generic code's is each block's
-maximum) differ from the generic code's. Calls this path cannot take exactly run the generic
-code (`run` returns False): inputs that are not finite or whose products could overflow, a
-factor that is not finite or nonzero, a division by a factor that is not a power of 2 (its
-reciprocal would round), no keys or no rows. f16 and bf16 inputs are taken as their f32 values
+maximum) differ from the generic code's. The scores' max, min, argmax or argmin (maximum inner
+product search) take the same micro-kernel with 16 lanes of best scores and their keys per row
+in place of the weights (`keep_best`, `finish_extreme`). Calls this path cannot take exactly
+run the generic code (`run` returns False): inputs that are not finite or whose products could
+overflow, a factor that is not finite or nonzero, a division by a factor that is not a power of
+2 (its reciprocal would round), no keys or no rows. f16 and bf16 inputs are taken as their f32 values
 (narrow values are computed in f32) and a narrow output is the f32 result rounded once.
 """
 
@@ -33,15 +35,17 @@ from __future__ import annotations
 import ctypes
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from llvmlite import ir
 
 from kernelc.backends.llvm import amx, ops
-from kernelc.backends.llvm.ops import F32, I64
+from kernelc.backends.llvm.ops import F32, I32, I64
+from kernelc.backends.llvm.patterns import F32_AND_NARROW
 from kernelc.backends.threads import map_jobs
 from kernelc.ir.nodes import Kernel
+from kernelc.ir.ops import Op, ReduceKind
 
 LANES = 16  # f32 lanes of a 512-bit vector
 ROWS = 4  # rows of a micro-block: 4 x E numerators (16 vectors at E = 64) stay in registers
@@ -60,24 +64,47 @@ class Shape:
     dim: int
     values_dim: int
     causal: bool
+    extreme: ReduceKind | None = None  # the scores' max, min, argmax or argmin (amx.Attention.extreme)
 
     @property
     def state_floats(self) -> int:
-        """A panel's states (maximum, 16 sum lanes, E numerators per row, spare rows included),
-        in a scratch array per job: 84 KB at E = 64, more than some threads' stacks allow."""
-        return -(-(PANEL + ROWS) * (1 + LANES + self.values_dim) // LANES) * LANES  # whole cache lines
+        """A panel's states (maximum, 16 sum lanes, E numerators per row, spare rows included;
+        for an extreme 16 lanes of the best scores and 16 of their keys), in a scratch array per
+        job: 84 KB at E = 64, more than some threads' stacks allow."""
+        per_row = 2 * LANES if self.extreme is not None else 1 + LANES + self.values_dim
+        return -(-(PANEL + ROWS) * per_row // LANES) * LANES  # whole cache lines
+
+
+# max/min/argmax/argmin of the scores: the path finds the maximum, of the negated scores for
+# min and argmin (negation is exact, and the first of equal minima is the first of equal maxima)
+_EXTREMES = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.ARGMAX, ReduceKind.ARGMIN})
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
-    """Softmax attention, or a log-sum-exp of the scores (no values, E = 0), that this path
-    runs: f32, f16 or bf16, D and E up to MAX_DIM (padded to multiples of 16 per call), on a host
-    with AVX-512."""
+    """Softmax attention, a log-sum-exp of the scores (no values, E = 0), or the scores'
+    max/min/argmax/argmin (maximum inner product search), that this path runs: f32, f16 or
+    bf16, D and E up to MAX_DIM (padded to multiples of 16 per call), on a host with AVX-512."""
     from kernelc.backends.llvm.jit import vector_widths
 
-    att = amx.match(kernel, bindings)
+    att = amx.match(kernel, bindings) or _extreme(kernel, bindings)
     if att is None or 512 not in vector_widths() or att.dim > MAX_DIM or att.values_dim > MAX_DIM:
         return None
     return att
+
+
+def _extreme(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
+    """`max/min/argmax/argmin[j](c * dot(x, y))` as an Attention with `extreme` set."""
+    if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",):
+        return None
+    red = kernel.outputs[0].value
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _EXTREMES \
+            or (red.arg.kind in (ReduceKind.MAX, ReduceKind.MIN) and red.dtype not in F32_AND_NARROW):
+        return None
+    scores = amx.match_scores(red.src[0], {p.name: p for p in kernel.params}, bindings)
+    if scores is None:
+        return None
+    flip = red.arg.kind in (ReduceKind.MIN, ReduceKind.ARGMIN)
+    return replace(scores, negate=scores.negate != flip, extreme=red.arg.kind)
 
 
 def padded(size: int) -> int:
@@ -106,6 +133,7 @@ def generate(shape: Shape, tag: str) -> str:
 
 
 _VEC = ir.VectorType(F32, LANES)
+_KEYS = ir.VectorType(I32, LANES)  # an extreme's best keys per lane (run refuses m >= 2^31)
 
 
 def _i(value: int) -> ir.Constant:
@@ -120,6 +148,8 @@ class _Builder:
         self.b = ir.IRBuilder(self.entry)
         self.e_vectors = shape.values_dim // LANES
         slots = PANEL + ROWS  # rows past a panel's end (a last, short micro-block) write spare slots
+        # an extreme's state: each row's 16 lanes of best scores, then each row's 16 lanes of keys
+        self.best_keys = self.b.bitcast(self.b.gep(state, [_i(slots * LANES)]), I32.as_pointer())
         # each row's 16 sum lanes and E numerators on whole cache lines (the array is 64-byte
         # aligned, E a multiple of 16), the references after them
         self.sums = state
@@ -154,6 +184,10 @@ class _Builder:
         p1 = self._min(b.add(p0, _i(PANEL)), self.r1)
 
         def reset(s: ir.Value) -> None:
+            if shape.extreme is not None:  # best scores -inf (every real key passes it: run checks)
+                b.store(ops.const(_VEC, float("-inf")), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
+                b.store(ir.Constant(_KEYS, [0] * LANES), self._keys_at(s), align=64)
+                return
             b.store(ops.const(F32, float("-inf")), b.gep(self.row_ref, [s]))
             b.store(ops.const(_VEC, 0.0), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
             for e in range(self.e_vectors):
@@ -176,6 +210,10 @@ class _Builder:
         rows = [self._min(b.add(q0, _i(r)), last) for r in range(ROWS)]
         slots = [b.add(b.sub(q0, p0), _i(r)) for r in range(ROWS)]
         scores = self.scores(rows, j0)
+        if self.shape.extreme is not None:
+            for row, slot, row_scores in zip(rows, slots, scores):
+                self.keep_best(slot, self._masked(row, row_scores, j0), j0)
+            return
         keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
         alphas = []
         for r, (row, slot) in enumerate(zip(rows, slots)):
@@ -239,6 +277,24 @@ class _Builder:
         b.store(total, sums_at, align=64)
         return alpha
 
+    def _keys_at(self, slot: ir.Value) -> ir.Value:
+        return self.b.bitcast(self.b.gep(self.best_keys, [self.b.mul(slot, _i(LANES))]), _KEYS.as_pointer())
+
+    def keep_best(self, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> None:
+        """Each lane's best score and its key, over the tile's 16-key panels in key order: a
+        score replaces the lane's best only when greater, so that of equal scores a lane keeps
+        the first key (finish then takes the first of the lanes' equal bests)."""
+        b = self.b
+        best_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
+        best, keys = b.load(best_at, align=64), b.load(keys_at, align=64)
+        lane = ir.Constant(_KEYS, list(range(LANES)))
+        for p, s in enumerate(scores):
+            key = b.add(ops.splat(b, b.trunc(b.add(j0, _i(p * LANES)), I32), LANES), lane)
+            better = b.fcmp_ordered(">", s, best)
+            best, keys = b.select(better, s, best), b.select(better, key, keys)
+        b.store(best, best_at, align=64)
+        b.store(keys, keys_at, align=64)
+
     def _masked(self, row: ir.Value, scores: list[ir.Value], j0: ir.Value) -> list[ir.Value]:
         """The scores, -inf for keys past m (and with a causal mask, past the row)."""
         b = self.b
@@ -279,6 +335,9 @@ class _Builder:
         log-sum-exp the maximum plus the log of the sum."""
         b, e_dim = self.b, self.shape.values_dim
         lanes = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
+        if self.shape.extreme is not None:
+            self.finish_extreme(row, lanes, b.load(self._keys_at(slot), align=64))
+            return
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v16f32", F32, [F32, _VEC]),
                        [ops.const(F32, 0.0), lanes], fastmath=("reassoc",))
         if not self.e_vectors:  # log sum exp(s) = ref + log sum exp(s - ref): -inf for no key
@@ -292,6 +351,20 @@ class _Builder:
             b.store(value, self._vector_at(self.out, b.add(b.mul(row, _i(e_dim)), _i(e * LANES))), align=4)
 
 
+    def finish_extreme(self, row: ir.Value, best: ir.Value, keys: ir.Value) -> None:
+        """out[row] = the largest of the lanes' best scores (negated back for a min), or for an
+        arg the first key among the lanes that hold it (an i64)."""
+        b, kind = self.b, self.shape.extreme
+        top = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [best],
+                     fastmath=("nnan",))  # no NaN score: run checks the inputs
+        if kind in (ReduceKind.MAX, ReduceKind.MIN):
+            b.store(b.fneg(top) if kind is ReduceKind.MIN else top, b.gep(self.out, [row]))
+            return
+        first = b.select(b.fcmp_ordered("==", best, self._splat(top)), keys, ir.Constant(_KEYS, [2 ** 31 - 1] * LANES))
+        key = b.call(self.math._declared("llvm.vector.reduce.smin.v16i32", I32, [_KEYS]), [first])
+        b.store(b.sext(key, I64), b.gep(b.bitcast(self.out, I64.as_pointer()), [row]))
+
+
 def cache_key(shape: Shape) -> str:
     import llvmlite
 
@@ -301,7 +374,8 @@ def cache_key(shape: Shape) -> str:
     from kernelc.backends.llvm.jit import host_description
 
     return make_key("llvm-fused-attention", codegen_version(), __version__, llvmlite.__version__,
-                    host_description(), str((shape.dim, shape.values_dim, shape.causal, ROWS, TILE, PANEL)))
+                    host_description(), str((shape.dim, shape.values_dim, shape.causal, ROWS, TILE, PANEL,
+                                             shape.extreme)))
 
 
 def pack_keys(y: np.ndarray, dim: int) -> np.ndarray:
@@ -327,7 +401,7 @@ class FusedAttentionExecutable:
         from kernelc.backends.llvm.jit import compile_ir
 
         self.att, self.threads, self.chunks_per_thread = att, threads, chunks_per_thread
-        self.shape = Shape(padded(att.dim), padded(att.values_dim), att.causal)
+        self.shape = Shape(padded(att.dim), padded(att.values_dim), att.causal, att.extreme)
         key = cache_key(self.shape)
         tag = "_" + key[:20]
         self._text = lambda: generate(self.shape, tag)
@@ -366,7 +440,7 @@ class FusedAttentionExecutable:
             if att.values is not None else np.zeros((len(y), 0), np.float32)
         n, m = len(x), len(y)
         c = self.factor(inputs)
-        if n == 0 or m == 0 or c is None:
+        if n == 0 or m == 0 or c is None or m >= 2 ** 31:
             return False
         bounds = [max(float(a.max()), -float(a.min())) if a.size else 0.0 for a in (x, y, v)]  # no |a| copy
         if not all(math.isfinite(t) and t <= SAFE for t in bounds) or bounds[0] * bounds[1] * att.dim * abs(c) > SAFE:
@@ -378,7 +452,7 @@ class FusedAttentionExecutable:
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
         # f16 and bf16 outputs are the f32 results rounded, as the row functions round them
-        whole = out.flags.c_contiguous and out.dtype == np.float32 and values_dim == att.values_dim
+        whole = out.flags.c_contiguous and out.dtype in (np.float32, np.int64) and values_dim == att.values_dim
         target = out if whole else np.empty((n, values_dim) if values_dim else n, np.float32)
         states = amx._aligned((chunks, self.shape.state_floats), zero=False, dtype=np.float32)
 
