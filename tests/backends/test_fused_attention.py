@@ -374,3 +374,34 @@ def test_extremes_it_cannot_take_exactly_run_the_generic_code(case: str) -> None
     pattern = _stage(k, x, y, s).pattern
     assert not pattern.run({"x": x, "y": y, "s": s}, np.empty(50, np.int64))
     np.testing.assert_array_equal(k(x, y, s, backend="llvm"), k(x, y, s, backend="numpy"))
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["kmax", "kmin", "argkmax", "argkmin"])
+@pytest.mark.parametrize("k", [1, 5, 16])
+@pytest.mark.parametrize("n, m, d", [(1, 1, 16), (5, 3, 20), (37, 1000, 64), (260, 300, 16), (9, 700, 250)])
+def test_k_best_against_the_reference(red: str, k: int, n: int, m: int, d: int) -> None:
+    """The K best scores (top-k retrieval) in the K slots of a vector: integer-valued inputs
+    (exact dot products) with every key twice, so that equal scores must keep index order; fewer
+    keys than K (the language's padding: -inf / +inf and -1)."""
+    out = "i64" if red.startswith("arg") else "f32"
+    kern = kc.kernel(f"kernel t(x: f32[i, D], y: f32[j, D], s: f32) -> {out}[i, {k}] "
+                     f"{{ return {red}[j, {k}](dot(x, y) / s) }}", autotune="off")
+    rng = np.random.default_rng(n + m + d + k)
+    x, y = rng.integers(-3, 4, (n, d)).astype(np.float32), rng.integers(-3, 4, (m, d)).astype(np.float32)
+    y[m // 2:] = y[:m - m // 2]
+    s = np.float32(-2.0)
+    assert isinstance(_stage(kern, x, y, s).pattern, fused_attention.FusedAttentionExecutable)
+    got, want = kern(x, y, s, backend="llvm"), kern(x, y, s, backend="numpy")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, _generic(kern, x, y, s))
+
+
+@pytest.mark.parametrize("source", [
+    "kernel t(x: f32[i, D], y: f32[j, D]) -> i64[i, 17] { return argkmax[j, 17](dot(x, y)) }",  # K > 16
+    "kernel t(x: f32[i, D], y: f32[j, D]) -> f32[i, 4] { return kmax[j, 4](where(j <= i, dot(x, y), -inf)) }",
+])
+def test_k_best_the_path_leaves_to_the_generic_code(source: str) -> None:
+    """More slots than a vector's lanes, and a causal mask (its masked keys are -inf values that
+    fill the slots a row's own keys leave)."""
+    assert fused_attention.match(kc.kernel(source).optimized, {"D": 64}) is None

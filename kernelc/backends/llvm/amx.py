@@ -68,7 +68,7 @@ class Attention:
     `scale` a value computed once per call (constants, dimensions, scalar parameters; None: 1),
     `invert` divides by it instead, `negate` flips the scores' sign, and `causal` masks keys
     after the row (`where(j <= i, s, -inf)`). With `extreme` (only the fused f32 path's), the
-    reduction of the scores is that one instead: max, min, argmax or argmin."""
+    reduction of the scores is that one instead: max, min, argmax or argmin, or the K best."""
 
     queries: str
     keys: str
@@ -81,6 +81,7 @@ class Attention:
     causal: bool = False
     bindings: tuple[tuple[str, int], ...] = ()
     extreme: ReduceKind | None = None
+    k: int = 0  # K of a K-best extreme (kmax, kmin, argkmax, argkmin)
 
     @property
     def what(self) -> str:

@@ -23,7 +23,8 @@ maximum; the output is the sum of weight times v over the sum of the weights (0 
 no key). Only the blocking of the sums and the reference (the generic code's is each block's
 maximum) differ from the generic code's. The scores' max, min, argmax or argmin (maximum inner
 product search) take the same micro-kernel with 16 lanes of best scores and their keys per row
-in place of the weights (`keep_best`, `finish_extreme`). Calls this path cannot take exactly
+in place of the weights (`keep_best`, `finish_extreme`), and their K best (top-k retrieval, K
+<= 16) K sorted slots in one vector per row (`keep_k_best`). Calls this path cannot take exactly
 run the generic code (`run` returns False): inputs that are not finite or whose products could
 overflow, a factor that is not finite or nonzero, a division by a factor that is not a power of
 2 (its reciprocal would round), no keys or no rows. f16 and bf16 inputs are taken as their f32 values
@@ -65,6 +66,7 @@ class Shape:
     values_dim: int
     causal: bool
     extreme: ReduceKind | None = None  # the scores' max, min, argmax or argmin (amx.Attention.extreme)
+    k: int = 0  # K of a K-best extreme
 
     @property
     def state_floats(self) -> int:
@@ -78,6 +80,11 @@ class Shape:
 # max/min/argmax/argmin of the scores: the path finds the maximum, of the negated scores for
 # min and argmin (negation is exact, and the first of equal minima is the first of equal maxima)
 _EXTREMES = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.ARGMAX, ReduceKind.ARGMIN})
+# the K best scores (top-k retrieval): their K slots in one vector of LANES, so K <= LANES; with a
+# causal mask the masked keys are values (-inf) that fill the slots a row's keys leave: generic
+K_BEST = frozenset({ReduceKind.KMAX, ReduceKind.KMIN, ReduceKind.ARGKMAX, ReduceKind.ARGKMIN})
+_FLIPPED = frozenset({ReduceKind.MIN, ReduceKind.ARGMIN, ReduceKind.KMIN, ReduceKind.ARGKMIN})
+_VALUED = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.KMAX, ReduceKind.KMIN})
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
@@ -93,18 +100,21 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
 
 
 def _extreme(kernel: Kernel, bindings: dict[str, int]) -> amx.Attention | None:
-    """`max/min/argmax/argmin[j](c * dot(x, y))` as an Attention with `extreme` set."""
+    """`max/min/argmax/argmin[j](c * dot(x, y))`, or `kmax/kmin/argkmax/argkmin[j, K]` of such
+    scores with K <= LANES and no causal mask, as an Attention with `extreme` set (`k` for K)."""
     if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",):
         return None
     red = kernel.outputs[0].value
-    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _EXTREMES \
-            or (red.arg.kind in (ReduceKind.MAX, ReduceKind.MIN) and red.dtype not in F32_AND_NARROW):
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _EXTREMES | K_BEST \
+            or (red.arg.kind in _VALUED and red.dtype not in F32_AND_NARROW):
+        return None
+    k = red.arg.k.evaluate(bindings) if red.arg.kind in K_BEST else 0
+    if not 0 <= k <= LANES:
         return None
     scores = amx.match_scores(red.src[0], {p.name: p for p in kernel.params}, bindings)
-    if scores is None:
+    if scores is None or (k and scores.causal):
         return None
-    flip = red.arg.kind in (ReduceKind.MIN, ReduceKind.ARGMIN)
-    return replace(scores, negate=scores.negate != flip, extreme=red.arg.kind)
+    return replace(scores, negate=scores.negate != (red.arg.kind in _FLIPPED), extreme=red.arg.kind, k=k)
 
 
 def padded(size: int) -> int:
@@ -156,6 +166,7 @@ class _Builder:
         self.numerators = self.b.gep(state, [_i(slots * LANES)])
         self.row_ref = self.b.gep(state, [_i(slots * (LANES + shape.values_dim))])
         self.weights = self._array(F32, ROWS * TILE)
+        self.tile_scores = self._array(F32, TILE)  # a row's scores of a tile, walked for K-best slots
 
     def _array(self, ty: ir.Type, count: int) -> ir.AllocaInstr:
         return ops.entry_alloca(self.b, self.entry, ty, count, align=64)
@@ -186,7 +197,7 @@ class _Builder:
         def reset(s: ir.Value) -> None:
             if shape.extreme is not None:  # best scores -inf (every real key passes it: run checks)
                 b.store(ops.const(_VEC, float("-inf")), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
-                b.store(ir.Constant(_KEYS, [0] * LANES), self._keys_at(s), align=64)
+                b.store(ir.Constant(_KEYS, [-1] * LANES), self._keys_at(s), align=64)  # -1: an empty slot
                 return
             b.store(ops.const(F32, float("-inf")), b.gep(self.row_ref, [s]))
             b.store(ops.const(_VEC, 0.0), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
@@ -211,8 +222,9 @@ class _Builder:
         slots = [b.add(b.sub(q0, p0), _i(r)) for r in range(ROWS)]
         scores = self.scores(rows, j0)
         if self.shape.extreme is not None:
+            keep = self.keep_k_best if self.shape.k else self.keep_best
             for row, slot, row_scores in zip(rows, slots, scores):
-                self.keep_best(slot, self._masked(row, row_scores, j0), j0)
+                keep(slot, self._masked(row, row_scores, j0), j0)
             return
         keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
         alphas = []
@@ -295,6 +307,50 @@ class _Builder:
         b.store(best, best_at, align=64)
         b.store(keys, keys_at, align=64)
 
+    def keep_k_best(self, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> None:
+        """The row's K slots (best first; lanes past K hold what slid out) updated with the tile's
+        scores: the keys whose score passes the K-th best (any real key while a slot is empty:
+        empty slots hold -inf, which masked keys do not pass) are walked in key order, each one
+        inserted by codegen's BufferedKBest rule (the lanes it sorts before take the slot before
+        them, so equal scores keep index order; a key that no longer enters changes nothing).
+        Random keys make that rare after a row's first tiles (about K ln(M / K) insertions)."""
+        b, k = self.b, self.shape.k
+        vals_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
+        bar = self._splat(b.extract_element(b.load(vals_at, align=64), ir.Constant(I32, k - 1)))
+        mask_t = ir.IntType(TILE)
+        passing = ir.Constant(mask_t, 0)
+        for p, s in enumerate(scores):
+            bits = b.zext(b.bitcast(b.fcmp_ordered(">", s, bar), ir.IntType(LANES)), mask_t)
+            passing = b.or_(passing, b.shl(bits, ir.Constant(mask_t, p * LANES)))
+        with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(mask_t, 0)), likely=False):
+            for p, s in enumerate(scores):
+                b.store(s, self._vector_at(self.tile_scores, _i(p * LANES)), align=64)
+            cttz = self.fn.module.globals.get(f"llvm.cttz.i{TILE}") or ir.Function(
+                self.fn.module, ir.FunctionType(mask_t, [mask_t, ir.IntType(1)]), name=f"llvm.cttz.i{TILE}")
+            up = ir.Constant(ir.VectorType(I32, LANES), [0] + list(range(LANES, 2 * LANES - 1)))
+            pre = b.block
+            head, work, done = (self.fn.append_basic_block(f"kbest.{n}") for n in ("keys", "key", "done"))
+            b.branch(head)
+            b.position_at_end(head)
+            left = b.phi(mask_t)
+            left.add_incoming(passing, pre)
+            b.cbranch(b.icmp_unsigned("!=", left, ir.Constant(mask_t, 0)), work, done)
+            b.position_at_end(work)
+            t = b.zext(b.call(cttz, [left, ir.Constant(ir.IntType(1), 1)]), I64)
+            v = b.load(b.gep(self.tile_scores, [t]))
+            slots, keys = b.load(vals_at, align=64), b.load(keys_at, align=64)
+            v_all, k_all = self._splat(v), ops.splat(b, b.trunc(b.add(j0, t), I32), LANES)
+            empty = b.icmp_signed("<", keys, ir.Constant(_KEYS, [0] * LANES))
+            before = b.or_(empty, b.fcmp_ordered(">", v_all, slots))
+            after_first = b.shuffle_vector(ir.Constant(before.type, [0] * LANES), before, up)
+            b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, slots, up), v_all), slots),
+                    vals_at, align=64)
+            b.store(b.select(before, b.select(after_first, b.shuffle_vector(k_all, keys, up), k_all), keys),
+                    keys_at, align=64)
+            left.add_incoming(b.and_(left, b.sub(left, ir.Constant(mask_t, 1))), b.block)
+            b.branch(head)
+            b.position_at_end(done)
+
     def _masked(self, row: ir.Value, scores: list[ir.Value], j0: ir.Value) -> list[ir.Value]:
         """The scores, -inf for keys past m (and with a causal mask, past the row)."""
         b = self.b
@@ -355,6 +411,17 @@ class _Builder:
         """out[row] = the largest of the lanes' best scores (negated back for a min), or for an
         arg the first key among the lanes that hold it (an i64)."""
         b, kind = self.b, self.shape.extreme
+        if self.shape.k:  # the K slots, best first; empty ones (M < K) -inf and -1, as the language pads
+            k = self.shape.k
+            at = b.mul(row, _i(k))
+            for t in range(k):
+                if kind in _VALUED:
+                    v = b.extract_element(best, ir.Constant(I32, t))
+                    b.store(b.fneg(v) if kind in _FLIPPED else v, b.gep(self.out, [b.add(at, _i(t))]))
+                else:
+                    key = b.sext(b.extract_element(keys, ir.Constant(I32, t)), I64)
+                    b.store(key, b.gep(b.bitcast(self.out, I64.as_pointer()), [b.add(at, _i(t))]))
+            return
         top = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [best],
                      fastmath=("nnan",))  # no NaN score: run checks the inputs
         if kind in (ReduceKind.MAX, ReduceKind.MIN):
@@ -375,7 +442,7 @@ def cache_key(shape: Shape) -> str:
 
     return make_key("llvm-fused-attention", codegen_version(), __version__, llvmlite.__version__,
                     host_description(), str((shape.dim, shape.values_dim, shape.causal, ROWS, TILE, PANEL,
-                                             shape.extreme)))
+                                             shape.extreme, shape.k)))
 
 
 def pack_keys(y: np.ndarray, dim: int) -> np.ndarray:
@@ -401,7 +468,7 @@ class FusedAttentionExecutable:
         from kernelc.backends.llvm.jit import compile_ir
 
         self.att, self.threads, self.chunks_per_thread = att, threads, chunks_per_thread
-        self.shape = Shape(padded(att.dim), padded(att.values_dim), att.causal, att.extreme)
+        self.shape = Shape(padded(att.dim), padded(att.values_dim), att.causal, att.extreme, att.k)
         key = cache_key(self.shape)
         tag = "_" + key[:20]
         self._text = lambda: generate(self.shape, tag)
@@ -453,7 +520,8 @@ class FusedAttentionExecutable:
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
         # f16 and bf16 outputs are the f32 results rounded, as the row functions round them
         whole = out.flags.c_contiguous and out.dtype in (np.float32, np.int64) and values_dim == att.values_dim
-        target = out if whole else np.empty((n, values_dim) if values_dim else n, np.float32)
+        width = att.k or values_dim  # the function's outputs per row (0: one)
+        target = out if whole else np.empty((n, width) if width else n, np.float32)
         states = amx._aligned((chunks, self.shape.state_floats), zero=False, dtype=np.float32)
 
         def job(k: int) -> None:
