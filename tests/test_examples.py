@@ -89,9 +89,21 @@ def test_row_operators(rng):
     np.testing.assert_allclose(row.cross_entropy(a, t), lse - a[np.arange(20), t], rtol=1e-5)
 
 
+def test_retrieval(rng):
+    """Top-k by inner product on integer-valued embeddings (exact scores, many ties: best first,
+    then the smaller index) and each query's best score, at D = 64 (the fused path) and D = 5."""
+    mod = load("retrieval")
+    for dim in (64, 5):
+        x, y = rng.integers(-2, 3, (40, dim)).astype(np.float32), rng.integers(-2, 3, (300, dim)).astype(np.float32)
+        s = x.astype(np.float64) @ y.T.astype(np.float64)
+        np.testing.assert_array_equal(mod.top_k(x, y, K=7), np.argsort(-s, axis=1, kind="stable")[:, :7])
+        np.testing.assert_array_equal(mod.best_score(x, y), s.max(1).astype(np.float32))
+
+
 @pytest.mark.parametrize("script, args", [
     ("kde.py", ["2000", "30"]), ("knn.py", ["2000", "200", "5"]), ("sinkhorn.py", ["300", "10"]),
     ("attention.py", ["256", "32"]), ("gp.py", ["300"]), ("rownorm.py", ["16", "1000", "64"]),
+    ("retrieval.py", ["3000", "100", "5"]),
 ])
 def test_example_scripts_run(script, args):
     out = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True, timeout=300)
