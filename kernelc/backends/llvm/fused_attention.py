@@ -191,24 +191,25 @@ class _Builder:
         b.ret_void()
 
     def panel(self, p0: ir.Value) -> None:
-        b, shape = self.b, self.shape
+        b = self.b
         p1 = self._min(b.add(p0, _i(PANEL)), self.r1)
-
-        def reset(s: ir.Value) -> None:
-            if shape.extreme is not None:  # best scores -inf (every real key passes it: run checks)
-                b.store(ops.const(_VEC, float("-inf")), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
-                b.store(ir.Constant(_KEYS, [-1] * LANES), self._keys_at(s), align=64)  # -1: an empty slot
-                return
-            b.store(ops.const(F32, float("-inf")), b.gep(self.row_ref, [s]))
-            b.store(ops.const(_VEC, 0.0), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
-            for e in range(self.e_vectors):
-                at = b.add(b.mul(s, _i(shape.values_dim)), _i(e * LANES))
-                b.store(ops.const(_VEC, 0.0), self._vector_at(self.numerators, at), align=4)
-
-        ops.loop(b, _i(0), _i(PANEL + ROWS), "reset", reset)
-        keys = self._min(self.m, p1) if shape.causal else self.m  # causal: no key after the last row
+        ops.loop(b, _i(0), _i(PANEL + ROWS), "reset", self.reset)
+        keys = self._min(self.m, p1) if self.shape.causal else self.m  # causal: no key after the last row
         ops.loop(b, _i(0), keys, "tile", lambda j0: self.tile(p0, p1, j0), step=TILE)
         ops.loop(b, p0, p1, "finish", lambda r: self.finish(r, b.sub(r, p0)))
+
+    def reset(self, s: ir.Value) -> None:
+        """The state of the panel's row in slot s, before its first tile."""
+        b, shape = self.b, self.shape
+        if shape.extreme is not None:  # best scores -inf (every real key passes it: run checks)
+            b.store(ops.const(_VEC, float("-inf")), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
+            b.store(ir.Constant(_KEYS, [-1] * LANES), self._keys_at(s), align=64)  # -1: an empty slot
+            return
+        b.store(ops.const(F32, float("-inf")), b.gep(self.row_ref, [s]))
+        b.store(ops.const(_VEC, 0.0), self._vector_at(self.sums, b.mul(s, _i(LANES))), align=64)
+        for e in range(self.e_vectors):
+            at = b.add(b.mul(s, _i(shape.values_dim)), _i(e * LANES))
+            b.store(ops.const(_VEC, 0.0), self._vector_at(self.numerators, at), align=4)
 
     def tile(self, p0: ir.Value, p1: ir.Value, j0: ir.Value) -> None:
         ops.loop(self.b, p0, p1, "block", lambda q0: self.block(p0, p1, j0, q0), step=ROWS)
@@ -220,13 +221,18 @@ class _Builder:
         last = b.sub(p1, _i(1))
         rows = [self._min(b.add(q0, _i(r)), last) for r in range(ROWS)]
         slots = [b.add(b.sub(q0, p0), _i(r)) for r in range(ROWS)]
-        scores = self.scores(rows, j0)
+        self.epilogue(rows, slots, self.scores(rows, j0), j0)
+
+    def epilogue(self, rows: list[ir.Value], slots: list[ir.Value], scores: list[list[ir.Value]],
+                 j0: ir.Value) -> None:
+        """What the micro-block's scores do to its rows' states: weights and numerators, or the
+        best scores."""
         if self.shape.extreme is not None:
             keep = self.keep_k_best if self.shape.k else self.keep_best
             for row, slot, row_scores in zip(rows, slots, scores):
                 keep(slot, self._masked(row, row_scores, j0), j0)
             return
-        keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
+        keys = self._min(self.b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
         alphas = []
         for r, (row, slot) in enumerate(zip(rows, slots)):
             alphas.append(self.weigh(r, row, slot, scores[r], j0))
@@ -249,11 +255,19 @@ class _Builder:
                 for r, x_row in enumerate(x_rows):
                     xd = self._splat(b.load(b.gep(self.x, [b.add(x_row, d)])))
                     for p, y in enumerate(ys):
-                        b.store(self.math.intrinsic(b, "fma", xd, y, b.load(accs[r][p])), accs[r][p])
+                        b.store(self.product(xd, y, b.load(accs[r][p])), accs[r][p])
 
         ops.loop(b, _i(0), _i(dim), "dot", step, step=unroll)
+        return self.scaled([[b.load(acc) for acc in row_accs] for row_accs in accs])
+
+    def product(self, xd: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
+        """acc plus component d's term of the score: x_d y_d (one FMA)."""
+        return self.math.intrinsic(self.b, "fma", xd, y, acc)
+
+    def scaled(self, sums: list[list[ir.Value]]) -> list[list[ir.Value]]:
+        """The scores from the sums over the components: times the factor."""
         c = self._splat(self.c)
-        return [[b.fmul(b.load(acc), c) for acc in row_accs] for row_accs in accs]
+        return [[self.b.fmul(v, c) for v in row] for row in sums]
 
     def weigh(self, r: int, row: ir.Value, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> ir.Value:
         """The row's scores of this tile as weights exp(s - ref) in the weights array (keys past m,
