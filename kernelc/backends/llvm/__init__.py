@@ -298,14 +298,20 @@ def _pattern_path(kernel: Kernel, dims: dict[str, int], schedule: Schedule, thre
     row functions run every call):
     - attention on the matrix unit (amx.AttentionExecutable): tolerance variants, knob
       `matrix_unit`, hosts with AMX-BF16;
+    - attention, extremes and K best of dot products in fused AVX-512 micro-kernels
+      (fused_attention.FusedAttentionExecutable): knob `fused_attention`;
+    - sums of a function of a long sqdist or dot (fused_sums.FusedSumExecutable): knob
+      `fused_sums`;
     - nearest neighbours through a filter with an exact recheck (nearest.NearestExecutable):
       exact results, knob `nearest_filter`."""
-    from kernelc.backends.llvm import amx, fused_attention, nearest
+    from kernelc.backends.llvm import amx, fused_attention, fused_sums, nearest
 
     if _matrix_unit(schedule) and (att := amx.match(kernel, dims)) is not None and amx.unavailable() is None:
         return amx.AttentionExecutable(att, threads, chunks_per_thread)
     if schedule.get("fused_attention") is not False and (att := fused_attention.match(kernel, dims)) is not None:
         return fused_attention.FusedAttentionExecutable(att, threads, chunks_per_thread)
+    if schedule.get("fused_sums") is not False and (pair := fused_sums.match(kernel, dims)) is not None:
+        return fused_sums.FusedSumExecutable(pair, threads, chunks_per_thread)
     if schedule.get("nearest_filter") is not False and (near := nearest.match(kernel, dims)) is not None:
         return nearest.NearestExecutable(near, threads, chunks_per_thread)
     return None
@@ -507,9 +513,10 @@ class LLVMBackend:
         of other granularities (load balance against per-chunk overhead). For calls that the
         nearest-neighbour filter takes, only the threads and the chunks: the filter's code does
         not depend on the other knobs, which change the row functions that run only for calls it
-        refuses. Attention that the fused f32 path takes: also that path turned off (the tuner's
-        canonical schedules then leave the row knobs to the generic code only)."""
-        from kernelc.backends.llvm import fused_attention, nearest
+        refuses. Attention (and the pair sums) that the fused f32 paths take: also that path
+        turned off (the tuner's canonical schedules then leave the row knobs to the generic code
+        only)."""
+        from kernelc.backends.llvm import fused_attention, fused_sums, nearest
         from kernelc.backends.llvm.jit import vector_widths
 
         default = self.default_schedule(kernel, sizes)
@@ -526,6 +533,8 @@ class LLVMBackend:
             options = {knob: options[knob] for knob in ("threads", "chunks_per_thread")}
         if fused_attention.match(kernel, dict(sizes.dims)) is not None:
             options["fused_attention"] = [False]  # the generic row functions, with the default knobs
+        elif fused_sums.match(kernel, dict(sizes.dims)) is not None:
+            options["fused_sums"] = [False]
         # without weighted sums, the rows the pair loop's E accumulators want (E = 200 in 4 rows
         # compiled for minutes)
         main = hoist.run(kernel)[-1].kernel if knobs["hoist"] else kernel
@@ -541,13 +550,15 @@ class LLVMBackend:
     def canonical_schedule(self, kernel: Kernel, schedule: Schedule) -> Schedule:
         """The schedule without the knobs this kernel's code ignores under it (the autotuner
         times one candidate of each): attention on the matrix unit (a tolerance variant) or in
-        the fused f32 micro-kernels uses only the threads and chunks, not the row functions'
-        knobs; under a tolerance the pair loops run in one stage (`pipeline` is dropped)."""
-        from kernelc.backends.llvm import amx, fused_attention
+        the fused f32 micro-kernels, and the fused pair sums, use only the threads and chunks,
+        not the row functions' knobs; under a tolerance the pair loops run in one stage
+        (`pipeline` is dropped)."""
+        from kernelc.backends.llvm import amx, fused_attention, fused_sums
 
         dims = dict(schedule.get("dims") or ())
         on_tiles = _matrix_unit(schedule) and amx.unavailable() is None and amx.match(kernel, dims) is not None
-        fused = schedule.get("fused_attention") is not False and fused_attention.match(kernel, dims) is not None
+        fused = (schedule.get("fused_attention") is not False and fused_attention.match(kernel, dims) is not None) \
+            or (schedule.get("fused_sums") is not False and fused_sums.match(kernel, dims) is not None)
         if on_tiles or fused:  # (on tiles, the fused path's knob does not matter either)
             kept = ("dims", "threads", "chunks_per_thread", "approx_math", "matrix_unit", "optimize")
             return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k in kept))

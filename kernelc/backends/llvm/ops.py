@@ -528,14 +528,18 @@ _F32_POWERS = frozenset(range(-8, 9)) - {0}
 _F64_POWERS = frozenset({2, 3, 4})
 
 
-def _small_integer(y: ir.Value, element: ir.Type) -> int | None:
-    """n when y is a constant integer that `integer_power` raises an element of this type to."""
-    if not isinstance(y, ir.Constant) or isinstance(y.type, ir.VectorType) or not isinstance(y.constant, float):
-        return None
-    n = y.constant
+def small_integer(n: float, element: ir.Type) -> int | None:
+    """n as an int when `integer_power` raises an element of this type (f32, f64) to it."""
     if not math.isfinite(n) or n != int(n):
         return None
     return int(n) if int(n) in (_F32_POWERS if element == F32 else _F64_POWERS) else None
+
+
+def _small_integer(y: ir.Value, element: ir.Type) -> int | None:
+    """small_integer of y when y is a scalar float constant."""
+    if not isinstance(y, ir.Constant) or isinstance(y.type, ir.VectorType) or not isinstance(y.constant, float):
+        return None
+    return small_integer(y.constant, element)
 
 
 def integer_power(b: ir.IRBuilder, x: ir.Value, n: int) -> ir.Value:

@@ -1,0 +1,331 @@
+"""Kernel sums of long dot products and distances, `sum[j](f(s) * b)` and `mean[j](f(s) * b)`
+with s = sqdist(x, y) or dot(x, y) at D >= 16, in the fused attention's micro-kernels.
+
+The generic pair loop builds a long component sum a component at a time for a register block
+of rows, streaming every key's D floats from L2 once per block (a Gaussian at D = 64 ran at
+about half of the FMA peak, below it where y outgrew L2). Here the scores come from the
+attention path's blocking (fused_attention: y packed in 16-key panels, a panel of rows meets
+64-key tiles that stay in L1, 4 x 64 scores in registers per micro-block; for sqdist each
+component is a subtraction and an FMA), and the term f(s) b is evaluated on those vectors by
+the same `ops` functions the row functions use: f is elementwise in s and in values computed
+once per call (constants and scalar parameters, evaluated as the row functions evaluate them,
+`amx.factor`'s way), b an optional weight per key. Each row adds its terms in 16 f32 lanes per
+tile (the products with one FMA, as the row functions add a sum's products) and the lanes join
+16 f64 totals per tile: a blocked sum, as LANGUAGE.md §6 asks. The order of the components'
+products differs from the generic code's (which interleaves four partial sums), so results
+agree with it to rounding. Non-finite values follow IEEE arithmetic as in the generic code;
+calls with no rows or no keys run the generic code (`run` returns False).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+
+from kernelc.backends.llvm import amx, fused_attention, ops
+from kernelc.backends.llvm.fused_attention import LANES, PANEL, ROWS, TILE, _VEC, _i, pack_keys, padded
+from kernelc.backends.llvm.ops import F32, F64, I64
+from kernelc.backends.llvm.patterns import F32_AND_NARROW, param_of, row_and_column
+from kernelc.backends.threads import map_jobs
+from kernelc.ir import signs
+from kernelc.ir.dtypes import DType
+from kernelc.ir.nodes import Kernel, Node, walk
+from kernelc.ir.ops import Op, ReduceKind
+
+MIN_DIM = 16  # shorter sums: the row functions' pair loop does well
+MAX_DIM = fused_attention.MAX_DIM
+# per-pair operations of f that ops.elementwise builds on vectors (libm calls would not vectorize)
+_VECTOR_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.NEG, Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT,
+                         Op.INV, Op.ABS, Op.SQUARE, Op.MIN, Op.MAX, Op.POW})
+_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 6, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+_F64X8 = ir.VectorType(F64, 8)
+
+
+@dataclass(frozen=True)
+class PairSum:
+    """`kind[j](f(s) * weight)`: s the score node (sqdist or dot of `queries` and `keys`), `term`
+    f(s), `constants` its per-call subexpressions (passed as f32 values, in this order)."""
+
+    kind: ReduceKind
+    queries: str
+    keys: str
+    weight: str | None
+    dim: int
+    distance: bool
+    score: Node
+    term: Node
+    constants: tuple[Node, ...]
+    bindings: tuple[tuple[str, int], ...]
+
+    @property
+    def what(self) -> str:
+        return f"{self.kind.name.lower()} of a function of {'sqdist' if self.distance else 'dot'}(x, y)"
+
+    def text(self) -> str:
+        """The term as text (its part of the cache key): f's operations, the score, the leaves."""
+        names: dict[int, str] = {id(self.score): "s"}
+        names.update({id(c): f"c{k}" for k, c in enumerate(self.constants)})
+
+        def show(n: Node) -> str:
+            if id(n) in names:
+                return names[id(n)]
+            if n.op is Op.CONST:
+                return repr(float(n.arg))  # type: ignore[arg-type]
+            return f"{n.op.name}({', '.join(show(s) for s in n.src)})"
+        return f"{self.kind.name} {'sqdist' if self.distance else 'dot'} {show(self.term)} weight={bool(self.weight)}"
+
+
+def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
+    """The pair sum this path runs, or None: one f32 (or narrow) output over i, sum or mean over j
+    of f(s) or f(s) * b, s = sqdist(x, y) or dot(x, y) of f32, f16 or bf16 parameters with
+    MIN_DIM <= D <= MAX_DIM, f elementwise (_VECTOR_OPS, f32) in s and per-call values, b an f32
+    parameter of j; on a host with AVX-512."""
+    from kernelc.backends.llvm.jit import vector_widths
+
+    if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",) or 512 not in vector_widths():
+        return None
+    red = kernel.outputs[0].value
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in (ReduceKind.SUM, ReduceKind.MEAN) \
+            or red.dtype not in F32_AND_NARROW or not _scalar(red, bindings):
+        return None
+    params = {p.name: p for p in kernel.params}
+    term, weight = red.src[0], None
+    if term.op is Op.MUL:
+        for f, w in (term.src, term.src[::-1]):
+            found = param_of(w, params, ("j",))
+            if found is not None and _scalar(found, bindings) and f.deps == frozenset({"i", "j"}):
+                term, weight = f, found.arg
+                break
+    scores = [n for n in walk([term]) if n.op is Op.VSUM]
+    if len(scores) != 1 or term.dtype is not DType.F32:
+        return None
+    score = scores[0]
+    distance = score.src[0].op is Op.SQUARE and score.src[0].src[0].op is Op.SUB
+    pair = score.src[0].src[0].src if distance else score.src[0].src if score.src[0].op is Op.MUL else None
+    operands = row_and_column(*pair, params, F32_AND_NARROW) if pair is not None else None
+    if operands is None or not MIN_DIM <= operands[0].dim.evaluate(bindings) <= MAX_DIM:
+        return None
+    constants = _leaves(term, score, params, bindings)
+    if constants is None:
+        return None
+    return PairSum(red.arg.kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
+                   distance, score, term, constants, tuple(sorted(bindings.items())))
+
+
+def _scalar(node: Node, bindings: dict[str, int]) -> bool:
+    return node.dim is None or node.dim.evaluate(bindings) == 1
+
+
+def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) -> tuple[Node, ...] | None:
+    """The per-call subexpressions of f (each the largest one), or None if f is not elementwise
+    in the score and them with vector operations on f32 scalars."""
+    found: list[Node] = []
+
+    def visit(n: Node) -> bool:
+        if n is score:
+            return True
+        if not n.deps:
+            if not amx._per_call(n, params) or not (n.dtype is DType.F32 or n.dtype.is_narrow_float):
+                return False
+            if all(n is not c for c in found):
+                found.append(n)
+            return True
+        if n.op not in _VECTOR_OPS or n.dtype is not DType.F32 or not _scalar(n, bindings):
+            return False
+        if n.op is Op.POW and (n.src[1].op is not Op.CONST or ops.small_integer(float(n.src[1].arg), F32) is None):
+            return False  # (a pow call per lane would not vectorize)
+        return all(visit(s) for s in n.src)
+
+    return tuple(found) if visit(term) else None
+
+
+def constant_values(pair: PairSum, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The per-call subexpressions' values for this call, as the row functions compute them (f32;
+    f16 and bf16 arithmetic in f32)."""
+    from kernelc.ir.reference import evaluate_elementwise, round_to
+
+    bindings = dict(pair.bindings)
+    values: dict[Node, np.ndarray] = {}
+    for n in walk(list(pair.constants)):
+        held = DType.F32 if n.dtype.is_narrow_float else n.dtype  # how the row functions hold it
+        if n.op is Op.CONST:
+            value = np.asarray(n.arg, n.dtype.numpy).astype(held.numpy)
+        elif n.op is Op.DIMSIZE:
+            value = np.asarray(n.arg.evaluate(bindings), np.int64)
+        elif n.op is Op.PARAM:
+            value = np.asarray(inputs[n.arg], n.dtype.numpy).astype(held.numpy)
+        else:
+            value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), held)
+        values[n] = value
+    with np.errstate(all="ignore"):
+        return np.array([np.float32(values[c]) for c in pair.constants] or [0.0], np.float32)
+
+
+def symbol(tag: str) -> str:
+    return f"kc_fused_sum{tag}"
+
+
+def generate(pair: PairSum, tag: str) -> str:
+    """The module of `void f(f32* x, f32* yp, f32* b, f32* out, f64* state, f32* constants, i64 m,
+    i64 r0, i64 r1)`: rows [r0, r1) of out, y packed as fused_attention.pack_keys packs it, b
+    zero-padded to whole tiles (or any array, unread, without a weight), `state` 64-byte
+    aligned scratch of state_doubles()."""
+    module = ir.Module(name="fused_sum")
+    p32 = F32.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [p32, p32, p32, p32, F64.as_pointer(), p32, I64, I64, I64])
+    fn = ir.Function(module, fnty, name=symbol(tag))
+    fn.attributes.add("nounwind")
+    _SumBuilder(fn, ops.Math(module), pair).build()
+    return str(module)
+
+
+def state_doubles() -> int:
+    """A panel's states: 16 f64 total lanes per row (spare rows included)."""
+    return (PANEL + ROWS) * LANES
+
+
+class _SumBuilder(fused_attention._Builder):
+    """The attention builder's panels, tiles and scores, with a sum of f(s) b per row."""
+
+    def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
+        self.fn, self.math, self.pair = fn, math_, pair
+        self.shape = fused_attention.Shape(padded(pair.dim), 0, False)
+        self.x, self.yp, self.weights_in, self.out, self.totals, constants, self.m, self.r0, self.r1 = fn.args
+        self.entry = fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        # the per-call values, splat once at the function's start
+        self.leaves = {id(c): self._splat(self.b.load(self.b.gep(constants, [_i(k)])))
+                       for k, c in enumerate(pair.constants)}
+
+    def product(self, xd: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
+        if not self.pair.distance:
+            return super().product(xd, y, acc)
+        diff = self.b.fsub(xd, y)
+        return self.math.intrinsic(self.b, "fma", diff, diff, acc)
+
+    def scaled(self, sums: list[list[ir.Value]]) -> list[list[ir.Value]]:
+        return sums  # (a factor is part of f)
+
+    def _totals_at(self, slot: ir.Value, half: int) -> ir.Value:
+        at = self.b.gep(self.totals, [self.b.add(self.b.mul(slot, _i(LANES)), _i(8 * half))])
+        return self.b.bitcast(at, _F64X8.as_pointer())
+
+    def reset(self, s: ir.Value) -> None:
+        for half in range(2):
+            self.b.store(ir.Constant(_F64X8, [0.0] * 8), self._totals_at(s, half), align=64)
+
+    def epilogue(self, rows: list[ir.Value], slots: list[ir.Value], scores: list[list[ir.Value]],
+                 j0: ir.Value) -> None:
+        """Each row's terms of the tile in 16 f32 lanes (keys past m add 0), joined to its f64
+        totals."""
+        b = self.b
+        lane = ir.Constant(ir.VectorType(I64, LANES), list(range(LANES)))
+        real = [b.icmp_signed("<", b.add(self._splat(b.add(j0, _i(p * LANES))), lane), self._splat(self.m))
+                for p in range(TILE // LANES)]
+        weights = [b.load(self._vector_at(self.weights_in, b.add(j0, _i(p * LANES))), align=4)
+                   for p in range(TILE // LANES)] if self.pair.weight is not None else []
+        zero = ops.const(_VEC, 0.0)
+        for slot, row_scores in zip(slots, scores):
+            lanes = zero
+            for p, s in enumerate(row_scores):
+                t = b.select(real[p], self.term(self.pair.term, s), zero)
+                lanes = self.math.intrinsic(b, "fma", t, weights[p], lanes) if weights else b.fadd(lanes, t)
+            for half in range(2):
+                part = b.fpext(b.shuffle_vector(lanes, lanes, ir.Constant(ir.VectorType(ops.I32, 8),
+                                                                          list(range(8 * half, 8 * half + 8)))), _F64X8)
+                at = self._totals_at(slot, half)
+                b.store(b.fadd(b.load(at, align=64), part), at, align=64)
+
+    def term(self, node: Node, s: ir.Value) -> ir.Value:
+        """f(s) on a vector of scores (per-call values splat)."""
+        if node is self.pair.score:
+            return s
+        if id(node) in self.leaves:
+            return self.leaves[id(node)]
+        args = [self.term(n, s) for n in node.src]
+        if node.op in (Op.EXP, Op.EXP2) and signs.nonpositive(node.src[0]):  # no upper clamp
+            return ops.poly_exp(self.b, self.math, args[0], base2=node.op is Op.EXP2, nonpositive=True)
+        if node.op is Op.POW:  # a constant integer exponent (match): by multiplication
+            return ops.integer_power(self.b, args[0], ops.small_integer(float(node.src[1].arg), F32))
+        return ops.elementwise(self.b, self.math, node.op, args)
+
+    def finish(self, row: ir.Value, slot: ir.Value) -> None:
+        """out[row] = the sum of the 16 f64 totals (over m for a mean), rounded to f32."""
+        b = self.b
+        both = b.fadd(b.load(self._totals_at(slot, 0), align=64), b.load(self._totals_at(slot, 1), align=64))
+        total = b.call(self.math._declared("llvm.vector.reduce.fadd.v8f64", F64, [F64, _F64X8]),
+                       [ops.const(F64, 0.0), both], fastmath=("reassoc",))
+        if self.pair.kind is ReduceKind.MEAN:
+            total = b.fdiv(total, b.sitofp(self.m, F64))
+        b.store(b.fptrunc(total, F32), b.gep(self.out, [row]))
+
+
+def cache_key(pair: PairSum) -> str:
+    import llvmlite
+
+    from kernelc import __version__
+    from kernelc.backends.cache import make_key
+    from kernelc.backends.llvm import codegen_version
+    from kernelc.backends.llvm.jit import host_description
+
+    return make_key("llvm-fused-sum", codegen_version(), __version__, llvmlite.__version__, host_description(),
+                    str((padded(pair.dim), pair.text(), ROWS, TILE, PANEL)))
+
+
+class FusedSumExecutable:
+    """The compiled function and the per-call work around it: the packed keys, the padded
+    weights, the per-call values, row ranges over threads."""
+
+    def __init__(self, pair: PairSum, threads: int, chunks_per_thread: int) -> None:
+        from kernelc.backends.llvm.jit import compile_ir
+
+        self.pair, self.threads, self.chunks_per_thread = pair, threads, chunks_per_thread
+        key = cache_key(pair)
+        tag = "_" + key[:20]
+        self._text = lambda: generate(pair, tag)
+        addresses, self.optimized_ir = compile_ir(self._text, [symbol(tag)], key, 512)
+        self.fn = _FN(addresses[symbol(tag)])
+
+    @property
+    def description(self) -> str:
+        return (f"{self.pair.what} fused in AVX-512 FMA micro-kernels, exact f32 "
+                f"({PANEL}-row panels x {TILE}-key tiles; calls with no rows or keys run the generic code)")
+
+    @property
+    def code(self) -> str:
+        from kernelc.backends.llvm.jit import optimized_ir
+
+        return self.optimized_ir or optimized_ir(self._text(), 512)
+
+    def run(self, inputs: dict[str, np.ndarray], out: np.ndarray) -> bool:
+        """out (n,) for this call; False, having done nothing, without rows or keys."""
+        pair = self.pair
+        x = np.ascontiguousarray(inputs[pair.queries], np.float32)
+        y = np.ascontiguousarray(inputs[pair.keys], np.float32)
+        n, m = len(x), len(y)
+        if n == 0 or m == 0:
+            return False
+        dim = padded(pair.dim)
+        yp = pack_keys(y, dim)
+        x = fused_attention._zero_padded(x, dim)
+        weights = np.zeros(-(-m // TILE) * TILE, np.float32)
+        if pair.weight is not None:
+            weights[:m] = np.asarray(inputs[pair.weight], np.float32).reshape(m)
+        constants = constant_values(pair, inputs)
+        blocks = -(-n // ROWS)
+        chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
+        edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
+        target = out if out.flags.c_contiguous and out.dtype == np.float32 else np.empty(n, np.float32)
+        states = amx._aligned((chunks, state_doubles()), zero=False, dtype=np.float64)
+
+        def job(k: int) -> None:
+            self.fn(x.ctypes.data, yp.ctypes.data, weights.ctypes.data, target.ctypes.data, states[k].ctypes.data,
+                    constants.ctypes.data, m, edges[k], edges[k + 1])
+
+        map_jobs(self.threads, job, range(chunks))
+        if target is not out:
+            out[...] = target.reshape(out.shape)  # f16 and bf16 outputs: the f32 sums rounded once
+        return True

@@ -1,0 +1,116 @@
+"""The llvm backend's sums of a function of a long sqdist or dot in fused AVX-512 micro-kernels
+(kernelc/backends/llvm/fused_sums.py): which kernels take them, and their results against the
+NumPy reference and the generic code on awkward shapes, data and per-call values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kernelc as kc
+from kernelc.backends import registry, runtime
+from kernelc.backends.interface import Schedule
+from kernelc.backends.llvm import fused_sums
+from kernelc.backends.llvm.jit import vector_widths
+from kernelc.testing.runners import run_on
+
+needs_avx512 = pytest.mark.skipif(512 not in vector_widths(), reason="no AVX-512 on this host")
+SUM = "kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], s: f32) -> f32[i] {{ return {red}[j]({term}) }}"
+TERMS = ["exp(-sqdist(x, y) / (2 * s * s)) * b", "b * (dot(y, x) * s + 1.0) ** 3", "1 / (1 + sqdist(x, y))",
+         "exp(-sqrt(sqdist(y, x)) * s) * b", "min(max(dot(x, y) * s, -1.0), 1.0)"]
+
+
+def _pattern(k: kc.Kernel, args: dict, **knobs):
+    llvm = registry.get("llvm")
+    schedule = llvm.default_schedule(k.optimized, runtime.bind(k.ir, (), args).sizes)
+    schedule = Schedule("llvm", tuple(sorted((dict(schedule.knobs) | knobs).items())))
+    return llvm.compile(k.optimized, schedule).stages[0][0].pattern, schedule
+
+
+def _args(rng: np.random.Generator, n: int, m: int, d: int) -> dict:
+    return {"x": (rng.standard_normal((n, d)) * 0.3).astype(np.float32),
+            "y": (rng.standard_normal((m, d)) * 0.3).astype(np.float32),
+            "b": rng.standard_normal(m).astype(np.float32), "s": np.float32(1.5)}
+
+
+@pytest.mark.parametrize("term", TERMS)
+def test_match(term: str) -> None:
+    k = kc.kernel(SUM.format(red="sum", term=term))
+    pair = fused_sums.match(k.optimized, {"D": 64})
+    if 512 not in vector_widths():
+        assert pair is None
+        return
+    assert pair is not None and pair.dim == 64 and pair.distance == ("sqdist" in term)
+    assert (pair.weight == "b") == ("b" in term)
+
+
+@pytest.mark.parametrize("source, d", [
+    (SUM.format(red="sum", term="exp(-sqdist(x, y)) * b"), 8),  # shorter than MIN_DIM
+    (SUM.format(red="sum", term="tanh(dot(x, y)) * b"), 64),  # a libm call per lane
+    (SUM.format(red="sum", term="dot(x, y) ** s"), 64),  # pow of a variable exponent
+    (SUM.format(red="max", term="exp(-sqdist(x, y)) * b"), 64),  # not a sum
+    (SUM.format(red="sum", term="exp(-sqdist(x, y)) * x[0]"), 64),  # a per-row factor
+    (SUM.format(red="sum", term="exp(-sqdist(x, y)) + dot(x, y)"), 64),  # two long sums
+    ("kernel g(x: f64[i, D], y: f64[j, D]) -> f64[i] { return sum[j](exp(-sqdist(x, y))) }", 64),
+])
+def test_match_rejects(source: str, d: int) -> None:
+    assert fused_sums.match(kc.kernel(source).optimized, {"D": d}) is None
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["sum", "mean"])
+@pytest.mark.parametrize("term", TERMS)
+@pytest.mark.parametrize("n, m, d", [(1, 1, 16), (5, 63, 20), (37, 1000, 64), (260, 300, 16), (9, 700, 250)])
+def test_against_the_reference_and_the_generic_code(red: str, term: str, n: int, m: int, d: int) -> None:
+    """Rows and keys not multiples of the micro-block, tile or panel, one row and one key, D not a
+    multiple of 16 (zero-padded per call); within a sum's rounding of both."""
+    k = kc.kernel(SUM.format(red=red, term=term), autotune="off")
+    args = _args(np.random.default_rng(n + m + d), n, m, d)
+    args = {p.name: args[p.name] for p in k.ir.params}
+    pattern, schedule = _pattern(k, args)
+    assert isinstance(pattern, fused_sums.FusedSumExecutable)
+    got = k(**args, backend="llvm")
+    magnitude = k(**(args | ({"b": np.abs(args["b"])} if "b" in args else {})), backend="numpy")
+    for want in (k(**args, backend="numpy"), run_on(registry.get("llvm"), k, schedule=Schedule(
+            "llvm", tuple(sorted((dict(schedule.knobs) | {"fused_sums": False}).items()))), **args)):
+        assert np.all(np.abs(got - want) <= 2e-6 * np.abs(magnitude).max() + 1e-30), (got, want)
+
+
+@needs_avx512
+def test_special_values_follow_ieee_as_the_generic_code() -> None:
+    """NaN and inf inputs and weights, and keys whose term is inf (1 / 0 at a zero distance):
+    the same NaN and inf pattern as the generic code's, the finite sums alike."""
+    k = kc.kernel(SUM.format(red="sum", term="inv(sqdist(x, y)) * b"), autotune="off")
+    rng = np.random.default_rng(7)
+    args = _args(rng, 40, 300, 32)
+    args["y"][5] = args["x"][3]  # a distance of 0 for row 3: inv(0) b is +-inf
+    args["x"][7, 2], args["y"][100, 0] = np.nan, np.inf  # row 7 NaN; key 100's term 0 (inv(inf))
+    pattern, schedule = _pattern(k, args)
+    assert isinstance(pattern, fused_sums.FusedSumExecutable)
+    got = k(**args, backend="llvm")
+    generic = run_on(registry.get("llvm"), k, schedule=Schedule(
+        "llvm", tuple(sorted((dict(schedule.knobs) | {"fused_sums": False}).items()))), **args)
+    assert np.isnan(generic).sum() == 1 and np.isinf(generic).sum() == 1
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(generic))
+    np.testing.assert_array_equal(got[np.isinf(generic)], generic[np.isinf(generic)])
+    finite = np.isfinite(generic)
+    np.testing.assert_allclose(got[finite], generic[finite], rtol=1e-5)
+
+
+@needs_avx512
+def test_no_keys_and_the_knob() -> None:
+    """No keys: the generic code (sum 0, mean NaN); the knob turns the path off and the tuner
+    times the path and the generic code."""
+    k = kc.kernel(SUM.format(red="mean", term="exp(-sqdist(x, y)) * b"), autotune="off")
+    args = _args(np.random.default_rng(1), 20, 0, 64)
+    pattern, _ = _pattern(k, args)
+    assert not pattern.run(args, np.empty(20, np.float32))
+    assert np.isnan(k(**args, backend="llvm")).all()
+    args = _args(np.random.default_rng(1), 20, 50, 64)
+    assert _pattern(k, args, fused_sums=False)[0] is None
+    llvm = registry.get("llvm")
+    sizes = runtime.bind(k.ir, (), args).sizes
+    offs = [s for s in llvm.candidates(k.optimized, sizes) if s.get("fused_sums") is False]
+    assert len(offs) == 1 and llvm.canonical_schedule(k.optimized, llvm.default_schedule(k.optimized, sizes)).knobs \
+        == tuple((key, v) for key, v in llvm.default_schedule(k.optimized, sizes).knobs
+                 if key in ("dims", "threads", "chunks_per_thread"))
