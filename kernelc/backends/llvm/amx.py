@@ -38,6 +38,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -189,14 +190,13 @@ def _per_call(node: Node, params: dict) -> bool:
     return True
 
 
-def factor(att: Attention, inputs: dict[str, np.ndarray]) -> float | None:
-    """The scores' factor for this call (None: not a finite nonzero f32), computed as the row
-    functions compute the kernel's scalar subexpression (f16 and bf16 arithmetic in f32)."""
+def per_call_values(nodes: list[Node], inputs: dict[str, np.ndarray], bindings: dict[str, int]) -> dict[Node, Any]:
+    """The values of per-call subexpressions (`_per_call`) and of their parts for this call,
+    computed as the row functions compute them (f16 and bf16 arithmetic in f32)."""
     from kernelc.ir.reference import evaluate_elementwise, round_to
 
-    bindings = dict(att.bindings)
-    values: dict[Node, np.ndarray] = {}
-    for n in walk([att.scale] if att.scale is not None else []):
+    values: dict[Node, Any] = {}
+    for n in walk(nodes):
         held = DType.F32 if n.dtype.is_narrow_float else n.dtype  # how the row functions hold it
         if n.op is Op.CONST:
             value = np.asarray(n.arg, n.dtype.numpy).astype(held.numpy)
@@ -207,6 +207,13 @@ def factor(att: Attention, inputs: dict[str, np.ndarray]) -> float | None:
         else:
             value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), held)
         values[n] = value
+    return values
+
+
+def factor(att: Attention, inputs: dict[str, np.ndarray]) -> float | None:
+    """The scores' factor for this call (None: not a finite nonzero f32), computed as the row
+    functions compute the kernel's scalar subexpression (f16 and bf16 arithmetic in f32)."""
+    values = per_call_values([att.scale] if att.scale is not None else [], inputs, dict(att.bindings))
     with np.errstate(all="ignore"):
         value = np.float32(1.0) if att.scale is None else np.float32(values[att.scale])
         value = np.float32(1.0) / value if att.invert else value

@@ -529,23 +529,12 @@ class BufferedKBest:
         tail = b.sub(b.shl(ir.Constant(mask_t, 1), b.select(whole, ir.Constant(I64, 0), left_in_block)),
                      ir.Constant(mask_t, 1))
         bits = b.and_(b.bitcast(wants, mask_t), b.select(whole, ir.Constant(mask_t, -1), tail))
-        cttz = fb.fn.module.globals.get(f"llvm.cttz.i{lanes}") or ir.Function(
-            fb.fn.module, ir.FunctionType(mask_t, [mask_t, I1]), name=f"llvm.cttz.i{lanes}")
-        pre = b.block
-        head = fb.fn.append_basic_block("kbest.lanes")
-        work = fb.fn.append_basic_block("kbest.lane")
-        done = fb.fn.append_basic_block("kbest.lanes_done")
-        b.branch(head)
-        b.position_at_end(head)
-        left = b.phi(mask_t)
-        left.add_incoming(bits, pre)
-        b.cbranch(b.icmp_unsigned("!=", left, ir.Constant(mask_t, 0)), work, done)
-        b.position_at_end(work)
-        at = b.add(base, b.zext(b.call(cttz, [left, ir.Constant(I1, 1)]), I64))
-        self._insert(fb, b.load(b.gep(self.scores, [at])), b.add(start, at))
-        left.add_incoming(b.and_(left, b.sub(left, ir.Constant(mask_t, 1))), b.block)
-        b.branch(head)
-        b.position_at_end(done)
+
+        def lane(k: ir.Value) -> None:
+            at = b.add(base, k)
+            self._insert(fb, b.load(b.gep(self.scores, [at])), b.add(start, at))
+
+        ops.each_set_bit(b, bits, "kbest", lane)
 
     def _last(self, fb: "_FunctionBuilder") -> tuple[ir.Value, ir.Value]:
         """The value in the last of the K slots, and whether that slot is still empty."""

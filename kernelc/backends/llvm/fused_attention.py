@@ -339,31 +339,21 @@ class _Builder:
         with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(mask_t, 0)), likely=False):
             for p, s in enumerate(scores):
                 b.store(s, self._vector_at(self.tile_scores, _i(p * LANES)), align=64)
-            cttz = self.fn.module.globals.get(f"llvm.cttz.i{TILE}") or ir.Function(
-                self.fn.module, ir.FunctionType(mask_t, [mask_t, ir.IntType(1)]), name=f"llvm.cttz.i{TILE}")
             up = ir.Constant(ir.VectorType(I32, LANES), [0] + list(range(LANES, 2 * LANES - 1)))
-            pre = b.block
-            head, work, done = (self.fn.append_basic_block(f"kbest.{n}") for n in ("keys", "key", "done"))
-            b.branch(head)
-            b.position_at_end(head)
-            left = b.phi(mask_t)
-            left.add_incoming(passing, pre)
-            b.cbranch(b.icmp_unsigned("!=", left, ir.Constant(mask_t, 0)), work, done)
-            b.position_at_end(work)
-            t = b.zext(b.call(cttz, [left, ir.Constant(ir.IntType(1), 1)]), I64)
-            v = b.load(b.gep(self.tile_scores, [t]))
-            slots, keys = b.load(vals_at, align=64), b.load(keys_at, align=64)
-            v_all, k_all = self._splat(v), ops.splat(b, b.trunc(b.add(j0, t), I32), LANES)
-            empty = b.icmp_signed("<", keys, ir.Constant(_KEYS, [0] * LANES))
-            before = b.or_(empty, b.fcmp_ordered(">", v_all, slots))
-            after_first = b.shuffle_vector(ir.Constant(before.type, [0] * LANES), before, up)
-            b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, slots, up), v_all), slots),
-                    vals_at, align=64)
-            b.store(b.select(before, b.select(after_first, b.shuffle_vector(k_all, keys, up), k_all), keys),
-                    keys_at, align=64)
-            left.add_incoming(b.and_(left, b.sub(left, ir.Constant(mask_t, 1))), b.block)
-            b.branch(head)
-            b.position_at_end(done)
+
+            def insert(t: ir.Value) -> None:
+                v = b.load(b.gep(self.tile_scores, [t]))
+                slots, keys = b.load(vals_at, align=64), b.load(keys_at, align=64)
+                v_all, k_all = self._splat(v), ops.splat(b, b.trunc(b.add(j0, t), I32), LANES)
+                empty = b.icmp_signed("<", keys, ir.Constant(_KEYS, [0] * LANES))
+                before = b.or_(empty, b.fcmp_ordered(">", v_all, slots))
+                after_first = b.shuffle_vector(ir.Constant(before.type, [0] * LANES), before, up)
+                b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, slots, up), v_all), slots),
+                        vals_at, align=64)
+                b.store(b.select(before, b.select(after_first, b.shuffle_vector(k_all, keys, up), k_all), keys),
+                        keys_at, align=64)
+
+            ops.each_set_bit(b, passing, "kbest", insert)
 
     def _masked(self, row: ir.Value, scores: list[ir.Value], j0: ir.Value) -> list[ir.Value]:
         """The scores, -inf for keys past m (and with a causal mask, past the row)."""

@@ -143,23 +143,9 @@ def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) -> 
 
 
 def constant_values(pair: PairSum, inputs: dict[str, np.ndarray]) -> np.ndarray:
-    """The per-call subexpressions' values for this call, as the row functions compute them (f32;
-    f16 and bf16 arithmetic in f32)."""
-    from kernelc.ir.reference import evaluate_elementwise, round_to
-
-    bindings = dict(pair.bindings)
-    values: dict[Node, np.ndarray] = {}
-    for n in walk(list(pair.constants)):
-        held = DType.F32 if n.dtype.is_narrow_float else n.dtype  # how the row functions hold it
-        if n.op is Op.CONST:
-            value = np.asarray(n.arg, n.dtype.numpy).astype(held.numpy)
-        elif n.op is Op.DIMSIZE:
-            value = np.asarray(n.arg.evaluate(bindings), np.int64)
-        elif n.op is Op.PARAM:
-            value = np.asarray(inputs[n.arg], n.dtype.numpy).astype(held.numpy)
-        else:
-            value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), held)
-        values[n] = value
+    """The per-call subexpressions' values for this call, as the row functions compute them, as
+    f32 (one 0 when there are none)."""
+    values = amx.per_call_values(list(pair.constants), inputs, dict(pair.bindings))
     with np.errstate(all="ignore"):
         return np.array([np.float32(values[c]) for c in pair.constants] or [0.0], np.float32)
 

@@ -170,6 +170,28 @@ def loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str, body, step
     b.position_at_end(done)
 
 
+def each_set_bit(b: ir.IRBuilder, mask: ir.Value, name: str, body) -> None:
+    """body(k) for each set bit k (an i64) of the integer `mask`, lowest first, with the builder
+    left after the loop: a walk that branches per set bit (an entering score, a passing lane)
+    rather than per bit."""
+    fn, mask_t = b.function, mask.type
+    cttz = fn.module.globals.get(f"llvm.cttz.i{mask_t.width}") or ir.Function(
+        fn.module, ir.FunctionType(mask_t, [mask_t, I1]), name=f"llvm.cttz.i{mask_t.width}")
+    pre = b.block
+    head, work, done = (fn.append_basic_block(f"{name}.{part}") for part in ("bits", "bit", "done"))
+    b.branch(head)
+    b.position_at_end(head)
+    left = b.phi(mask_t)
+    left.add_incoming(mask, pre)
+    b.cbranch(b.icmp_unsigned("!=", left, ir.Constant(mask_t, 0)), work, done)
+    b.position_at_end(work)
+    bit = b.call(cttz, [left, ir.Constant(I1, 1)])
+    body(b.zext(bit, I64) if mask_t.width < 64 else b.trunc(bit, I64) if mask_t.width > 64 else bit)
+    left.add_incoming(b.and_(left, b.sub(left, ir.Constant(mask_t, 1))), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
 def loop_id(module: ir.Module, *properties: tuple[str, int]) -> ir.Value:
     """A loop's metadata (its first operand is itself, which makes it unique) with properties."""
     from llvmlite.ir.values import MDValue
