@@ -4,6 +4,8 @@ NumPy reference and the generic code on awkward shapes, data and per-call values
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,13 @@ def _pattern(k: kc.Kernel, args: dict, **knobs):
     schedule = llvm.default_schedule(k.optimized, runtime.bind(k.ir, (), args).sizes)
     schedule = Schedule("llvm", tuple(sorted((dict(schedule.knobs) | knobs).items())))
     return llvm.compile(k.optimized, schedule).stages[0][0].pattern, schedule
+
+
+def _generic(k: kc.Kernel, args: dict) -> np.ndarray:
+    """The kernel's result from the generic row functions (knob fused_sums=False)."""
+    schedule = _pattern(k, args)[1]
+    return run_on(registry.get("llvm"), k, schedule=Schedule(
+        "llvm", tuple(sorted((dict(schedule.knobs) | {"fused_sums": False}).items()))), **args)
 
 
 def _args(rng: np.random.Generator, n: int, m: int, d: int) -> dict:
@@ -67,12 +76,10 @@ def test_against_the_reference_and_the_generic_code(red: str, term: str, n: int,
     k = kc.kernel(SUM.format(red=red, term=term), autotune="off")
     args = _args(np.random.default_rng(n + m + d), n, m, d)
     args = {p.name: args[p.name] for p in k.ir.params}
-    pattern, schedule = _pattern(k, args)
-    assert isinstance(pattern, fused_sums.FusedSumExecutable)
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
     got = k(**args, backend="llvm")
     magnitude = k(**(args | ({"b": np.abs(args["b"])} if "b" in args else {})), backend="numpy")
-    for want in (k(**args, backend="numpy"), run_on(registry.get("llvm"), k, schedule=Schedule(
-            "llvm", tuple(sorted((dict(schedule.knobs) | {"fused_sums": False}).items()))), **args)):
+    for want in (k(**args, backend="numpy"), _generic(k, args)):
         assert np.all(np.abs(got - want) <= 2e-6 * np.abs(magnitude).max() + 1e-30), (got, want)
 
 
@@ -85,11 +92,8 @@ def test_special_values_follow_ieee_as_the_generic_code() -> None:
     args = _args(rng, 40, 300, 32)
     args["y"][5] = args["x"][3]  # a distance of 0 for row 3: inv(0) b is +-inf
     args["x"][7, 2], args["y"][100, 0] = np.nan, np.inf  # row 7 NaN; key 100's term 0 (inv(inf))
-    pattern, schedule = _pattern(k, args)
-    assert isinstance(pattern, fused_sums.FusedSumExecutable)
-    got = k(**args, backend="llvm")
-    generic = run_on(registry.get("llvm"), k, schedule=Schedule(
-        "llvm", tuple(sorted((dict(schedule.knobs) | {"fused_sums": False}).items()))), **args)
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got, generic = k(**args, backend="llvm"), _generic(k, args)
     assert np.isnan(generic).sum() == 1 and np.isinf(generic).sum() == 1
     np.testing.assert_array_equal(np.isnan(got), np.isnan(generic))
     np.testing.assert_array_equal(got[np.isinf(generic)], generic[np.isinf(generic)])
@@ -114,3 +118,70 @@ def test_no_keys_and_the_knob() -> None:
     assert len(offs) == 1 and llvm.canonical_schedule(k.optimized, llvm.default_schedule(k.optimized, sizes)).knobs \
         == tuple((key, v) for key, v in llvm.default_schedule(k.optimized, sizes).knobs
                  if key in ("dims", "threads", "chunks_per_thread"))
+
+
+_SCORE = re.compile(r"(?<![a-z])s(?![a-z0-9])")  # the score `s` in a generated term
+
+
+def _terms(depth: int):
+    """Expressions in the score `s`, a per-call scalar `c` and literals, built from the vector
+    operations the path takes (exponents of -|e|: finite on the test's data)."""
+    from hypothesis import strategies as st
+
+    leaf = st.sampled_from(["s", "s", "c", "0.5", "2.0"])
+    if depth == 0:
+        return leaf
+    sub = _terms(depth - 1)
+    return st.one_of(
+        leaf,
+        st.builds(lambda a, f: f.format(a), sub, st.sampled_from(
+            ["exp(-abs({}))", "sqrt(abs({}))", "inv(1.0 + abs({}))", "square({})", "-({})", "abs({})",
+             "log(1.0 + abs({}))", "exp2(-abs({}))", "rsqrt(1.0 + abs({}))", "({}) ** 3"])),
+        st.builds(lambda a, b, f: f.format(a, b), sub, sub, st.sampled_from(
+            ["({} + {})", "({} - {})", "({} * {})", "min({}, {})", "max({}, {})", "({}) / (1.0 + abs({}))"])))
+
+
+def _generated_case():
+    from hypothesis import strategies as st
+
+    return st.fixed_dictionaries({
+        "term": _terms(3).filter(lambda t: _SCORE.search(t) is not None),
+        "score": st.sampled_from(["sqdist(x, y)", "dot(x, y)"]), "red": st.sampled_from(["sum", "mean"]),
+        "weight": st.booleans(), "n": st.integers(1, 40), "m": st.integers(1, 300), "d": st.integers(16, 80),
+        "c": st.floats(-2.0, 2.0, width=32), "seed": st.integers(0, 2 ** 16)})
+
+
+@needs_avx512
+def test_generated_terms_against_the_reference() -> None:
+    """Generated f(s) (and weights, reductions, shapes, scores, per-call values): the fused path
+    takes each, and agrees with the generic code (which the NumPy reference checks elsewhere;
+    f32 arithmetic in f, whose intermediate results may underflow where float64's do not)
+    within a sum's rounding of sum |f(s) b|, with the same non-finite values."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.filter_too_much,
+                                                                     HealthCheck.too_slow])
+    @given(_generated_case())
+    def check(case: dict) -> None:
+        term = _SCORE.sub(case["score"], case["term"])
+        weighted = f"({term}) * b" if case["weight"] else term
+        source = (f"kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], c: f32) -> f32[i] "
+                  f"{{ return {case['red']}[j]({weighted}) }}")
+        k = kc.kernel(source, autotune="off")
+        rng = np.random.default_rng(case["seed"])
+        # small integers: every score exact in f32 (as in the reference), so that only f's own
+        # rounding and the sums' order remain
+        args = {"x": rng.integers(-2, 3, (case["n"], case["d"])).astype(np.float32),
+                "y": rng.integers(-2, 3, (case["m"], case["d"])).astype(np.float32),
+                "b": rng.standard_normal(case["m"]).astype(np.float32), "c": np.float32(case["c"])}
+        pattern, _ = _pattern(k, args)
+        assert isinstance(pattern, fused_sums.FusedSumExecutable), source
+        got, want = k(**args, backend="llvm"), _generic(k, args)
+        size = _generic(kc.kernel(source.replace(f"{case['red']}[j](", f"{case['red']}[j](abs(", 1)
+                                  .replace(" }", ") }"), autotune="off"), args)
+        finite = np.isfinite(want)
+        np.testing.assert_array_equal(np.isfinite(got), finite, err_msg=source)
+        assert np.all(np.abs(got - want)[finite] <= 1e-5 * size[finite] + 1e-30), source
+
+    check()
+
