@@ -185,3 +185,23 @@ def test_generated_terms_against_the_reference() -> None:
 
     check()
 
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["sum", "mean"])
+def test_values_of_the_row_and_of_the_key(red: str) -> None:
+    """f may read scalar parameters of the row and of the key (adaptive bandwidths h_i h_j, a
+    shift per row): each row's value splat, the keys' values a vector per 16 keys (zero past m)."""
+    k = kc.kernel("kernel g(x: f32[i, D], y: f32[j, D], hx: f32[i], hy: f32[j]) -> f32[i] "
+                  f"{{ return {red}[j](exp(-sqdist(x, y) / (hx * hy)) + inv(hx + sqdist(x, y) * hy)) }}",
+                  autotune="off")
+    rng = np.random.default_rng(4)
+    for n, m, d in ((1, 1, 16), (37, 1000, 64), (9, 70, 20)):
+        args = {name: v for name, v in _args(rng, n, m, d).items() if name in ("x", "y")}
+        args |= {"hx": rng.uniform(0.5, 2, n).astype(np.float32), "hy": rng.uniform(0.5, 2, m).astype(np.float32)}
+        pair = fused_sums.match(k.optimized, {"D": d})
+        assert pair is not None and (pair.row_values, pair.key_values) == (("hx",), ("hy",))
+        assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+        got, want = k(**args, backend="llvm"), k(**args, backend="numpy")
+        np.testing.assert_allclose(got, want, rtol=2e-6 * max(1.0, float(np.abs(want).max())), atol=1e-6)
+        np.testing.assert_allclose(got, _generic(k, args), rtol=1e-5, atol=1e-6)

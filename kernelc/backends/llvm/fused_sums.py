@@ -40,14 +40,15 @@ MAX_DIM = fused_attention.MAX_DIM
 # per-pair operations of f that ops.elementwise builds on vectors (libm calls would not vectorize)
 _VECTOR_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.NEG, Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT,
                          Op.INV, Op.ABS, Op.SQUARE, Op.MIN, Op.MAX, Op.POW})
-_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 6, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
+_FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 _F64X8 = ir.VectorType(F64, 8)
 
 
 @dataclass(frozen=True)
 class PairSum:
     """`kind[j](f(s) * weight)`: s the score node (sqdist or dot of `queries` and `keys`), `term`
-    f(s), `constants` its per-call subexpressions (passed as f32 values, in this order)."""
+    f(s), `constants` its per-call subexpressions (passed as f32 values, in this order); f may
+    also read scalar parameters of the row and of the key (`row_values`, `key_values`)."""
 
     kind: ReduceKind
     queries: str
@@ -59,6 +60,8 @@ class PairSum:
     term: Node
     constants: tuple[Node, ...]
     bindings: tuple[tuple[str, int], ...]
+    row_values: tuple[str, ...] = ()  # scalar f32 parameters of i that f reads (a row's norm, bandwidth)
+    key_values: tuple[str, ...] = ()  # and of j
 
     @property
     def what(self) -> str:
@@ -68,12 +71,14 @@ class PairSum:
         """The term as text (its part of the cache key): f's operations, the score, the leaves."""
         names: dict[int, str] = {id(self.score): "s"}
         names.update({id(c): f"c{k}" for k, c in enumerate(self.constants)})
+        sides = {name: f"r{k}" for k, name in enumerate(self.row_values)} | \
+            {name: f"k{k}" for k, name in enumerate(self.key_values)}
 
         def show(n: Node) -> str:
             if id(n) in names:
                 return names[id(n)]
-            if n.op is Op.CONST:
-                return repr(float(n.arg))  # type: ignore[arg-type]
+            if n.op is Op.PARAM:
+                return sides[n.arg]  # type: ignore[index]
             return f"{n.op.name}({', '.join(show(s) for s in n.src)})"
         return f"{self.kind.name} {'sqdist' if self.distance else 'dot'} {show(self.term)} weight={bool(self.weight)}"
 
@@ -108,25 +113,37 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     operands = row_and_column(*pair, params, F32_AND_NARROW) if pair is not None else None
     if operands is None or not MIN_DIM <= operands[0].dim.evaluate(bindings) <= MAX_DIM:
         return None
-    constants = _leaves(term, score, params, bindings)
-    if constants is None:
+    leaves = _leaves(term, score, params, bindings)
+    if leaves is None:
         return None
+    constants, row_values, key_values = leaves
     return PairSum(red.arg.kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
-                   distance, score, term, constants, tuple(sorted(bindings.items())))
+                   distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values)
 
 
 def _scalar(node: Node, bindings: dict[str, int]) -> bool:
     return node.dim is None or node.dim.evaluate(bindings) == 1
 
 
-def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) -> tuple[Node, ...] | None:
-    """The per-call subexpressions of f (each the largest one), or None if f is not elementwise
-    in the score and them with vector operations on f32 scalars."""
+def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) \
+        -> tuple[tuple[Node, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """The per-call subexpressions of f (each the largest one) and the scalar f32 parameters of
+    the row and of the key it reads, or None if f is not elementwise in the score and them with
+    vector operations on f32 scalars."""
     found: list[Node] = []
+    sides: dict[str, list[str]] = {"i": [], "j": []}
 
     def visit(n: Node) -> bool:
         if n is score:
             return True
+        if n.deps in (frozenset({"i"}), frozenset({"j"})):
+            index = next(iter(n.deps))
+            p = param_of(n, params, (index,))
+            if p is None or not _scalar(p, bindings):
+                return False
+            if p.arg not in sides[index]:
+                sides[index].append(p.arg)  # type: ignore[arg-type]
+            return n is p  # (read as it is: no promotion cast around it)
         if not n.deps:
             if not amx._per_call(n, params) or not (n.dtype is DType.F32 or n.dtype.is_narrow_float):
                 return False
@@ -139,7 +156,7 @@ def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) -> 
             return False  # (a pow call per lane would not vectorize)
         return all(visit(s) for s in n.src)
 
-    return tuple(found) if visit(term) else None
+    return (tuple(found), tuple(sides["i"]), tuple(sides["j"])) if visit(term) else None
 
 
 def constant_values(pair: PairSum, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -155,13 +172,14 @@ def symbol(tag: str) -> str:
 
 
 def generate(pair: PairSum, tag: str) -> str:
-    """The module of `void f(f32* x, f32* yp, f32* b, f32* out, f64* state, f32* constants, i64 m,
-    i64 r0, i64 r1)`: rows [r0, r1) of out, y packed as fused_attention.pack_keys packs it, b
-    zero-padded to whole tiles (or any array, unread, without a weight), `state` 64-byte
-    aligned scratch of state_doubles()."""
+    """The module of `void f(f32* x, f32* yp, f32* b, f32* out, f64* state, f32* constants,
+    f32* row_values, f32* key_values, i64 m, i64 r0, i64 r1)`: rows [r0, r1) of out, y packed as
+    fused_attention.pack_keys packs it, b zero-padded to whole tiles (or any array, unread,
+    without a weight), `state` 64-byte aligned scratch of state_doubles(), the rows' values
+    (n, len(row_values)) and the keys' (len(key_values), m padded to whole tiles)."""
     module = ir.Module(name="fused_sum")
     p32 = F32.as_pointer()
-    fnty = ir.FunctionType(ir.VoidType(), [p32, p32, p32, p32, F64.as_pointer(), p32, I64, I64, I64])
+    fnty = ir.FunctionType(ir.VoidType(), [p32, p32, p32, p32, F64.as_pointer(), p32, p32, p32, I64, I64, I64])
     fn = ir.Function(module, fnty, name=symbol(tag))
     fn.attributes.add("nounwind")
     _SumBuilder(fn, ops.Math(module), pair).build()
@@ -179,7 +197,8 @@ class _SumBuilder(fused_attention._Builder):
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
         self.shape = fused_attention.Shape(padded(pair.dim), 0, False)
-        self.x, self.yp, self.weights_in, self.out, self.totals, constants, self.m, self.r0, self.r1 = fn.args
+        self.x, self.yp, self.weights_in, self.out, self.totals, constants, self.row_in, self.key_in, \
+            self.m, self.r0, self.r1 = fn.args
         self.entry = fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         # the per-call values, splat once at the function's start
@@ -214,10 +233,17 @@ class _SumBuilder(fused_attention._Builder):
         weights = [b.load(self._vector_at(self.weights_in, b.add(j0, _i(p * LANES))), align=4)
                    for p in range(TILE // LANES)] if self.pair.weight is not None else []
         zero = ops.const(_VEC, 0.0)
-        for slot, row_scores in zip(slots, scores):
+        padded_m = b.mul(b.sdiv(b.add(self.m, _i(TILE - 1)), _i(TILE)), _i(TILE))
+        key_values = [{name: b.load(self._vector_at(self.key_in, b.add(b.mul(_i(k), padded_m),
+                                                                        b.add(j0, _i(p * LANES)))), align=4)
+                       for k, name in enumerate(self.pair.key_values)} for p in range(TILE // LANES)]
+        width = _i(len(self.pair.row_values))
+        for row, slot, row_scores in zip(rows, slots, scores):
+            row_values = {name: self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
+                          for k, name in enumerate(self.pair.row_values)}
             lanes = zero
             for p, s in enumerate(row_scores):
-                t = b.select(real[p], self.term(self.pair.term, s), zero)
+                t = b.select(real[p], self.term(self.pair.term, s, row_values | key_values[p]), zero)
                 lanes = self.math.intrinsic(b, "fma", t, weights[p], lanes) if weights else b.fadd(lanes, t)
             for half in range(2):
                 part = b.fpext(b.shuffle_vector(lanes, lanes, ir.Constant(ir.VectorType(ops.I32, 8),
@@ -225,13 +251,16 @@ class _SumBuilder(fused_attention._Builder):
                 at = self._totals_at(slot, half)
                 b.store(b.fadd(b.load(at, align=64), part), at, align=64)
 
-    def term(self, node: Node, s: ir.Value) -> ir.Value:
-        """f(s) on a vector of scores (per-call values splat)."""
+    def term(self, node: Node, s: ir.Value, sides: dict[str, ir.Value]) -> ir.Value:
+        """f(s) on a vector of scores (per-call values and the row's splat, the keys' values a
+        vector)."""
         if node is self.pair.score:
             return s
         if id(node) in self.leaves:
             return self.leaves[id(node)]
-        args = [self.term(n, s) for n in node.src]
+        if node.op is Op.PARAM:
+            return sides[node.arg]  # type: ignore[index]
+        args = [self.term(n, s, sides) for n in node.src]
         if node.op in (Op.EXP, Op.EXP2) and signs.nonpositive(node.src[0]):  # no upper clamp
             return ops.poly_exp(self.b, self.math, args[0], base2=node.op is Op.EXP2, nonpositive=True)
         if node.op is Op.POW:  # a constant integer exponent (match): by multiplication
@@ -301,6 +330,11 @@ class FusedSumExecutable:
         if pair.weight is not None:
             weights[:m] = np.asarray(inputs[pair.weight], np.float32).reshape(m)
         constants = constant_values(pair, inputs)
+        row_values = np.ascontiguousarray(np.stack([np.asarray(inputs[name], np.float32).reshape(n)
+                                                    for name in pair.row_values] or [np.zeros(n, np.float32)], 1))
+        key_values = np.zeros((max(1, len(pair.key_values)), len(weights)), np.float32)
+        for k, name in enumerate(pair.key_values):
+            key_values[k, :m] = np.asarray(inputs[name], np.float32).reshape(m)
         blocks = -(-n // ROWS)
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
@@ -309,7 +343,7 @@ class FusedSumExecutable:
 
         def job(k: int) -> None:
             self.fn(x.ctypes.data, yp.ctypes.data, weights.ctypes.data, target.ctypes.data, states[k].ctypes.data,
-                    constants.ctypes.data, m, edges[k], edges[k + 1])
+                    constants.ctypes.data, row_values.ctypes.data, key_values.ctypes.data, m, edges[k], edges[k + 1])
 
         map_jobs(self.threads, job, range(chunks))
         if target is not out:
