@@ -192,7 +192,9 @@ def _per_call(node: Node, params: dict) -> bool:
 
 def per_call_values(nodes: list[Node], inputs: dict[str, np.ndarray], bindings: dict[str, int]) -> dict[Node, Any]:
     """The values of per-call subexpressions (`_per_call`) and of their parts for this call,
-    computed as the row functions compute them (f16 and bf16 arithmetic in f32)."""
+    computed as the row functions compute them (f16 and bf16 arithmetic in f32); also of one
+    side's expressions (norm(x): arrays over the rows, a component sum added in f64 and rounded
+    once, which a sum's unspecified order allows)."""
     from kernelc.ir.reference import evaluate_elementwise, round_to
 
     values: dict[Node, Any] = {}
@@ -204,6 +206,8 @@ def per_call_values(nodes: list[Node], inputs: dict[str, np.ndarray], bindings: 
             value = np.asarray(n.arg.evaluate(bindings), np.int64)
         elif n.op is Op.PARAM:
             value = np.asarray(inputs[n.arg], n.dtype.numpy).astype(held.numpy)
+        elif n.op is Op.VSUM:
+            value = round_to(np.asarray(values[n.src[0]], np.float64).sum(-1), held)
         else:
             value = round_to(evaluate_elementwise(n.op, [values[s] for s in n.src], n.arg), held)
         values[n] = value

@@ -33,7 +33,7 @@ from kernelc.backends.threads import map_jobs
 from kernelc.ir import signs
 from kernelc.ir.dtypes import DType
 from kernelc.ir.nodes import Kernel, Node, walk
-from kernelc.ir.ops import Op, ReduceKind
+from kernelc.ir.ops import ELEMENTWISE_OPS, Op, ReduceKind
 
 MIN_DIM = 16  # shorter sums: the row functions' pair loop does well
 MAX_DIM = fused_attention.MAX_DIM
@@ -48,7 +48,8 @@ _F64X8 = ir.VectorType(F64, 8)
 class PairSum:
     """`kind[j](f(s) * weight)`: s the score node (sqdist or dot of `queries` and `keys`), `term`
     f(s), `constants` its per-call subexpressions (passed as f32 values, in this order); f may
-    also read scalar parameters of the row and of the key (`row_values`, `key_values`)."""
+    also read scalars of the row and of the key (`row_values`, `key_values`: parameters, or
+    expressions of one side's parameters such as norm(x), computed per call in NumPy)."""
 
     kind: ReduceKind
     queries: str
@@ -60,8 +61,8 @@ class PairSum:
     term: Node
     constants: tuple[Node, ...]
     bindings: tuple[tuple[str, int], ...]
-    row_values: tuple[str, ...] = ()  # scalar f32 parameters of i that f reads (a row's norm, bandwidth)
-    key_values: tuple[str, ...] = ()  # and of j
+    row_values: tuple[Node, ...] = ()  # f32 scalars of i that f reads (a row's norm, bandwidth)
+    key_values: tuple[Node, ...] = ()  # and of j
 
     @property
     def what(self) -> str:
@@ -71,14 +72,12 @@ class PairSum:
         """The term as text (its part of the cache key): f's operations, the score, the leaves."""
         names: dict[int, str] = {id(self.score): "s"}
         names.update({id(c): f"c{k}" for k, c in enumerate(self.constants)})
-        sides = {name: f"r{k}" for k, name in enumerate(self.row_values)} | \
-            {name: f"k{k}" for k, name in enumerate(self.key_values)}
+        names.update({id(v): f"r{k}" for k, v in enumerate(self.row_values)})
+        names.update({id(v): f"k{k}" for k, v in enumerate(self.key_values)})
 
         def show(n: Node) -> str:
             if id(n) in names:
                 return names[id(n)]
-            if n.op is Op.PARAM:
-                return sides[n.arg]  # type: ignore[index]
             return f"{n.op.name}({', '.join(show(s) for s in n.src)})"
         return f"{self.kind.name} {'sqdist' if self.distance else 'dot'} {show(self.term)} weight={bool(self.weight)}"
 
@@ -104,7 +103,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
             if found is not None and _scalar(found, bindings) and f.deps == frozenset({"i", "j"}):
                 term, weight = f, found.arg
                 break
-    scores = [n for n in walk([term]) if n.op is Op.VSUM]
+    scores = [n for n in walk([term]) if n.op is Op.VSUM and n.deps == frozenset({"i", "j"})]
     if len(scores) != 1 or term.dtype is not DType.F32:
         return None
     score = scores[0]
@@ -126,24 +125,22 @@ def _scalar(node: Node, bindings: dict[str, int]) -> bool:
 
 
 def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) \
-        -> tuple[tuple[Node, ...], tuple[str, ...], tuple[str, ...]] | None:
-    """The per-call subexpressions of f (each the largest one) and the scalar f32 parameters of
-    the row and of the key it reads, or None if f is not elementwise in the score and them with
-    vector operations on f32 scalars."""
+        -> tuple[tuple[Node, ...], tuple[Node, ...], tuple[Node, ...]] | None:
+    """The per-call subexpressions of f and its f32 scalars of the row and of the key (each the
+    largest one), or None if f is not elementwise in the score and them with vector operations
+    on f32 scalars."""
     found: list[Node] = []
-    sides: dict[str, list[str]] = {"i": [], "j": []}
+    sides: dict[frozenset, list[Node]] = {frozenset({"i"}): [], frozenset({"j"}): []}
 
     def visit(n: Node) -> bool:
         if n is score:
             return True
-        if n.deps in (frozenset({"i"}), frozenset({"j"})):
-            index = next(iter(n.deps))
-            p = param_of(n, params, (index,))
-            if p is None or not _scalar(p, bindings):
+        if n.deps in sides:
+            if n.dtype is not DType.F32 or not _scalar(n, bindings) or not _one_side(n, params):
                 return False
-            if p.arg not in sides[index]:
-                sides[index].append(p.arg)  # type: ignore[arg-type]
-            return n is p  # (read as it is: no promotion cast around it)
+            if all(n is not v for v in sides[n.deps]):
+                sides[n.deps].append(n)
+            return True
         if not n.deps:
             if not amx._per_call(n, params) or not (n.dtype is DType.F32 or n.dtype.is_narrow_float):
                 return False
@@ -156,7 +153,19 @@ def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) \
             return False  # (a pow call per lane would not vectorize)
         return all(visit(s) for s in n.src)
 
-    return (tuple(found), tuple(sides["i"]), tuple(sides["j"])) if visit(term) else None
+    return (tuple(found), tuple(sides[frozenset({"i"})]), tuple(sides[frozenset({"j"})])) if visit(term) else None
+
+
+def _one_side(node: Node, params: dict) -> bool:
+    """Whether `node` is computed from one side's parameters (and per-call values) by elementwise
+    operations and component sums, as `amx.per_call_values` evaluates them in NumPy."""
+    for n in walk([node]):
+        if n.op is Op.PARAM:
+            if params[n.arg].type.index not in ((), tuple(node.deps)):
+                return False
+        elif n.op not in (Op.CONST, Op.DIMSIZE, Op.VSUM) and n.op not in ELEMENTWISE_OPS:
+            return False
+    return True
 
 
 def constant_values(pair: PairSum, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -234,13 +243,13 @@ class _SumBuilder(fused_attention._Builder):
                    for p in range(TILE // LANES)] if self.pair.weight is not None else []
         zero = ops.const(_VEC, 0.0)
         padded_m = b.mul(b.sdiv(b.add(self.m, _i(TILE - 1)), _i(TILE)), _i(TILE))
-        key_values = [{name: b.load(self._vector_at(self.key_in, b.add(b.mul(_i(k), padded_m),
-                                                                        b.add(j0, _i(p * LANES)))), align=4)
-                       for k, name in enumerate(self.pair.key_values)} for p in range(TILE // LANES)]
+        key_values = [{id(v): b.load(self._vector_at(self.key_in, b.add(b.mul(_i(k), padded_m),
+                                                                         b.add(j0, _i(p * LANES)))), align=4)
+                       for k, v in enumerate(self.pair.key_values)} for p in range(TILE // LANES)]
         width = _i(len(self.pair.row_values))
         for row, slot, row_scores in zip(rows, slots, scores):
-            row_values = {name: self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
-                          for k, name in enumerate(self.pair.row_values)}
+            row_values = {id(v): self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
+                          for k, v in enumerate(self.pair.row_values)}
             lanes = zero
             for p, s in enumerate(row_scores):
                 t = b.select(real[p], self.term(self.pair.term, s, row_values | key_values[p]), zero)
@@ -251,15 +260,15 @@ class _SumBuilder(fused_attention._Builder):
                 at = self._totals_at(slot, half)
                 b.store(b.fadd(b.load(at, align=64), part), at, align=64)
 
-    def term(self, node: Node, s: ir.Value, sides: dict[str, ir.Value]) -> ir.Value:
+    def term(self, node: Node, s: ir.Value, sides: dict[int, ir.Value]) -> ir.Value:
         """f(s) on a vector of scores (per-call values and the row's splat, the keys' values a
         vector)."""
         if node is self.pair.score:
             return s
         if id(node) in self.leaves:
             return self.leaves[id(node)]
-        if node.op is Op.PARAM:
-            return sides[node.arg]  # type: ignore[index]
+        if id(node) in sides:
+            return sides[id(node)]
         args = [self.term(n, s, sides) for n in node.src]
         if node.op in (Op.EXP, Op.EXP2) and signs.nonpositive(node.src[0]):  # no upper clamp
             return ops.poly_exp(self.b, self.math, args[0], base2=node.op is Op.EXP2, nonpositive=True)
@@ -330,11 +339,13 @@ class FusedSumExecutable:
         if pair.weight is not None:
             weights[:m] = np.asarray(inputs[pair.weight], np.float32).reshape(m)
         constants = constant_values(pair, inputs)
-        row_values = np.ascontiguousarray(np.stack([np.asarray(inputs[name], np.float32).reshape(n)
-                                                    for name in pair.row_values] or [np.zeros(n, np.float32)], 1))
-        key_values = np.zeros((max(1, len(pair.key_values)), len(weights)), np.float32)
-        for k, name in enumerate(pair.key_values):
-            key_values[k, :m] = np.asarray(inputs[name], np.float32).reshape(m)
+        sides = amx.per_call_values(list(pair.row_values + pair.key_values), inputs, dict(pair.bindings))
+        with np.errstate(all="ignore"):
+            row_values = np.ascontiguousarray(np.stack([np.asarray(sides[v], np.float32).reshape(n)
+                                                        for v in pair.row_values] or [np.zeros(n, np.float32)], 1))
+            key_values = np.zeros((max(1, len(pair.key_values)), len(weights)), np.float32)
+            for k, v in enumerate(pair.key_values):
+                key_values[k, :m] = np.asarray(sides[v], np.float32).reshape(m)
         blocks = -(-n // ROWS)
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
