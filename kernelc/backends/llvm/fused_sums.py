@@ -7,9 +7,11 @@ about half of the FMA peak, below it where y outgrew L2). Here the scores come f
 attention path's blocking (fused_attention: y packed in 16-key panels, a panel of rows meets
 64-key tiles that stay in L1, 4 x 64 scores in registers per micro-block; for sqdist each
 component is a subtraction and an FMA), and the term f(s) b is evaluated on those vectors by
-the same `ops` functions the row functions use: f is elementwise in s and in values computed
+the same `ops` functions the row functions use: f is elementwise in s, in values computed
 once per call (constants and scalar parameters, evaluated as the row functions evaluate them,
-`amx.factor`'s way), b an optional weight per key. Each row adds its terms in 16 f32 lanes per
+`amx.factor`'s way) and in scalars of the row or of the key (a bandwidth per point, a cosine's
+norms: computed per call in NumPy, a row's value splat, the keys' a vector per 16 keys), b an
+optional weight per key. Each row adds its terms in 16 f32 lanes per
 tile (the products with one FMA, as the row functions add a sum's products) and the lanes join
 16 f64 totals per tile: a blocked sum, as LANGUAGE.md §6 asks. The order of the components'
 products differs from the generic code's (which interleaves four partial sums), so results
