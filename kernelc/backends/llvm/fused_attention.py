@@ -339,21 +339,24 @@ class _Builder:
         with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(mask_t, 0)), likely=False):
             for p, s in enumerate(scores):
                 b.store(s, self._vector_at(self.tile_scores, _i(p * LANES)), align=64)
-            up = ir.Constant(ir.VectorType(I32, LANES), [0] + list(range(LANES, 2 * LANES - 1)))
+            greater = lambda v, x: b.fcmp_ordered(">", v, x)  # noqa: E731 (no NaN score: run checks)
+            ops.each_set_bit(b, passing, "kbest", lambda t: self.insert(vals_at, keys_at, j0, t, greater))
 
-            def insert(t: ir.Value) -> None:
-                v = b.load(b.gep(self.tile_scores, [t]))
-                slots, keys = b.load(vals_at, align=64), b.load(keys_at, align=64)
-                v_all, k_all = self._splat(v), ops.splat(b, b.trunc(b.add(j0, t), I32), LANES)
-                empty = b.icmp_signed("<", keys, ir.Constant(_KEYS, [0] * LANES))
-                before = b.or_(empty, b.fcmp_ordered(">", v_all, slots))
-                after_first = b.shuffle_vector(ir.Constant(before.type, [0] * LANES), before, up)
-                b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, slots, up), v_all), slots),
-                        vals_at, align=64)
-                b.store(b.select(before, b.select(after_first, b.shuffle_vector(k_all, keys, up), k_all), keys),
-                        keys_at, align=64)
-
-            ops.each_set_bit(b, passing, "kbest", insert)
+    def insert(self, vals_at: ir.Value, keys_at: ir.Value, j0: ir.Value, t: ir.Value, sorts) -> None:
+        """Key j0 + t, its score in tile_scores[t], into a row's sorted slots: the lanes it sorts
+        before (`sorts(v, slots)`, lane by lane) and the empty ones take the slot before them,
+        the first of them takes it; one that sorts before none changes nothing."""
+        b = self.b
+        up = ir.Constant(ir.VectorType(I32, LANES), [0] + list(range(LANES, 2 * LANES - 1)))
+        v = b.load(b.gep(self.tile_scores, [t]))
+        slots, keys = b.load(vals_at, align=64), b.load(keys_at, align=64)
+        v_all, k_all = self._splat(v), ops.splat(b, b.trunc(b.add(j0, t), I32), LANES)
+        before = b.or_(b.icmp_signed("<", keys, ir.Constant(_KEYS, [0] * LANES)), sorts(v_all, slots))
+        after_first = b.shuffle_vector(ir.Constant(before.type, [0] * LANES), before, up)
+        b.store(b.select(before, b.select(after_first, b.shuffle_vector(v_all, slots, up), v_all), slots),
+                vals_at, align=64)
+        b.store(b.select(before, b.select(after_first, b.shuffle_vector(k_all, keys, up), k_all), keys),
+                keys_at, align=64)
 
     def _masked(self, row: ir.Value, scores: list[ir.Value], j0: ir.Value) -> list[ir.Value]:
         """The scores, -inf for keys past m (and with a causal mask, past the row)."""

@@ -1,5 +1,6 @@
 """Kernel sums of long dot products and distances, `sum[j](f(s) * b)` and `mean[j](f(s) * b)`
-with s = sqdist(x, y) or dot(x, y) at D >= 16, in the fused attention's micro-kernels.
+with s = sqdist(x, y) or dot(x, y) at D >= 16, and the extremes and K best of f(s), in the fused
+attention's micro-kernels.
 
 The generic pair loop builds a long component sum a component at a time for a register block
 of rows, streaming every key's D floats from L2 once per block (a Gaussian at D = 64 ran at
@@ -16,7 +17,9 @@ tile (the products with one FMA, as the row functions add a sum's products) and 
 16 f64 totals per tile: a blocked sum, as LANGUAGE.md §6 asks. The order of the components'
 products differs from the generic code's (which interleaves four partial sums), so results
 agree with it to rounding. Non-finite values follow IEEE arithmetic as in the generic code;
-calls with no rows or no keys run the generic code (`run` returns False).
+calls with no rows or no keys run the generic code (`run` returns False). The extremes keep
+the attention path's states (16 lanes of best terms and keys, or K sorted slots, per row) by the
+language's rules for any term: a NaN wins argmax and sorts after every number among the K best.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ _VECTOR_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.NEG, Op.EXP, Op.EXP2
                          Op.INV, Op.ABS, Op.SQUARE, Op.MIN, Op.MAX, Op.POW})
 _FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 _F64X8 = ir.VectorType(F64, 8)
+_SUMS = frozenset({ReduceKind.SUM, ReduceKind.MEAN})
+# the extremes of f(s): of the negated terms for min, argmin, kmin and argkmin (negation is exact)
+_EXTREMES = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.ARGMAX, ReduceKind.ARGMIN}) | fused_attention.K_BEST
+_FLIPPED = frozenset({ReduceKind.MIN, ReduceKind.ARGMIN, ReduceKind.KMIN, ReduceKind.ARGKMIN})
+_VALUED = frozenset({ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.MAX, ReduceKind.MIN, ReduceKind.KMAX,
+                     ReduceKind.KMIN})
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ class PairSum:
     bindings: tuple[tuple[str, int], ...]
     row_values: tuple[Node, ...] = ()  # f32 scalars of i that f reads (a row's norm, bandwidth)
     key_values: tuple[Node, ...] = ()  # and of j
+    k: int = 0  # K of a K-best reduction
 
     @property
     def what(self) -> str:
@@ -81,25 +91,31 @@ class PairSum:
             if id(n) in names:
                 return names[id(n)]
             return f"{n.op.name}({', '.join(show(s) for s in n.src)})"
-        return f"{self.kind.name} {'sqdist' if self.distance else 'dot'} {show(self.term)} weight={bool(self.weight)}"
+        return (f"{self.kind.name} {self.k} {'sqdist' if self.distance else 'dot'} {show(self.term)} "
+                f"weight={bool(self.weight)}")
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
-    """The pair sum this path runs, or None: one f32 (or narrow) output over i, sum or mean over j
-    of f(s) or f(s) * b, s = sqdist(x, y) or dot(x, y) of f32, f16 or bf16 parameters with
-    MIN_DIM <= D <= MAX_DIM, f elementwise (_VECTOR_OPS, f32) in s and per-call values, b an f32
+    """The pair reduction this path runs, or None: one output over i, sum or mean over j of f(s)
+    or f(s) * b (f32 or narrow), or max, min, argmax, argmin or the K best (K <= 16) of f(s);
+    s = sqdist(x, y) or dot(x, y) of f32, f16 or bf16 parameters with MIN_DIM <= D <= MAX_DIM,
+    f elementwise (_VECTOR_OPS, f32) in s, per-call values and one side's scalars, b an f32
     parameter of j; on a host with AVX-512."""
     from kernelc.backends.llvm.jit import vector_widths
 
     if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",) or 512 not in vector_widths():
         return None
     red = kernel.outputs[0].value
-    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in (ReduceKind.SUM, ReduceKind.MEAN) \
-            or red.dtype not in F32_AND_NARROW or not _scalar(red, bindings):
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _SUMS | _EXTREMES:
+        return None
+    kind = red.arg.kind
+    k = red.arg.k.evaluate(bindings) if kind in fused_attention.K_BEST else 0
+    if (kind in _VALUED and red.dtype not in F32_AND_NARROW) or not 0 <= k <= LANES \
+            or (not k and not _scalar(red, bindings)):
         return None
     params = {p.name: p for p in kernel.params}
     term, weight = red.src[0], None
-    if term.op is Op.MUL:
+    if term.op is Op.MUL and kind in _SUMS:
         for f, w in (term.src, term.src[::-1]):
             found = param_of(w, params, ("j",))
             if found is not None and _scalar(found, bindings) and f.deps == frozenset({"i", "j"}):
@@ -118,8 +134,8 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     if leaves is None:
         return None
     constants, row_values, key_values = leaves
-    return PairSum(red.arg.kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
-                   distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values)
+    return PairSum(kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
+                   distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values, k)
 
 
 def _scalar(node: Node, bindings: dict[str, int]) -> bool:
@@ -207,7 +223,8 @@ class _SumBuilder(fused_attention._Builder):
 
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
-        self.shape = fused_attention.Shape(padded(pair.dim), 0, False)
+        self.extreme = pair.kind in _EXTREMES
+        self.shape = fused_attention.Shape(padded(pair.dim), 0, False, pair.kind if self.extreme else None, pair.k)
         self.x, self.yp, self.weights_in, self.out, self.totals, constants, self.row_in, self.key_in, \
             self.m, self.r0, self.r1 = fn.args
         self.entry = fn.append_basic_block("entry")
@@ -215,6 +232,11 @@ class _SumBuilder(fused_attention._Builder):
         # the per-call values, splat once at the function's start
         self.leaves = {id(c): self._splat(self.b.load(self.b.gep(constants, [_i(k)])))
                        for k, c in enumerate(pair.constants)}
+        # an extreme's state (the attention builder's): each row's 16 lanes of best terms, then
+        # each row's 16 lanes of keys
+        self.sums = self.b.bitcast(self.totals, F32.as_pointer())
+        self.best_keys = self.b.bitcast(self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)]), ops.I32.as_pointer())
+        self.tile_scores = self._array(F32, TILE)
 
     def product(self, xd: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
         if not self.pair.distance:
@@ -230,6 +252,9 @@ class _SumBuilder(fused_attention._Builder):
         return self.b.bitcast(at, _F64X8.as_pointer())
 
     def reset(self, s: ir.Value) -> None:
+        if self.extreme:
+            super().reset(s)
+            return
         for half in range(2):
             self.b.store(ir.Constant(_F64X8, [0.0] * 8), self._totals_at(s, half), align=64)
 
@@ -252,6 +277,11 @@ class _SumBuilder(fused_attention._Builder):
         for row, slot, row_scores in zip(rows, slots, scores):
             row_values = {id(v): self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
                           for k, v in enumerate(self.pair.row_values)}
+            if self.extreme:
+                terms = [self.term(self.pair.term, s, row_values | key_values[p]) for p, s in enumerate(row_scores)]
+                terms = [b.fneg(t) for t in terms] if self.pair.kind in _FLIPPED else terms
+                (self.keep_k_terms if self.pair.k else self.keep_best_term)(slot, terms, j0, real)
+                continue
             lanes = zero
             for p, s in enumerate(row_scores):
                 t = b.select(real[p], self.term(self.pair.term, s, row_values | key_values[p]), zero)
@@ -278,15 +308,93 @@ class _SumBuilder(fused_attention._Builder):
             return ops.integer_power(self.b, args[0], ops.small_integer(float(node.src[1].arg), F32))
         return ops.elementwise(self.b, self.math, node.op, args)
 
-    def finish(self, row: ir.Value, slot: ir.Value) -> None:
-        """out[row] = the sum of the 16 f64 totals (over m for a mean), rounded to f32."""
+    def keep_best_term(self, slot: ir.Value, terms: list[ir.Value], j0: ir.Value, real: list[ir.Value]) -> None:
+        """Each lane's best term and its key, in key order, by argmax's rules: a greater term
+        replaces it, a NaN replaces a number (the first NaN wins), an empty lane takes any real
+        key (a -inf term too); keys past m never enter."""
         b = self.b
+        best_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
+        best, keys = b.load(best_at, align=64), b.load(keys_at, align=64)
+        lane = ir.Constant(fused_attention._KEYS, list(range(LANES)))
+        no_key = ir.Constant(fused_attention._KEYS, [0] * LANES)
+        for p, t in enumerate(terms):
+            key = b.add(ops.splat(b, b.trunc(b.add(j0, _i(p * LANES)), ops.I32), LANES), lane)
+            wins = b.or_(b.fcmp_ordered(">", t, best), b.and_(ops.is_nan(b, t), b.not_(ops.is_nan(b, best))))
+            better = b.and_(real[p], b.or_(b.icmp_signed("<", keys, no_key), wins))
+            best, keys = b.select(better, t, best), b.select(better, key, keys)
+        b.store(best, best_at, align=64)
+        b.store(keys, keys_at, align=64)
+
+    def keep_k_terms(self, slot: ir.Value, terms: list[ir.Value], j0: ir.Value, real: list[ir.Value]) -> None:
+        """The row's K slots by kmax's rules (NaN after every number, equal terms in key order):
+        the real keys that sort before the K-th slot, or any while it is empty, are inserted in
+        key order (fused_attention's vector insertion)."""
+        b, k = self.b, self.pair.k
+        vals_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
+        last = ir.Constant(ops.I32, k - 1)
+        open_ = b.icmp_signed("<", b.extract_element(b.load(keys_at, align=64), last), ir.Constant(ops.I32, 0))
+        bar = self._splat(b.extract_element(b.load(vals_at, align=64), last))
+        mask_t = ir.IntType(TILE)
+        passing = ir.Constant(mask_t, 0)
+        for p, t in enumerate(terms):
+            enters = b.and_(real[p], b.or_(self._splat_bool(open_), _sorts_before(b, t, bar, True)))
+            passing = b.or_(passing, b.shl(b.zext(b.bitcast(enters, ir.IntType(LANES)), mask_t),
+                                           ir.Constant(mask_t, p * LANES)))
+        with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(mask_t, 0)), likely=False):
+            for p, t in enumerate(terms):
+                b.store(t, self._vector_at(self.tile_scores, _i(p * LANES)), align=64)
+            rule = lambda v, x: _sorts_before(b, v, x, True)  # noqa: E731 (NaN after every number)
+            ops.each_set_bit(b, passing, "kbest", lambda t: self.insert(vals_at, keys_at, j0, t, rule))
+
+    def _splat_bool(self, x: ir.Value) -> ir.Value:
+        return ops.splat(self.b, x, LANES)
+
+    def finish_best_term(self, row: ir.Value, best: ir.Value, keys: ir.Value) -> None:
+        """out[row] = the largest of the lanes' best terms, NaN if a lane holds one (negated back
+        for a min); for an arg the first key among the lanes that hold it (the first NaN's key if
+        there is one): the language's max/argmax on the materialized matrix."""
+        b, kind = self.b, self.pair.kind
+        nan = ops.is_nan(b, best)
+        any_nan = b.icmp_unsigned("!=", b.bitcast(nan, ir.IntType(LANES)), ir.Constant(ir.IntType(LANES), 0))
+        held = b.icmp_signed(">=", keys, ir.Constant(fused_attention._KEYS, [0] * LANES))
+        numbers = b.select(b.or_(nan, b.not_(held)), ops.const(_VEC, float("-inf")), best)
+        top = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [numbers],
+                     fastmath=("nnan",))
+        if kind in _VALUED:
+            value = b.select(any_nan, ops.const(F32, float("nan")), top)
+            b.store(b.fneg(value) if kind in _FLIPPED else value, b.gep(self.out, [row]))
+            return
+        tops = b.and_(held, b.fcmp_ordered("==", best, self._splat(top)))
+        chosen = b.select(self._splat_bool(any_nan), nan, tops)
+        first = b.select(chosen, keys, ir.Constant(fused_attention._KEYS, [2 ** 31 - 1] * LANES))
+        key = b.call(self.math._declared("llvm.vector.reduce.smin.v16i32", ops.I32, [fused_attention._KEYS]), [first])
+        b.store(b.sext(key, I64), b.gep(b.bitcast(self.out, I64.as_pointer()), [row]))
+
+    def finish(self, row: ir.Value, slot: ir.Value) -> None:
+        """out[row] = the sum of the 16 f64 totals (over m for a mean), rounded to f32; or the
+        extreme's value or key (NaN, and the first NaN's key, if a lane holds one), or its K
+        slots."""
+        b = self.b
+        if self.extreme:
+            best = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
+            keys = b.load(self._keys_at(slot), align=64)
+            if self.pair.k:
+                self.finish_extreme(row, best, keys)
+                return
+            self.finish_best_term(row, best, keys)
+            return
         both = b.fadd(b.load(self._totals_at(slot, 0), align=64), b.load(self._totals_at(slot, 1), align=64))
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v8f64", F64, [F64, _F64X8]),
                        [ops.const(F64, 0.0), both], fastmath=("reassoc",))
         if self.pair.kind is ReduceKind.MEAN:
             total = b.fdiv(total, b.sitofp(self.m, F64))
         b.store(b.fptrunc(total, F32), b.gep(self.out, [row]))
+
+
+def _sorts_before(b: ir.IRBuilder, v: ir.Value, x: ir.Value, largest: bool) -> ir.Value:
+    from kernelc.backends.llvm.codegen import _sorts_before as rule
+
+    return rule(b, v, x, largest)
 
 
 def cache_key(pair: PairSum) -> str:
@@ -351,7 +459,9 @@ class FusedSumExecutable:
         blocks = -(-n // ROWS)
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
-        target = out if out.flags.c_contiguous and out.dtype == np.float32 else np.empty(n, np.float32)
+        # f32 values or i64 keys as they are; f16 and bf16 values are the f32 results rounded once
+        whole = out.flags.c_contiguous and out.dtype in (np.float32, np.int64)
+        target = out if whole else np.empty((n, pair.k) if pair.k else n, np.float32)
         states = amx._aligned((chunks, state_doubles()), zero=False, dtype=np.float64)
 
         def job(k: int) -> None:
@@ -360,5 +470,5 @@ class FusedSumExecutable:
 
         map_jobs(self.threads, job, range(chunks))
         if target is not out:
-            out[...] = target.reshape(out.shape)  # f16 and bf16 outputs: the f32 sums rounded once
+            out[...] = target.reshape(out.shape)
         return True
