@@ -262,3 +262,29 @@ def test_extremes_of_terms(red: str, term: str, n: int, m: int, d: int) -> None:
     np.testing.assert_array_equal(got, _generic(k, args))
     if not arg:
         np.testing.assert_array_equal(np.isnan(got), np.isnan(k(**args, backend="numpy")))
+
+
+@needs_avx512
+@pytest.mark.parametrize("t", ["bf16", "f16"])
+@pytest.mark.parametrize("red", ["sum", "argmax", "kmin"])
+def test_narrow_inputs_are_computed_in_f32(t: str, red: str) -> None:
+    """f16 and bf16 embeddings: their values in f32, f computed in f32 (LANGUAGE.md §5), a narrow
+    output rounded once: the generic code's results (same f32 terms; sums to rounding)."""
+    import ml_dtypes
+
+    dtype = {"bf16": ml_dtypes.bfloat16, "f16": np.float16}[t]
+    out = {"sum": f"{t}[i]", "argmax": "i64[i]", "kmin": f"{t}[i, 3]"}[red]
+    reduction = {"sum": "sum[j](exp(-sqdist(x, y) * c) * b)", "argmax": "argmax[j](exp(-sqdist(x, y) * c))",
+                 "kmin": "kmin[j, 3](sqdist(x, y) * c)"}[red]
+    k = kc.kernel(f"kernel g(x: {t}[i, D], y: {t}[j, D], b: {t}[j], c: {t}) -> {out} {{ return {reduction} }}",
+                  autotune="off")
+    rng = np.random.default_rng(9)
+    args = {"x": rng.integers(-2, 3, (40, 48)).astype(dtype), "y": rng.integers(-2, 3, (500, 48)).astype(dtype),
+            "b": rng.standard_normal(500).astype(dtype), "c": dtype(0.125)}
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got, generic = k(**args, backend="llvm"), _generic(k, args)
+    if red == "sum":
+        eps = float(ml_dtypes.finfo(dtype).eps)
+        np.testing.assert_allclose(got.astype(np.float32), generic.astype(np.float32), rtol=eps, atol=eps)
+    else:
+        np.testing.assert_array_equal(got, generic)

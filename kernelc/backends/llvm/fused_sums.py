@@ -122,7 +122,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
                 term, weight = f, found.arg
                 break
     scores = [n for n in walk([term]) if n.op is Op.VSUM and n.deps == frozenset({"i", "j"})]
-    if len(scores) != 1 or term.dtype is not DType.F32:
+    if len(scores) != 1 or not _in_f32(term):
         return None
     score = scores[0]
     distance = score.src[0].op is Op.SQUARE and score.src[0].src[0].op is Op.SUB
@@ -136,6 +136,13 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     constants, row_values, key_values = leaves
     return PairSum(kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
                    distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values, k)
+
+
+def _in_f32(node: Node) -> bool:
+    """Whether the row functions compute `node` in f32: f32, and f16 and bf16 values (LANGUAGE.md
+    §5: narrow values are computed in f32 and rounded only at outputs and explicit casts, which
+    are not vector operations here)."""
+    return node.dtype is DType.F32 or node.dtype.is_narrow_float
 
 
 def _scalar(node: Node, bindings: dict[str, int]) -> bool:
@@ -154,18 +161,18 @@ def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) \
         if n is score:
             return True
         if n.deps in sides:
-            if n.dtype is not DType.F32 or not _scalar(n, bindings) or not _one_side(n, params):
+            if not _in_f32(n) or not _scalar(n, bindings) or not _one_side(n, params):
                 return False
             if all(n is not v for v in sides[n.deps]):
                 sides[n.deps].append(n)
             return True
         if not n.deps:
-            if not amx._per_call(n, params) or not (n.dtype is DType.F32 or n.dtype.is_narrow_float):
+            if not amx._per_call(n, params) or not _in_f32(n):
                 return False
             if all(n is not c for c in found):
                 found.append(n)
             return True
-        if n.op not in _VECTOR_OPS or n.dtype is not DType.F32 or not _scalar(n, bindings):
+        if n.op not in _VECTOR_OPS or not _in_f32(n) or not _scalar(n, bindings):
             return False
         if n.op is Op.POW and (n.src[1].op is not Op.CONST or ops.small_integer(float(n.src[1].arg), F32) is None):
             return False  # (a pow call per lane would not vectorize)
