@@ -151,6 +151,10 @@ def _i(value: int) -> ir.Constant:
 
 
 class _Builder:
+    # the scores are finite (run checks the inputs): extremes need no NaN rules; a subclass whose
+    # terms may be NaN or -inf (fused_sums) sets False and passes which keys are real
+    FINITE = True
+
     def __init__(self, fn: ir.Function, math_: ops.Math, shape: Shape) -> None:
         self.fn, self.math, self.shape = fn, math_, shape
         self.x, self.yp, self.v, self.out, state, self.m, self.r0, self.r1, self.c = fn.args
@@ -306,10 +310,12 @@ class _Builder:
     def _keys_at(self, slot: ir.Value) -> ir.Value:
         return self.b.bitcast(self.b.gep(self.best_keys, [self.b.mul(slot, _i(LANES))]), _KEYS.as_pointer())
 
-    def keep_best(self, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> None:
+    def keep_best(self, slot: ir.Value, scores: list[ir.Value], j0: ir.Value, real: list[ir.Value] = ()) -> None:
         """Each lane's best score and its key, over the tile's 16-key panels in key order: a
         score replaces the lane's best only when greater, so that of equal scores a lane keeps
-        the first key (finish then takes the first of the lanes' equal bests)."""
+        the first key (finish then takes the first of the lanes' equal bests). Without FINITE,
+        by argmax's rules for any value: a NaN replaces a number (the first NaN wins), an empty
+        lane takes any real key (a -inf too), keys that are not `real` never enter."""
         b = self.b
         best_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
         best, keys = b.load(best_at, align=64), b.load(keys_at, align=64)
@@ -317,30 +323,46 @@ class _Builder:
         for p, s in enumerate(scores):
             key = b.add(ops.splat(b, b.trunc(b.add(j0, _i(p * LANES)), I32), LANES), lane)
             better = b.fcmp_ordered(">", s, best)
+            if not self.FINITE:
+                better = b.or_(better, b.and_(ops.is_nan(b, s), b.not_(ops.is_nan(b, best))))
+                empty = b.icmp_signed("<", keys, ir.Constant(_KEYS, [0] * LANES))
+                better = b.and_(real[p], b.or_(empty, better))
             best, keys = b.select(better, s, best), b.select(better, key, keys)
         b.store(best, best_at, align=64)
         b.store(keys, keys_at, align=64)
 
-    def keep_k_best(self, slot: ir.Value, scores: list[ir.Value], j0: ir.Value) -> None:
+    def keep_k_best(self, slot: ir.Value, scores: list[ir.Value], j0: ir.Value, real: list[ir.Value] = ()) -> None:
         """The row's K slots (best first; lanes past K hold what slid out) updated with the tile's
         scores: the keys whose score passes the K-th best (any real key while a slot is empty:
         empty slots hold -inf, which masked keys do not pass) are walked in key order, each one
         inserted by codegen's BufferedKBest rule (the lanes it sorts before take the slot before
         them, so equal scores keep index order; a key that no longer enters changes nothing).
-        Random keys make that rare after a row's first tiles (about K ln(M / K) insertions)."""
+        Random keys make that rare after a row's first tiles (about K ln(M / K) insertions).
+        Without FINITE, by kmax's rules for any value (NaN after every number; a -inf enters an
+        empty slot), only `real` keys."""
+        from kernelc.backends.llvm.codegen import _sorts_before
+
         b, k = self.b, self.shape.k
         vals_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
-        bar = self._splat(b.extract_element(b.load(vals_at, align=64), ir.Constant(I32, k - 1)))
+        last = ir.Constant(I32, k - 1)
+        bar = self._splat(b.extract_element(b.load(vals_at, align=64), last))
+        if self.FINITE:
+            sorts = lambda v, x: b.fcmp_ordered(">", v, x)  # noqa: E731 (no NaN score: run checks)
+            enters = [sorts(s, bar) for s in scores]
+        else:
+            sorts = lambda v, x: _sorts_before(b, v, x, True)  # noqa: E731 (NaN after every number)
+            open_ = self._splat(b.icmp_signed("<", b.extract_element(b.load(keys_at, align=64), last),
+                                              ir.Constant(I32, 0)))
+            enters = [b.and_(real[p], b.or_(open_, sorts(s, bar))) for p, s in enumerate(scores)]
         mask_t = ir.IntType(TILE)
         passing = ir.Constant(mask_t, 0)
-        for p, s in enumerate(scores):
-            bits = b.zext(b.bitcast(b.fcmp_ordered(">", s, bar), ir.IntType(LANES)), mask_t)
+        for p, e in enumerate(enters):
+            bits = b.zext(b.bitcast(e, ir.IntType(LANES)), mask_t)
             passing = b.or_(passing, b.shl(bits, ir.Constant(mask_t, p * LANES)))
         with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(mask_t, 0)), likely=False):
             for p, s in enumerate(scores):
                 b.store(s, self._vector_at(self.tile_scores, _i(p * LANES)), align=64)
-            greater = lambda v, x: b.fcmp_ordered(">", v, x)  # noqa: E731 (no NaN score: run checks)
-            ops.each_set_bit(b, passing, "kbest", lambda t: self.insert(vals_at, keys_at, j0, t, greater))
+            ops.each_set_bit(b, passing, "kbest", lambda t: self.insert(vals_at, keys_at, j0, t, sorts))
 
     def insert(self, vals_at: ir.Value, keys_at: ir.Value, j0: ir.Value, t: ir.Value, sorts) -> None:
         """Key j0 + t, its score in tile_scores[t], into a row's sorted slots: the lanes it sorts
@@ -416,7 +438,8 @@ class _Builder:
 
     def finish_extreme(self, row: ir.Value, best: ir.Value, keys: ir.Value) -> None:
         """out[row] = the largest of the lanes' best scores (negated back for a min), or for an
-        arg the first key among the lanes that hold it (an i64)."""
+        arg the first key among the lanes that hold it (an i64); the K slots of a K best.
+        Without FINITE, a NaN in a lane makes the max NaN and the arg the first NaN's key."""
         b, kind = self.b, self.shape.extreme
         if self.shape.k:  # the K slots, best first; empty ones (M < K) -inf and -1, as the language pads
             k = self.shape.k
@@ -429,12 +452,35 @@ class _Builder:
                     key = b.sext(b.extract_element(keys, ir.Constant(I32, t)), I64)
                     b.store(key, b.gep(b.bitcast(self.out, I64.as_pointer()), [b.add(at, _i(t))]))
             return
+        if not self.FINITE:
+            self._finish_any_extreme(row, best, keys)
+            return
         top = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [best],
                      fastmath=("nnan",))  # no NaN score: run checks the inputs
         if kind in (ReduceKind.MAX, ReduceKind.MIN):
             b.store(b.fneg(top) if kind is ReduceKind.MIN else top, b.gep(self.out, [row]))
             return
         first = b.select(b.fcmp_ordered("==", best, self._splat(top)), keys, ir.Constant(_KEYS, [2 ** 31 - 1] * LANES))
+        key = b.call(self.math._declared("llvm.vector.reduce.smin.v16i32", I32, [_KEYS]), [first])
+        b.store(b.sext(key, I64), b.gep(b.bitcast(self.out, I64.as_pointer()), [row]))
+
+
+    def _finish_any_extreme(self, row: ir.Value, best: ir.Value, keys: ir.Value) -> None:
+        """finish_extreme without FINITE: the language's max/argmax on the materialized matrix
+        (NaN, and the first NaN's key, if a lane holds one; lanes that met no key left out)."""
+        b, kind = self.b, self.shape.extreme
+        nan = ops.is_nan(b, best)
+        any_nan = b.icmp_unsigned("!=", b.bitcast(nan, ir.IntType(LANES)), ir.Constant(ir.IntType(LANES), 0))
+        held = b.icmp_signed(">=", keys, ir.Constant(_KEYS, [0] * LANES))
+        numbers = b.select(b.or_(nan, b.not_(held)), ops.const(_VEC, float("-inf")), best)
+        top = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [numbers],
+                     fastmath=("nnan",))
+        if kind in _VALUED:
+            value = b.select(any_nan, ops.const(F32, float("nan")), top)
+            b.store(b.fneg(value) if kind in _FLIPPED else value, b.gep(self.out, [row]))
+            return
+        tops = b.and_(held, b.fcmp_ordered("==", best, self._splat(top)))
+        first = b.select(b.select(self._splat(any_nan), nan, tops), keys, ir.Constant(_KEYS, [2 ** 31 - 1] * LANES))
         key = b.call(self.math._declared("llvm.vector.reduce.smin.v16i32", I32, [_KEYS]), [first])
         b.store(b.sext(key, I64), b.gep(b.bitcast(self.out, I64.as_pointer()), [row]))
 

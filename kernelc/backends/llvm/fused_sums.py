@@ -226,7 +226,10 @@ def state_doubles() -> int:
 
 
 class _SumBuilder(fused_attention._Builder):
-    """The attention builder's panels, tiles and scores, with a sum of f(s) b per row."""
+    """The attention builder's panels, tiles and scores, with a sum of f(s) b per row (or its
+    extremes, whose terms may be NaN or -inf)."""
+
+    FINITE = False
 
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
@@ -287,7 +290,7 @@ class _SumBuilder(fused_attention._Builder):
             if self.extreme:
                 terms = [self.term(self.pair.term, s, row_values | key_values[p]) for p, s in enumerate(row_scores)]
                 terms = [b.fneg(t) for t in terms] if self.pair.kind in _FLIPPED else terms
-                (self.keep_k_terms if self.pair.k else self.keep_best_term)(slot, terms, j0, real)
+                (self.keep_k_best if self.pair.k else self.keep_best)(slot, terms, j0, real)
                 continue
             lanes = zero
             for p, s in enumerate(row_scores):
@@ -315,68 +318,6 @@ class _SumBuilder(fused_attention._Builder):
             return ops.integer_power(self.b, args[0], ops.small_integer(float(node.src[1].arg), F32))
         return ops.elementwise(self.b, self.math, node.op, args)
 
-    def keep_best_term(self, slot: ir.Value, terms: list[ir.Value], j0: ir.Value, real: list[ir.Value]) -> None:
-        """Each lane's best term and its key, in key order, by argmax's rules: a greater term
-        replaces it, a NaN replaces a number (the first NaN wins), an empty lane takes any real
-        key (a -inf term too); keys past m never enter."""
-        b = self.b
-        best_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
-        best, keys = b.load(best_at, align=64), b.load(keys_at, align=64)
-        lane = ir.Constant(fused_attention._KEYS, list(range(LANES)))
-        no_key = ir.Constant(fused_attention._KEYS, [0] * LANES)
-        for p, t in enumerate(terms):
-            key = b.add(ops.splat(b, b.trunc(b.add(j0, _i(p * LANES)), ops.I32), LANES), lane)
-            wins = b.or_(b.fcmp_ordered(">", t, best), b.and_(ops.is_nan(b, t), b.not_(ops.is_nan(b, best))))
-            better = b.and_(real[p], b.or_(b.icmp_signed("<", keys, no_key), wins))
-            best, keys = b.select(better, t, best), b.select(better, key, keys)
-        b.store(best, best_at, align=64)
-        b.store(keys, keys_at, align=64)
-
-    def keep_k_terms(self, slot: ir.Value, terms: list[ir.Value], j0: ir.Value, real: list[ir.Value]) -> None:
-        """The row's K slots by kmax's rules (NaN after every number, equal terms in key order):
-        the real keys that sort before the K-th slot, or any while it is empty, are inserted in
-        key order (fused_attention's vector insertion)."""
-        b, k = self.b, self.pair.k
-        vals_at, keys_at = self._vector_at(self.sums, b.mul(slot, _i(LANES))), self._keys_at(slot)
-        last = ir.Constant(ops.I32, k - 1)
-        open_ = b.icmp_signed("<", b.extract_element(b.load(keys_at, align=64), last), ir.Constant(ops.I32, 0))
-        bar = self._splat(b.extract_element(b.load(vals_at, align=64), last))
-        mask_t = ir.IntType(TILE)
-        passing = ir.Constant(mask_t, 0)
-        for p, t in enumerate(terms):
-            enters = b.and_(real[p], b.or_(self._splat_bool(open_), _sorts_before(b, t, bar, True)))
-            passing = b.or_(passing, b.shl(b.zext(b.bitcast(enters, ir.IntType(LANES)), mask_t),
-                                           ir.Constant(mask_t, p * LANES)))
-        with b.if_then(b.icmp_unsigned("!=", passing, ir.Constant(mask_t, 0)), likely=False):
-            for p, t in enumerate(terms):
-                b.store(t, self._vector_at(self.tile_scores, _i(p * LANES)), align=64)
-            rule = lambda v, x: _sorts_before(b, v, x, True)  # noqa: E731 (NaN after every number)
-            ops.each_set_bit(b, passing, "kbest", lambda t: self.insert(vals_at, keys_at, j0, t, rule))
-
-    def _splat_bool(self, x: ir.Value) -> ir.Value:
-        return ops.splat(self.b, x, LANES)
-
-    def finish_best_term(self, row: ir.Value, best: ir.Value, keys: ir.Value) -> None:
-        """out[row] = the largest of the lanes' best terms, NaN if a lane holds one (negated back
-        for a min); for an arg the first key among the lanes that hold it (the first NaN's key if
-        there is one): the language's max/argmax on the materialized matrix."""
-        b, kind = self.b, self.pair.kind
-        nan = ops.is_nan(b, best)
-        any_nan = b.icmp_unsigned("!=", b.bitcast(nan, ir.IntType(LANES)), ir.Constant(ir.IntType(LANES), 0))
-        held = b.icmp_signed(">=", keys, ir.Constant(fused_attention._KEYS, [0] * LANES))
-        numbers = b.select(b.or_(nan, b.not_(held)), ops.const(_VEC, float("-inf")), best)
-        top = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [numbers],
-                     fastmath=("nnan",))
-        if kind in _VALUED:
-            value = b.select(any_nan, ops.const(F32, float("nan")), top)
-            b.store(b.fneg(value) if kind in _FLIPPED else value, b.gep(self.out, [row]))
-            return
-        tops = b.and_(held, b.fcmp_ordered("==", best, self._splat(top)))
-        chosen = b.select(self._splat_bool(any_nan), nan, tops)
-        first = b.select(chosen, keys, ir.Constant(fused_attention._KEYS, [2 ** 31 - 1] * LANES))
-        key = b.call(self.math._declared("llvm.vector.reduce.smin.v16i32", ops.I32, [fused_attention._KEYS]), [first])
-        b.store(b.sext(key, I64), b.gep(b.bitcast(self.out, I64.as_pointer()), [row]))
-
     def finish(self, row: ir.Value, slot: ir.Value) -> None:
         """out[row] = the sum of the 16 f64 totals (over m for a mean), rounded to f32; or the
         extreme's value or key (NaN, and the first NaN's key, if a lane holds one), or its K
@@ -385,10 +326,7 @@ class _SumBuilder(fused_attention._Builder):
         if self.extreme:
             best = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
             keys = b.load(self._keys_at(slot), align=64)
-            if self.pair.k:
-                self.finish_extreme(row, best, keys)
-                return
-            self.finish_best_term(row, best, keys)
+            self.finish_extreme(row, best, keys)
             return
         both = b.fadd(b.load(self._totals_at(slot, 0), align=64), b.load(self._totals_at(slot, 1), align=64))
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v8f64", F64, [F64, _F64X8]),
@@ -396,12 +334,6 @@ class _SumBuilder(fused_attention._Builder):
         if self.pair.kind is ReduceKind.MEAN:
             total = b.fdiv(total, b.sitofp(self.m, F64))
         b.store(b.fptrunc(total, F32), b.gep(self.out, [row]))
-
-
-def _sorts_before(b: ir.IRBuilder, v: ir.Value, x: ir.Value, largest: bool) -> ir.Value:
-    from kernelc.backends.llvm.codegen import _sorts_before as rule
-
-    return rule(b, v, x, largest)
 
 
 def cache_key(pair: PairSum) -> str:
