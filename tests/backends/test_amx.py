@@ -283,12 +283,12 @@ def _layout_oracle(att: amx.Attention, x: np.ndarray, y: np.ndarray, v: np.ndarr
     queries = np.zeros(int(np.prod(shapes["queries"])), np.uint16)
     hi, lo = _split_bits(x)
     i, c = np.meshgrid(np.arange(len(x)), np.arange(d), indexing="ij")
-    for shift, part in ((0, hi), (dp, hi), (2 * dp, lo)):
+    for shift, part in ((0, hi), (dp, lo)):
         a = c + shift
         queries[(((i // 16) * att.chunks + a // 32) * 16 + (a % 32) // 2) * 32 + 2 * (i % 16) + a % 2] = part
     keys = np.zeros(shapes["keys"], np.uint16)
     hi, lo = _split_bits(y)
-    keys[:len(y), :d], keys[:len(y), dp:dp + d], keys[:len(y), 2 * dp:2 * dp + d] = hi, lo, hi
+    keys[:len(y), :d], keys[:len(y), dp:dp + d] = hi, lo
     values = np.zeros(int(np.prod(shapes["values"])), np.uint16)
     j, e = np.meshgrid(np.arange(len(v)), np.arange(att.values_dim), indexing="ij")
     for p, part in enumerate(_split_bits(v)):

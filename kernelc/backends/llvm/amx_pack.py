@@ -6,10 +6,10 @@ temporaries): at 1e4 x 1e4 with D = E = 64 that was 15% of the call, and with fe
 many keys (32 x 1e6) most of it. Here each is one pass over the input, run over row ranges on
 every thread. Layouts (bf16 elements, the output zero-filled beforehand; `amx.Attention`):
 
-- queries, per 16 rows and 32-deep chunk of the split row [hi | hi | lo] (each part Dp wide),
-  one pair-interleaved B tile: element a of row i at ((i/16 chunks + a/32) 16 + (a%32)/2) 32 +
+- queries, per 16 rows and 32-deep chunk of the split row [hi | lo] (each part Dp wide), one
+  pair-interleaved B tile: element a of row i at ((i/16 chunks + a/32) 16 + (a%32)/2) 32 +
   2 (i%16) + a%2;
-- keys, row-major split rows [hi | lo | hi] of 3 Dp: element a of key j at 3 Dp j + a;
+- keys, row-major split rows [hi | lo] of 2 Dp: element a of key j at 2 Dp j + a;
 - values, per 32 keys and part (hi, lo), per 16 values one A tile of V^T: value e of key j at
   (((j/32) 2 + part) Ep/16 + e/16) 512 + (e%16) 32 + j%32.
 """
@@ -71,12 +71,12 @@ def _c(k: int) -> ir.Constant:
 
 
 def _query_offsets(b: ir.IRBuilder, att, i: ir.Value, c: ir.Value) -> list[tuple[ir.Value, int]]:
-    """[hi | hi | lo]: (offset, part) of element c of row i in its three places."""
+    """[hi | lo]: (offset, part) of element c of row i in its two places."""
     dp = att.padded_dim
     block = b.lshr(i, _c(4))
     lane = b.mul(b.and_(i, _c(15)), _c(2))
     found = []
-    for shift, part in ((0, 0), (dp, 0), (2 * dp, 1)):
+    for shift, part in ((0, 0), (dp, 1)):
         a = b.add(c, _c(shift))
         tile = b.add(b.mul(block, _c(att.chunks)), b.lshr(a, _c(5)))
         pair = b.lshr(b.and_(a, _c(31)), _c(1))
@@ -85,10 +85,10 @@ def _query_offsets(b: ir.IRBuilder, att, i: ir.Value, c: ir.Value) -> list[tuple
 
 
 def _key_offsets(b: ir.IRBuilder, att, j: ir.Value, c: ir.Value) -> list[tuple[ir.Value, int]]:
-    """[hi | lo | hi] rows of 3 Dp."""
+    """[hi | lo] rows of 2 Dp."""
     dp = att.padded_dim
-    base = b.add(b.mul(j, _c(3 * dp)), c)
-    return [(base, 0), (b.add(base, _c(dp)), 1), (b.add(base, _c(2 * dp)), 0)]
+    base = b.add(b.mul(j, _c(2 * dp)), c)
+    return [(base, 0), (b.add(base, _c(dp)), 1)]
 
 
 def _value_offsets(b: ir.IRBuilder, att, j: ir.Value, e: ir.Value) -> list[tuple[ir.Value, int]]:
