@@ -12,8 +12,9 @@ import pytest
 import kernelc as kc
 from kernelc.backends import registry, runtime
 from kernelc.backends.interface import Schedule
-from kernelc.backends.llvm import fused_sums
+from kernelc.backends.llvm import fused_sums, ops
 from kernelc.backends.llvm.jit import vector_widths
+from kernelc.ir.ops import Op
 from kernelc.testing.runners import run_on
 
 needs_avx512 = pytest.mark.skipif(512 not in vector_widths(), reason="no AVX-512 on this host")
@@ -56,7 +57,7 @@ def test_match(term: str) -> None:
 
 @pytest.mark.parametrize("source, d", [
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) * b"), 8),  # shorter than MIN_DIM
-    (SUM.format(red="sum", term="tanh(dot(x, y)) * b"), 64),  # a libm call per lane
+    (SUM.format(red="sum", term="atan2(dot(x, y), s) * b"), 64),  # a libm call per lane (no vector variant)
     (SUM.format(red="sum", term="dot(x, y) ** s"), 64),  # pow of a variable exponent
     (SUM.format(red="logsumexp", term="-sqdist(x, y) * s"), 64),  # not a sum or an extreme
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) * x[0]"), 64),  # a per-row factor
@@ -122,6 +123,10 @@ def test_no_keys_and_the_knob() -> None:
 
 
 _SCORE = re.compile(r"(?<![a-z])s(?![a-z0-9])")  # the score `s` in a generated term
+# libm's functions, which f may hold where libmvec has a 16-lane variant (glibc >= 2.35)
+_LIBMVEC = ops.libm_vectorizes(Op.TANH, 16) and ops.libm_vectorizes(Op.LOG1P, 16)
+_LIBM_TERMS = ["tanh({})", "sin({})", "cos({})", "erf({})", "atan({})", "expm1(-abs({}))", "log1p(abs({}))",
+               "softplus({})", "sinh(min({}, 8.0))"]
 
 
 def _terms(depth: int):
@@ -137,7 +142,8 @@ def _terms(depth: int):
         leaf,
         st.builds(lambda a, f: f.format(a), sub, st.sampled_from(
             ["exp(-abs({}))", "sqrt(abs({}))", "inv(1.0 + abs({}))", "square({})", "-({})", "abs({})",
-             "log(1.0 + abs({}))", "exp2(-abs({}))", "rsqrt(1.0 + abs({}))", "({}) ** 3"])),
+             "log(1.0 + abs({}))", "exp2(-abs({}))", "rsqrt(1.0 + abs({}))", "({}) ** 3", "sigmoid({})",
+             "relu({})", "log2(1.0 + abs({}))"] + (_LIBM_TERMS if _LIBMVEC else []))),
         st.builds(lambda a, b, f: f.format(a, b), sub, sub, st.sampled_from(
             ["({} + {})", "({} - {})", "({} * {})", "min({}, {})", "max({}, {})", "({}) / (1.0 + abs({}))"])))
 
@@ -186,6 +192,33 @@ def test_generated_terms_against_the_reference() -> None:
 
     check()
 
+
+
+@needs_avx512
+@pytest.mark.parametrize("term", ["floor(s * c)", "ceil(s * c) * b", "round(s * c)", "sign(s - 2.0) * b",
+                                  "step(s - 3.0) * b"] + [f.format("s * c") for f in _LIBM_TERMS])
+def test_more_functions_of_the_score(term: str) -> None:
+    """Rounding, sign and step functions of integer scores (exact in both codes and in the
+    reference's f64, so no term sits across a step from the other's), and libm's
+    functions through libmvec's 16-lane variants, called on the score vectors where the host has
+    them (the generic code's loop vectorizer calls the same variants; otherwise f holding one
+    leaves the kernel to the generic code): the fused path against the generic code and the
+    reference."""
+    source = (f"kernel g(x: f32[i, D], y: f32[j, D], b: f32[j], c: f32) -> f32[i] "
+              f"{{ return sum[j]({_SCORE.sub('sqdist(x, y)', term)}) }}")
+    k = kc.kernel(source, autotune="off")
+    rng = np.random.default_rng(5)
+    args = {"x": rng.integers(-2, 3, (37, 40)).astype(np.float32),
+            "y": rng.integers(-2, 3, (300, 40)).astype(np.float32),
+            "b": rng.standard_normal(300).astype(np.float32), "c": np.float32(0.25)}  # s * c exact in f32 too
+    args = {p.name: args[p.name] for p in k.ir.params}
+    libm = any(name in term for name in ("tanh", "sin", "cos", "erf", "atan", "expm1", "log1p", "softplus"))
+    fused = isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    assert fused == (_LIBMVEC or not libm), term
+    got, generic = k(**args, backend="llvm"), _generic(k, args)
+    size = float(np.abs(generic).max()) + 1.0
+    np.testing.assert_allclose(got, generic, rtol=0, atol=2e-6 * size * 300)
+    np.testing.assert_allclose(got, k(**args, backend="numpy"), rtol=0, atol=2e-6 * size * 300)
 
 
 @needs_avx512

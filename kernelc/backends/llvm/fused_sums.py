@@ -42,9 +42,13 @@ from kernelc.ir.ops import ELEMENTWISE_OPS, Op, ReduceKind
 
 MIN_DIM = 16  # shorter sums: the row functions' pair loop does well
 MAX_DIM = fused_attention.MAX_DIM
-# per-pair operations of f that ops.elementwise builds on vectors (libm calls would not vectorize)
-_VECTOR_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.NEG, Op.EXP, Op.EXP2, Op.LOG, Op.SQRT, Op.RSQRT,
-                         Op.INV, Op.ABS, Op.SQUARE, Op.MIN, Op.MAX, Op.POW})
+# per-pair operations of f that ops.elementwise builds on vectors; libm's functions too where
+# libmvec has a variant of 16 lanes (`_on_vectors`; else a call per lane)
+_VECTOR_OPS = frozenset({Op.ADD, Op.SUB, Op.MUL, Op.DIV, Op.NEG, Op.EXP, Op.EXP2, Op.LOG, Op.LOG2, Op.SQRT,
+                         Op.RSQRT, Op.INV, Op.ABS, Op.SQUARE, Op.MIN, Op.MAX, Op.POW, Op.SIGN, Op.RELU, Op.STEP,
+                         Op.FLOOR, Op.CEIL, Op.ROUND, Op.SIGMOID})
+_LIBM_OPS = frozenset({Op.SIN, Op.COS, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN, Op.SINH, Op.COSH, Op.TANH, Op.EXPM1,
+                       Op.LOG1P, Op.ERF, Op.SOFTPLUS})
 _FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 _F64X8 = ir.VectorType(F64, 8)
 _SUMS = frozenset({ReduceKind.SUM, ReduceKind.MEAN})
@@ -172,13 +176,20 @@ def _leaves(term: Node, score: Node, params: dict, bindings: dict[str, int]) \
             if all(n is not c for c in found):
                 found.append(n)
             return True
-        if n.op not in _VECTOR_OPS or not _in_f32(n) or not _scalar(n, bindings):
+        if not _on_vectors(n.op) or not _in_f32(n) or not _scalar(n, bindings):
             return False
         if n.op is Op.POW and (n.src[1].op is not Op.CONST or ops.small_integer(float(n.src[1].arg), F32) is None):
             return False  # (a pow call per lane would not vectorize)
         return all(visit(s) for s in n.src)
 
     return (tuple(found), tuple(sides[frozenset({"i"})]), tuple(sides[frozenset({"j"})])) if visit(term) else None
+
+
+def _on_vectors(op: Op) -> bool:
+    """Whether f may hold `op` (softplus is a log1p of an exp)."""
+    if op in _LIBM_OPS:
+        return ops.libm_vectorizes(Op.LOG1P if op is Op.SOFTPLUS else op, LANES)
+    return op in _VECTOR_OPS
 
 
 def _one_side(node: Node, params: dict) -> bool:

@@ -89,11 +89,19 @@ class Math:
     def libm(self, b: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
         """A call of libm's `name`, which the loop vectorizer may replace with libmvec's vector
         variants (the call's `vector-function-abi-variant`; the variants are kept in the module
-        until then by `finish`)."""
+        until then by `finish`). On vectors (code that builds them itself, the fused paths, which
+        ask `libm_vectorizes` first): libmvec's variant of that many lanes, called directly."""
         from kernelc.backends.llvm.jit import vector_variants
 
         ty = args[0].type
-        libm_name = f"{name}{'f' if ty == F32 else ''}"
+        if isinstance(ty, ir.VectorType):
+            symbol = dict(vector_variants(libm_symbol(name, ty), len(args))).get(ty.count)
+            if symbol is None:
+                raise UnsupportedKernel(f"no libmvec variant of {name} for {ty} on this host")
+            fn = self.module.globals.get(symbol) or ir.Function(self.module, ir.FunctionType(ty, [ty] * len(args)),
+                                                                name=symbol)
+            return b.call(fn, list(args))
+        libm_name = libm_symbol(name, ty)
         sym = f"kc_{libm_name}"
         fn = self.module.globals.get(sym)
         if fn is None:
@@ -144,6 +152,20 @@ class Math:
         element, vec = (x.type.element, f"v{lanes}") if lanes else (x.type, "")
         name = f"llvm.{intrinsic}.{vec}i{to.width}.{vec}{'f32' if element == F32 else 'f64'}"
         return b.call(self._declared(name, ir.VectorType(to, lanes) if lanes else to, [x.type]), [x])
+
+
+def libm_symbol(name: str, ty: ir.Type) -> str:
+    """libm's name of function `name` for values of `ty` (sinf for f32, sin for f64)."""
+    return f"{name}{'f' if element_type(ty) == F32 else ''}"
+
+
+def libm_vectorizes(op: Op, lanes: int) -> bool:
+    """Whether op, a libm function, has a libmvec variant of `lanes` f32 lanes on this host (or
+    is not a libm call at all)."""
+    from kernelc.backends.llvm.jit import vector_variants
+
+    name = _LIBM.get(op)
+    return name is None or lanes in dict(vector_variants(f"{name}f"))
 
 
 def loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, name: str, body, step: int = 1,
