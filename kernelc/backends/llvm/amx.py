@@ -60,7 +60,7 @@ KEYS = 32  # keys per block: two 16-key score tiles, one 32-deep numerator produ
 TILE_BYTES = 64  # bytes per tile row: 32 bf16 or 16 f32
 HEADROOM = 8.0  # log2 units a block's maximum may pass a row's reference before it moves (weights)
 # the products of parts (X's, Y's) that a score sums, grouped by X's part (its tiles loaded once per
-# group), the small ones first: lo hi, hi lo, hi hi (lo lo, about 2^-16 of hi lo, is left out)
+# group), the small ones first: lo hi, hi lo, hi hi (lo lo, about 2^-16 of hi hi, is left out)
 PRODUCTS = ((1, (0,)), (0, (1, 0)))
 ALIGN = 64  # tile rows are read from addresses that are multiples of this (_aligned)
 TILE_KEYS_BYTES = 640 << 10  # keys per L2 tile: their split Y and V take about this many bytes
