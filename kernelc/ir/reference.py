@@ -102,7 +102,7 @@ UNARY: dict[Op, Callable[[Array], Array]] = {
     Op.TANH: np.tanh,
     Op.SIGMOID: _sigmoid,
     Op.SOFTPLUS: lambda x: np.logaddexp(0.0, x),
-    Op.ERF: lambda x: _erf(x).astype(np.float64),
+    Op.ERF: lambda x: np.asarray(_erf(x), np.float64),  # (of a 0-d array frompyfunc gives a float)
 }
 
 BINARY: dict[Op, Callable[[Array, Array], Array]] = {

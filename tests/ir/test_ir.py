@@ -21,6 +21,7 @@ from kernelc.ir.ops import (
     BINARY_OPS,
     COMPONENT_REDUCE_OPS,
     ELEMENTWISE_OPS,
+    FLOAT_UNARY_OPS,
     LEAF_OPS,
     UNARY_OPS,
     VECTOR_OPS,
@@ -44,6 +45,17 @@ def test_reference_tables_cover_every_op():
     assert set(reference.BINARY) == BINARY_OPS
     assert set(reference.COMPONENT) == COMPONENT_REDUCE_OPS
     assert set(MONOIDS) == set(ReduceKind)
+
+
+def test_reference_unary_ops_take_0d_values():
+    """Per-call values (a scalar parameter's function, evaluated once by the fused paths) are 0-d
+    arrays: every float unary op gives a float64 value of them (erf, a Python function mapped
+    over arrays, gave a Python float), as of any other shape."""
+    for op in sorted(FLOAT_UNARY_OPS, key=lambda o: o.name):
+        value = reference.evaluate_elementwise(op, [np.asarray(0.5)])
+        whole = reference.evaluate_elementwise(op, [np.array([0.5, 0.25])])
+        assert isinstance(value, (np.ndarray, np.floating)) and value.dtype == np.float64, op
+        np.testing.assert_array_equal(value, whole[0], err_msg=str(op))
 
 
 def test_every_function_name_maps_to_an_op():
