@@ -59,7 +59,8 @@ def test_match(term: str) -> None:
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) * b"), 8),  # shorter than MIN_DIM
     (SUM.format(red="sum", term="atan2(dot(x, y), s) * b"), 64),  # a libm call per lane (no vector variant)
     (SUM.format(red="sum", term="dot(x, y) ** s"), 64),  # pow of a variable exponent
-    (SUM.format(red="logsumexp", term="-sqdist(x, y) * s"), 64),  # not a sum or an extreme
+    (SUM.format(red="logsumexp", term="-sqdist(x, y) * s, b"), 64),  # a weighted log-sum-exp
+    (SUM.format(red="softmax", term="-sqdist(x, y) * s, b"), 64),  # not a sum, log-sum-exp or extreme
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) * x[0]"), 64),  # a per-row factor
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) + dot(x, y)"), 64),  # two long sums
     ("kernel g(x: f64[i, D], y: f64[j, D]) -> f64[i] { return sum[j](exp(-sqdist(x, y))) }", 64),
@@ -262,6 +263,56 @@ def test_one_side_expressions_are_computed_per_call() -> None:
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
         np.testing.assert_allclose(k(**args, backend="llvm"), _generic(k, args), rtol=1e-5,
                                    atol=1e-5 * float(np.abs(want).max()))
+
+
+@needs_avx512
+@pytest.mark.parametrize("term", ["g - sqdist(x, y) / s", "-sqrt(sqdist(x, y)) * s", "dot(x, y) / (norm(x) * norm(y))",
+                                  "g * tanh(dot(x, y) * s)"])
+@pytest.mark.parametrize("n, m, d", [(1, 1, 16), (37, 1000, 64), (9, 70, 20), (300, 2000, 250)])
+def test_logsumexp_of_terms(term: str, n: int, m: int, d: int) -> None:
+    """Sinkhorn's soft minimum `logsumexp[j](g - sqdist / eps)` and others in the attention's
+    online state (a reference that moves only by more than HEADROOM): against the reference and
+    the generic code, within a few f32 roundings of the sum's scale."""
+    k = kc.kernel(f"kernel g(x: f32[i, D], y: f32[j, D], g: f32[j], s: f32) -> f32[i] "
+                  f"{{ return logsumexp[j]({term}) }}", autotune="off")
+    rng = np.random.default_rng(n + m + d)
+    args = {"x": rng.standard_normal((n, d)).astype(np.float32), "y": rng.standard_normal((m, d)).astype(np.float32),
+            "g": (rng.standard_normal(m) * 30).astype(np.float32), "s": np.float32(0.7)}
+    args = {p.name: args[p.name] for p in k.ir.params}
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got = k(**args, backend="llvm")
+    for want in (k(**args, backend="numpy"), _generic(k, args)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=4e-6 * (1.0 + float(np.abs(want).max())))
+
+
+@needs_avx512
+def test_logsumexp_special_terms() -> None:
+    """Terms that are -inf (log 0 at a zero distance), +inf (1 / 0, twice in a row) and NaN (a NaN
+    input), in rows that hold numbers too and in rows that hold nothing else: the reference's
+    results (+inf terms make +inf, a NaN makes NaN, all -inf gives -inf), and the generic code's."""
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((8, 32)).astype(np.float32), rng.standard_normal((500, 32)).astype(np.float32)
+    y[7], y[8], y[300] = x[1], x[1], x[2]  # zero distances: two for row 1, one for row 2
+    x[3, 5], y[450, 0] = np.nan, np.nan  # row 3 all NaN; key 450 NaN for every row
+    same = np.repeat(x[:1], 100, 0)  # every distance of row 0 is 0: log 0 = -inf for all its keys
+    cases = [("log(sqdist(x, y))", np.delete(y, 450, 0), {3: np.nan}),
+             ("log(sqdist(x, y))", same, {0: -np.inf, 3: np.nan}),
+             ("inv(sqdist(x, y))", np.delete(y, 450, 0), {1: np.inf, 2: np.inf, 3: np.nan}),
+             ("-sqdist(x, y)", y, dict.fromkeys(range(8), np.nan))]
+    for term, keys, specials in cases:
+        k = kc.kernel(f"kernel g(x: f32[i, D], y: f32[j, D]) -> f32[i] {{ return logsumexp[j]({term}) }}",
+                      autotune="off")
+        args = {"x": x, "y": keys}
+        assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+        got, want, generic = k(**args, backend="llvm"), k(**args, backend="numpy"), _generic(k, args)
+        expected = np.full(len(x), 1.0)
+        expected[list(specials)] = list(specials.values())
+        np.testing.assert_array_equal(np.isfinite(want), np.isfinite(expected), err_msg=term)  # the case is real
+        for special in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(special(got), special(want), err_msg=term)
+            np.testing.assert_array_equal(special(got), special(generic), err_msg=term)
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5, err_msg=term)
 
 
 EXTREMES = ["max", "min", "argmax", "argmin", "kmax", "kmin", "argkmax", "argkmin"]

@@ -279,8 +279,11 @@ class _Builder:
         rescales its numerators. The reference `ref` is the row's maximum when it last moved: it
         moves (to the new maximum, rescaling the sums and numerators by exp(old - new)) only when
         a score passes it by more than HEADROOM, rarely after a row's first tile, so that the
-        weights need not wait for a horizontal maximum and an exp of it on every tile."""
+        weights need not wait for a horizontal maximum and an exp of it on every tile. Without
+        FINITE, by the online softmax's rules for any score (monoids.scale_by_max): the maximum
+        skips NaN, which then makes the sum NaN, and +inf weighs 1 against a +inf reference."""
         b = self.b
+        nnan = ("nnan",) if self.FINITE else ()
         masked = self._masked(row, scores, j0)
         ref_at = b.gep(self.row_ref, [slot])
         old = b.load(ref_at)
@@ -289,9 +292,9 @@ class _Builder:
         alpha_at = self._slot(F32, ops.const(F32, 1.0))  # 1 unless the reference moves
         with b.if_then(b.icmp_unsigned("!=", functools.reduce(b.or_, over), ir.Constant(ir.IntType(LANES), 0)),
                        likely=False):
-            top = functools.reduce(lambda u, w: self.math.intrinsic(b, "maxnum", u, w, flags=("nnan",)), masked)
-            new = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [top],
-                         fastmath=("nnan",))  # no NaN score: run checks the inputs
+            top = functools.reduce(lambda u, w: self.math.intrinsic(b, "maxnum", u, w, flags=nnan), masked)
+            # FINITE: no NaN score (run checks the inputs); else a lane passed the limit, a number
+            new = b.call(self.math._declared("llvm.vector.reduce.fmax.v16f32", F32, [_VEC]), [top], fastmath=nnan)
             b.store(new, ref_at)
             b.store(ops.poly_exp(b, self.math, b.fsub(old, new), nonpositive=True), alpha_at)  # 0 from -inf
         ref = b.load(ref_at)
@@ -302,7 +305,10 @@ class _Builder:
         total = b.fmul(b.load(sums_at, align=64), alpha)
         for p, s in enumerate(masked):
             w = ops.poly_exp(b, self.math, b.fsub(s, ref), nonpositive=True)
-            b.store(w, self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
+            if not self.FINITE:
+                w = b.select(b.fcmp_ordered("==", s, ref), ops.const(_VEC, 1.0), w)
+            if self.e_vectors:
+                b.store(w, self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
             total = b.fadd(total, w)
         b.store(total, sums_at, align=64)
         return alpha

@@ -52,11 +52,12 @@ _LIBM_OPS = frozenset({Op.SIN, Op.COS, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN, Op.SIN
 _FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 _F64X8 = ir.VectorType(F64, 8)
 _SUMS = frozenset({ReduceKind.SUM, ReduceKind.MEAN})
+_LSE = frozenset({ReduceKind.LOGSUMEXP})  # of f(s) alone (no weights): the attention path's online state
 # the extremes of f(s): of the negated terms for min, argmin, kmin and argkmin (negation is exact)
 _EXTREMES = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.ARGMAX, ReduceKind.ARGMIN}) | fused_attention.K_BEST
 _FLIPPED = frozenset({ReduceKind.MIN, ReduceKind.ARGMIN, ReduceKind.KMIN, ReduceKind.ARGKMIN})
 _VALUED = frozenset({ReduceKind.SUM, ReduceKind.MEAN, ReduceKind.MAX, ReduceKind.MIN, ReduceKind.KMAX,
-                     ReduceKind.KMIN})
+                     ReduceKind.KMIN, ReduceKind.LOGSUMEXP})
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,8 @@ class PairSum:
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     """The pair reduction this path runs, or None: one output over i, sum or mean over j of f(s)
-    or f(s) * b (f32 or narrow), or max, min, argmax, argmin or the K best (K <= 16) of f(s);
+    or f(s) * b (f32 or narrow), logsumexp over j of f(s), or max, min, argmax, argmin or the K
+    best (K <= 16) of f(s);
     s = sqdist(x, y) or dot(x, y) of f32, f16 or bf16 parameters with MIN_DIM <= D <= MAX_DIM,
     f elementwise (_VECTOR_OPS, f32) in s, per-call values and one side's scalars, b an f32
     parameter of j; on a host with AVX-512."""
@@ -110,7 +112,8 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",) or 512 not in vector_widths():
         return None
     red = kernel.outputs[0].value
-    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _SUMS | _EXTREMES:
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _SUMS | _EXTREMES | _LSE \
+            or len(red.src) != 1:
         return None
     kind = red.arg.kind
     k = red.arg.k.evaluate(bindings) if kind in fused_attention.K_BEST else 0
@@ -238,14 +241,15 @@ def state_doubles() -> int:
 
 class _SumBuilder(fused_attention._Builder):
     """The attention builder's panels, tiles and scores, with a sum of f(s) b per row (or its
-    extremes, whose terms may be NaN or -inf)."""
+    extremes, or its log-sum-exp in the attention's online state: terms may be NaN or inf)."""
 
     FINITE = False
 
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
-        self.extreme = pair.kind in _EXTREMES
+        self.extreme, self.lse = pair.kind in _EXTREMES, pair.kind in _LSE
         self.shape = fused_attention.Shape(padded(pair.dim), 0, False, pair.kind if self.extreme else None, pair.k)
+        self.e_vectors = 0
         self.x, self.yp, self.weights_in, self.out, self.totals, constants, self.row_in, self.key_in, \
             self.m, self.r0, self.r1 = fn.args
         self.entry = fn.append_basic_block("entry")
@@ -254,9 +258,10 @@ class _SumBuilder(fused_attention._Builder):
         self.leaves = {id(c): self._splat(self.b.load(self.b.gep(constants, [_i(k)])))
                        for k, c in enumerate(pair.constants)}
         # an extreme's state (the attention builder's): each row's 16 lanes of best terms, then
-        # each row's 16 lanes of keys
+        # each row's 16 lanes of keys; a log-sum-exp's: 16 sum lanes, then each row's reference
         self.sums = self.b.bitcast(self.totals, F32.as_pointer())
         self.best_keys = self.b.bitcast(self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)]), ops.I32.as_pointer())
+        self.row_ref = self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)])
         self.tile_scores = self._array(F32, TILE)
 
     def product(self, xd: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
@@ -273,7 +278,7 @@ class _SumBuilder(fused_attention._Builder):
         return self.b.bitcast(at, _F64X8.as_pointer())
 
     def reset(self, s: ir.Value) -> None:
-        if self.extreme:
+        if self.extreme or self.lse:
             super().reset(s)
             return
         for half in range(2):
@@ -295,11 +300,14 @@ class _SumBuilder(fused_attention._Builder):
                                                                          b.add(j0, _i(p * LANES)))), align=4)
                        for k, v in enumerate(self.pair.key_values)} for p in range(TILE // LANES)]
         width = _i(len(self.pair.row_values))
-        for row, slot, row_scores in zip(rows, slots, scores):
+        for r, (row, slot, row_scores) in enumerate(zip(rows, slots, scores)):
             row_values = {id(v): self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
                           for k, v in enumerate(self.pair.row_values)}
-            if self.extreme:
+            if self.extreme or self.lse:
                 terms = [self.term(self.pair.term, s, row_values | key_values[p]) for p, s in enumerate(row_scores)]
+                if self.lse:  # (weigh masks the keys past m)
+                    self.weigh(r, row, slot, terms, j0)
+                    continue
                 terms = [b.fneg(t) for t in terms] if self.pair.kind in _FLIPPED else terms
                 (self.keep_k_best if self.pair.k else self.keep_best)(slot, terms, j0, real)
                 continue
@@ -334,6 +342,9 @@ class _SumBuilder(fused_attention._Builder):
         extreme's value or key (NaN, and the first NaN's key, if a lane holds one), or its K
         slots."""
         b = self.b
+        if self.lse:  # the reference plus the log of the sum
+            super().finish(row, slot)
+            return
         if self.extreme:
             best = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
             keys = b.load(self._keys_at(slot), align=64)
