@@ -285,6 +285,67 @@ def test_logsumexp_of_terms(term: str, n: int, m: int, d: int) -> None:
         np.testing.assert_allclose(got, want, rtol=0, atol=4e-6 * (1.0 + float(np.abs(want).max())))
 
 
+VALUES = ("kernel g(x: f32[i, D], y: f32[j, D], v: {t}[j, E], s: f32) -> {out}[i, E] "
+          "{{ return {red}[j]({term} * v) }}")
+
+
+def test_match_values() -> None:
+    """Sums of f(s) times a vector of values per key (kernel regression with several outputs,
+    mean shift on embeddings); values longer than MAX_DIM, or f16, go to the generic code."""
+    term = "exp(-sqdist(x, y) * s)"
+    pair = fused_sums.match(kc.kernel(VALUES.format(t="f32", out="f32", red="sum", term=term)).optimized,
+                            {"D": 64, "E": 40})
+    if 512 not in vector_widths():
+        assert pair is None
+        return
+    assert pair is not None and pair.values == "v" and pair.values_dim == 40 and pair.weight is None
+    for t, e in (("f32", fused_sums.MAX_DIM + 1), ("f16", 40)):
+        assert fused_sums.match(kc.kernel(VALUES.format(t=t, out="f32", red="sum", term=term)).optimized,
+                                {"D": 64, "E": e}) is None
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["sum", "mean"])
+@pytest.mark.parametrize("term", ["exp(-sqdist(x, y) * s)", "dot(x, y) * s", "inv(1.0 + sqdist(x, y))"])
+@pytest.mark.parametrize("n, m, d, e", [(1, 1, 16, 2), (37, 1000, 64, 64), (5, 63, 20, 17), (9, 700, 250, 250),
+                                        (260, 300, 16, 3)])
+def test_values_against_the_reference_and_the_generic_code(red: str, term: str, n: int, m: int, d: int,
+                                                             e: int) -> None:
+    """E not a multiple of 16 (v and the output padded per call), one key, rows past a panel:
+    within a sum's rounding of sum |f(s) v| of both."""
+    k = kc.kernel(VALUES.format(t="f32", out="f32", red=red, term=term), autotune="off")
+    rng = np.random.default_rng(n + m + d + e)
+    args = {"x": (rng.standard_normal((n, d)) * 0.3).astype(np.float32),
+            "y": (rng.standard_normal((m, d)) * 0.3).astype(np.float32),
+            "v": rng.standard_normal((m, e)).astype(np.float32), "s": np.float32(10.0 / d)}  # exp(-s d2) of O(1)
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got = k(**args, backend="llvm")
+    assert got.shape == (n, e)
+    size = np.abs(k(**(args | {"v": np.abs(args["v"])}), backend="numpy")).max()
+    for want in (k(**args, backend="numpy"), _generic(k, args)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * size + 1e-30)
+
+
+@needs_avx512
+def test_values_special() -> None:
+    """NaN and inf in the values and in the terms (1 / 0 at a zero distance): the generic code's
+    NaN and inf places."""
+    k = kc.kernel(VALUES.format(t="f32", out="f32", red="sum", term="inv(sqdist(x, y))"), autotune="off")
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((20, 32)).astype(np.float32), rng.standard_normal((300, 32)).astype(np.float32)
+    v = rng.standard_normal((300, 20)).astype(np.float32)
+    y[4] = x[2]  # row 2's term for key 4 is +inf: inf times v[4] in every value
+    v[9, 3], v[10, 5] = np.nan, np.inf  # value 3 NaN in every row; value 5 +-inf (or NaN with row 2)
+    args = {"x": x, "y": y, "v": v, "s": np.float32(1.0)}
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got, generic = k(**args, backend="llvm"), _generic(k, args)
+    assert np.isnan(generic).sum() >= 20 and np.isinf(generic).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(generic))
+    np.testing.assert_array_equal(got[np.isinf(generic)], generic[np.isinf(generic)])
+    finite = np.isfinite(generic)
+    np.testing.assert_allclose(got[finite], generic[finite], rtol=1e-5, atol=1e-5)
+
+
 @needs_avx512
 def test_logsumexp_special_terms() -> None:
     """Terms that are -inf (log 0 at a zero distance), +inf (1 / 0, twice in a row) and NaN (a NaN

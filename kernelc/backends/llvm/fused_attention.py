@@ -400,12 +400,21 @@ class _Builder:
         return masked
 
     def accumulate(self, slots: list[ir.Value], alphas: list[ir.Value], j0: ir.Value, keys: ir.Value) -> None:
-        """numerators[row] = numerators[row] alpha + sum over the tile's keys of w v[key]: the
-        tile's sums in registers (the rows' E / 16 vectors, each key's v loaded once for the 4
-        rows), started at 0 so that they need not wait for alpha (an exp of the new maximum),
-        which joins them at the end in one FMA."""
+        """numerators[row] = numerators[row] alpha + the tile's numerators, which start at 0 so
+        that they need not wait for alpha (an exp of the new maximum), which joins them at the
+        end in one FMA."""
         b, e_dim = self.b, self.shape.values_dim
-        accs = [[self._slot(_VEC, ops.const(_VEC, 0.0)) for _ in range(self.e_vectors)] for _ in slots]
+        for slot, alpha, row_sums in zip(slots, alphas, self.tile_numerators(len(slots), j0, keys)):
+            for e, tile_sum in enumerate(row_sums):
+                at = self._vector_at(self.numerators, b.add(b.mul(slot, _i(e_dim)), _i(e * LANES)))
+                b.store(self.math.intrinsic(b, "fma", b.load(at, align=4), alpha, tile_sum), at, align=4)
+
+    def tile_numerators(self, rows: int, j0: ir.Value, keys: ir.Value) -> list[list[ir.Value]]:
+        """Per row, the sums over the tile's first `keys` keys of w v[key] (w in the weights
+        array, v row-major with E values per key): E / 16 vectors per row in registers, each
+        key's v loaded once for the rows."""
+        b, e_dim = self.b, self.shape.values_dim
+        accs = [[self._slot(_VEC, ops.const(_VEC, 0.0)) for _ in range(self.e_vectors)] for _ in range(rows)]
 
         def key(k: ir.Value) -> None:
             base = b.mul(b.add(j0, k), _i(e_dim))
@@ -416,10 +425,7 @@ class _Builder:
                     b.store(self.math.intrinsic(b, "fma", w, value, b.load(acc)), acc)
 
         ops.loop(b, _i(0), keys, "keys", key)
-        for slot, alpha, row_accs in zip(slots, alphas, accs):
-            for e, acc in enumerate(row_accs):
-                at = self._vector_at(self.numerators, b.add(b.mul(slot, _i(e_dim)), _i(e * LANES)))
-                b.store(self.math.intrinsic(b, "fma", b.load(at, align=4), alpha, b.load(acc)), at, align=4)
+        return [[b.load(acc) for acc in row_accs] for row_accs in accs]
 
     def finish(self, row: ir.Value, slot: ir.Value) -> None:
         """out[row] = numerators / sum of the weights (0 for a row that met no key), or for a

@@ -65,7 +65,8 @@ class PairSum:
     """`kind[j](f(s) * weight)`: s the score node (sqdist or dot of `queries` and `keys`), `term`
     f(s), `constants` its per-call subexpressions (passed as f32 values, in this order); f may
     also read scalars of the row and of the key (`row_values`, `key_values`: parameters, or
-    expressions of one side's parameters such as norm(x), computed per call in NumPy)."""
+    expressions of one side's parameters such as norm(x), computed per call in NumPy). With
+    `values`, a sum's terms are f(s) times that parameter's vector of `values_dim` per key."""
 
     kind: ReduceKind
     queries: str
@@ -80,10 +81,13 @@ class PairSum:
     row_values: tuple[Node, ...] = ()  # f32 scalars of i that f reads (a row's norm, bandwidth)
     key_values: tuple[Node, ...] = ()  # and of j
     k: int = 0  # K of a K-best reduction
+    values: str | None = None  # f32 values v[j, E] that the terms multiply (sums only)
+    values_dim: int = 0
 
     @property
     def what(self) -> str:
-        return f"{self.kind.name.lower()} of a function of {'sqdist' if self.distance else 'dot'}(x, y)"
+        times = f" times {self.values_dim} values per key" if self.values else ""
+        return f"{self.kind.name.lower()} of a function of {'sqdist' if self.distance else 'dot'}(x, y){times}"
 
     def text(self) -> str:
         """The term as text (its part of the cache key): f's operations, the score, the leaves."""
@@ -97,7 +101,7 @@ class PairSum:
                 return names[id(n)]
             return f"{n.op.name}({', '.join(show(s) for s in n.src)})"
         return (f"{self.kind.name} {self.k} {'sqdist' if self.distance else 'dot'} {show(self.term)} "
-                f"weight={bool(self.weight)}")
+                f"weight={bool(self.weight)} values={self.values_dim}")
 
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
@@ -117,17 +121,22 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
         return None
     kind = red.arg.kind
     k = red.arg.k.evaluate(bindings) if kind in fused_attention.K_BEST else 0
-    if (kind in _VALUED and red.dtype not in F32_AND_NARROW) or not 0 <= k <= LANES \
-            or (not k and not _scalar(red, bindings)):
+    if (kind in _VALUED and red.dtype not in F32_AND_NARROW) or not 0 <= k <= LANES:
         return None
     params = {p.name: p for p in kernel.params}
-    term, weight = red.src[0], None
+    term, weight, values = red.src[0], None, None
     if term.op is Op.MUL and kind in _SUMS:
         for f, w in (term.src, term.src[::-1]):
             found = param_of(w, params, ("j",))
-            if found is not None and _scalar(found, bindings) and f.deps == frozenset({"i", "j"}):
+            if found is None or f.deps != frozenset({"i", "j"}) or not _scalar(f, bindings):
+                continue
+            if _scalar(found, bindings):
                 term, weight = f, found.arg
-                break
+            elif found.dim.evaluate(bindings) <= MAX_DIM:
+                term, values = f, found
+            break
+    if not k and not _scalar(red, bindings) and values is None:
+        return None
     scores = [n for n in walk([term]) if n.op is Op.VSUM and n.deps == frozenset({"i", "j"})]
     if len(scores) != 1 or not _in_f32(term):
         return None
@@ -142,7 +151,9 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
         return None
     constants, row_values, key_values = leaves
     return PairSum(kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
-                   distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values, k)
+                   distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values, k,
+                   values.arg if values is not None else None,
+                   values.dim.evaluate(bindings) if values is not None else 0)
 
 
 def _in_f32(node: Node) -> bool:
@@ -223,7 +234,8 @@ def generate(pair: PairSum, tag: str) -> str:
     """The module of `void f(f32* x, f32* yp, f32* b, f32* out, f64* state, f32* constants,
     f32* row_values, f32* key_values, i64 m, i64 r0, i64 r1)`: rows [r0, r1) of out, y packed as
     fused_attention.pack_keys packs it, b zero-padded to whole tiles (or any array, unread,
-    without a weight), `state` 64-byte aligned scratch of state_doubles(), the rows' values
+    without a weight; with values, v row-major with Ep = padded(E) values per key, and out
+    with Ep per row), `state` 64-byte aligned scratch of state_doubles(pair), the rows' values
     (n, len(row_values)) and the keys' (len(key_values), m padded to whole tiles)."""
     module = ir.Module(name="fused_sum")
     p32 = F32.as_pointer()
@@ -234,9 +246,10 @@ def generate(pair: PairSum, tag: str) -> str:
     return str(module)
 
 
-def state_doubles() -> int:
-    """A panel's states: 16 f64 total lanes per row (spare rows included)."""
-    return (PANEL + ROWS) * LANES
+def state_doubles(pair: PairSum) -> int:
+    """A panel's states: 16 f64 total lanes per row, or Ep f64 totals with values (spare rows
+    included)."""
+    return (PANEL + ROWS) * max(LANES, padded(pair.values_dim))
 
 
 class _SumBuilder(fused_attention._Builder):
@@ -248,10 +261,12 @@ class _SumBuilder(fused_attention._Builder):
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
         self.extreme, self.lse = pair.kind in _EXTREMES, pair.kind in _LSE
-        self.shape = fused_attention.Shape(padded(pair.dim), 0, False, pair.kind if self.extreme else None, pair.k)
-        self.e_vectors = 0
+        self.shape = fused_attention.Shape(padded(pair.dim), padded(pair.values_dim) if pair.values else 0, False,
+                                           pair.kind if self.extreme else None, pair.k)
+        self.e_vectors = self.shape.values_dim // LANES
         self.x, self.yp, self.weights_in, self.out, self.totals, constants, self.row_in, self.key_in, \
             self.m, self.r0, self.r1 = fn.args
+        self.v = self.weights_in  # with values: v, row-major, Ep per key
         self.entry = fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         # the per-call values, splat once at the function's start
@@ -263,6 +278,7 @@ class _SumBuilder(fused_attention._Builder):
         self.best_keys = self.b.bitcast(self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)]), ops.I32.as_pointer())
         self.row_ref = self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)])
         self.tile_scores = self._array(F32, TILE)
+        self.weights = self._array(F32, ROWS * TILE)  # with values: the micro-block's terms
 
     def product(self, xd: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
         if not self.pair.distance:
@@ -273,16 +289,28 @@ class _SumBuilder(fused_attention._Builder):
     def scaled(self, sums: list[list[ir.Value]]) -> list[list[ir.Value]]:
         return sums  # (a factor is part of f)
 
-    def _totals_at(self, slot: ir.Value, half: int) -> ir.Value:
-        at = self.b.gep(self.totals, [self.b.add(self.b.mul(slot, _i(LANES)), _i(8 * half))])
+    def _totals_at(self, slot: ir.Value, half: int, e: int = 0) -> ir.Value:
+        """Half a vector of a row's f64 totals: of its 16 lanes, or of its values e*16.. ."""
+        width = self.shape.values_dim or LANES
+        at = self.b.gep(self.totals, [self.b.add(self.b.mul(slot, _i(width)), _i(e * LANES + 8 * half))])
         return self.b.bitcast(at, _F64X8.as_pointer())
+
+    def _join(self, lanes: ir.Value, slot: ir.Value, e: int = 0) -> None:
+        """f64 totals += 16 f32 lanes (a blocked sum: a tile's terms in f32, the tiles in f64)."""
+        b = self.b
+        for half in range(2):
+            part = b.fpext(b.shuffle_vector(lanes, lanes, ir.Constant(ir.VectorType(ops.I32, 8),
+                                                                      list(range(8 * half, 8 * half + 8)))), _F64X8)
+            at = self._totals_at(slot, half, e)
+            b.store(b.fadd(b.load(at, align=64), part), at, align=64)
 
     def reset(self, s: ir.Value) -> None:
         if self.extreme or self.lse:
             super().reset(s)
             return
-        for half in range(2):
-            self.b.store(ir.Constant(_F64X8, [0.0] * 8), self._totals_at(s, half), align=64)
+        for e in range(max(1, self.e_vectors)):
+            for half in range(2):
+                self.b.store(ir.Constant(_F64X8, [0.0] * 8), self._totals_at(s, half, e), align=64)
 
     def epilogue(self, rows: list[ir.Value], slots: list[ir.Value], scores: list[list[ir.Value]],
                  j0: ir.Value) -> None:
@@ -311,15 +339,21 @@ class _SumBuilder(fused_attention._Builder):
                 terms = [b.fneg(t) for t in terms] if self.pair.kind in _FLIPPED else terms
                 (self.keep_k_best if self.pair.k else self.keep_best)(slot, terms, j0, real)
                 continue
+            if self.e_vectors:  # the terms, for the values' products (only keys below m are read)
+                for p, s in enumerate(row_scores):
+                    b.store(self.term(self.pair.term, s, row_values | key_values[p]),
+                            self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
+                continue
             lanes = zero
             for p, s in enumerate(row_scores):
                 t = b.select(real[p], self.term(self.pair.term, s, row_values | key_values[p]), zero)
                 lanes = self.math.intrinsic(b, "fma", t, weights[p], lanes) if weights else b.fadd(lanes, t)
-            for half in range(2):
-                part = b.fpext(b.shuffle_vector(lanes, lanes, ir.Constant(ir.VectorType(ops.I32, 8),
-                                                                          list(range(8 * half, 8 * half + 8)))), _F64X8)
-                at = self._totals_at(slot, half)
-                b.store(b.fadd(b.load(at, align=64), part), at, align=64)
+            self._join(lanes, slot)
+        if self.e_vectors:
+            keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
+            for slot, row_sums in zip(slots, self.tile_numerators(len(slots), j0, keys)):
+                for e, tile_sum in enumerate(row_sums):
+                    self._join(tile_sum, slot, e)
 
     def term(self, node: Node, s: ir.Value, sides: dict[int, ir.Value]) -> ir.Value:
         """f(s) on a vector of scores (per-call values and the row's splat, the keys' values a
@@ -349,6 +383,16 @@ class _SumBuilder(fused_attention._Builder):
             best = b.load(self._vector_at(self.sums, b.mul(slot, _i(LANES))), align=64)
             keys = b.load(self._keys_at(slot), align=64)
             self.finish_extreme(row, best, keys)
+            return
+        if self.e_vectors:  # out[row, e] = the totals (over m for a mean), rounded to f32
+            for e in range(self.e_vectors):
+                for half in range(2):
+                    total = b.load(self._totals_at(slot, half, e), align=64)
+                    if self.pair.kind is ReduceKind.MEAN:
+                        total = b.fdiv(total, ops.splat(b, b.sitofp(self.m, F64), 8))
+                    at = b.gep(self.out, [b.add(b.mul(row, _i(self.shape.values_dim)), _i(e * LANES + 8 * half))])
+                    b.store(b.fptrunc(total, ir.VectorType(F32, 8)), b.bitcast(at, ir.VectorType(F32, 8).as_pointer()),
+                            align=4)
             return
         both = b.fadd(b.load(self._totals_at(slot, 0), align=64), b.load(self._totals_at(slot, 1), align=64))
         total = b.call(self.math._declared("llvm.vector.reduce.fadd.v8f64", F64, [F64, _F64X8]),
@@ -409,6 +453,10 @@ class FusedSumExecutable:
         weights = np.zeros(-(-m // TILE) * TILE, np.float32)
         if pair.weight is not None:
             weights[:m] = np.asarray(inputs[pair.weight], np.float32).reshape(m)
+        width = padded(pair.values_dim) if pair.values else 0
+        if pair.values is not None:  # (the argument b carries v)
+            values = np.ascontiguousarray(inputs[pair.values], np.float32).reshape(m, pair.values_dim)
+            weights = fused_attention._zero_padded(values, width)
         constants = constant_values(pair, inputs)
         sides = amx.per_call_values(list(pair.row_values + pair.key_values), inputs, dict(pair.bindings))
         with np.errstate(all="ignore"):
@@ -421,9 +469,9 @@ class FusedSumExecutable:
         chunks = max(1, min(blocks, self.threads * self.chunks_per_thread))
         edges = [min(n, blocks * k // chunks * ROWS) for k in range(chunks + 1)]
         # f32 values or i64 keys as they are; f16 and bf16 values are the f32 results rounded once
-        whole = out.flags.c_contiguous and out.dtype in (np.float32, np.int64)
-        target = out if whole else np.empty((n, pair.k) if pair.k else n, np.float32)
-        states = amx._aligned((chunks, state_doubles()), zero=False, dtype=np.float64)
+        whole = out.flags.c_contiguous and out.dtype in (np.float32, np.int64) and width == pair.values_dim
+        target = out if whole else np.empty((n, pair.k or width) if pair.k or width else n, np.float32)
+        states = amx._aligned((chunks, state_doubles(pair)), zero=False, dtype=np.float64)
 
         def job(k: int) -> None:
             self.fn(x.ctypes.data, yp.ctypes.data, weights.ctypes.data, target.ctypes.data, states[k].ctypes.data,
@@ -431,5 +479,5 @@ class FusedSumExecutable:
 
         map_jobs(self.threads, job, range(chunks))
         if target is not out:
-            out[...] = target.reshape(out.shape)
+            out[...] = (target[:, :pair.values_dim] if width else target).reshape(out.shape)
         return True
