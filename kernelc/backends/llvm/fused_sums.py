@@ -1,6 +1,7 @@
 """Kernel sums of long dot products and distances, `sum[j](f(s) * b)` and `mean[j](f(s) * b)`
-with s = sqdist(x, y) or dot(x, y) at D >= 16, and the extremes and K best of f(s), in the fused
-attention's micro-kernels.
+with s = sqdist(x, y) or dot(x, y) at D >= 16 (b a weight or a vector of values per key), the
+log-sum-exp of f(s), and the extremes and K best of f(s), in the fused attention's
+micro-kernels.
 
 The generic pair loop builds a long component sum a component at a time for a register block
 of rows, streaming every key's D floats from L2 once per block (a Gaussian at D = 64 ran at
@@ -20,6 +21,9 @@ agree with it to rounding. Non-finite values follow IEEE arithmetic as in the ge
 calls with no rows or no keys run the generic code (`run` returns False). The extremes keep
 the attention path's states (16 lanes of best terms and keys, or K sorted slots, per row) by the
 language's rules for any term: a NaN wins argmax and sorts after every number among the K best.
+The log-sum-exp keeps the attention's online state (a lazily moved reference, 16 sum lanes),
+by the online softmax's rules for any term; vectors of values per key take the attention's
+numerator loop, each tile's sums joined to f64 totals.
 """
 
 from __future__ import annotations
