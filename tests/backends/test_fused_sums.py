@@ -60,7 +60,7 @@ def test_match(term: str) -> None:
     (SUM.format(red="sum", term="atan2(dot(x, y), s) * b"), 64),  # a libm call per lane (no vector variant)
     (SUM.format(red="sum", term="dot(x, y) ** s"), 64),  # pow of a variable exponent
     (SUM.format(red="logsumexp", term="-sqdist(x, y) * s, b"), 64),  # a weighted log-sum-exp
-    (SUM.format(red="softmax", term="-sqdist(x, y) * s, b"), 64),  # not a sum, log-sum-exp or extreme
+    (SUM.format(red="softmax", term="-sqdist(x, y) * s, x[0] * b"), 64),  # values of both rows and keys
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) * x[0]"), 64),  # a per-row factor
     (SUM.format(red="sum", term="exp(-sqdist(x, y)) + dot(x, y)"), 64),  # two long sums
     ("kernel g(x: f64[i, D], y: f64[j, D]) -> f64[i] { return sum[j](exp(-sqdist(x, y))) }", 64),
@@ -344,6 +344,74 @@ def test_values_special() -> None:
     np.testing.assert_array_equal(got[np.isinf(generic)], generic[np.isinf(generic)])
     finite = np.isfinite(generic)
     np.testing.assert_allclose(got[finite], generic[finite], rtol=1e-5, atol=1e-5)
+
+
+SOFTMAX = "kernel g(x: f32[i, D], y: f32[j, D], v: f32{v}, s: f32) -> f32{out} {{ return softmax[j]({term}, v) }}"
+
+
+@needs_avx512
+@pytest.mark.parametrize("term", ["-sqdist(x, y) / s", "dot(x, y) / (norm(x) * norm(y) * s)",
+                                  "-sqrt(sqdist(x, y)) * s"])
+@pytest.mark.parametrize("n, m, d, e", [(1, 1, 16, 2), (37, 1000, 64, 64), (9, 700, 250, 250), (260, 300, 16, 0)])
+def test_softmax_of_terms(term: str, n: int, m: int, d: int, e: int) -> None:
+    """Nadaraya-Watson `softmax[j](-sqdist(x, y) / h, v)` and others with vector values (E = 0:
+    one value per key) in the attention's online state and numerator loop: against the
+    reference and the generic code."""
+    shapes = ("[j]", "[i]") if e == 0 else ("[j, E]", "[i, E]")
+    k = kc.kernel(SOFTMAX.format(v=shapes[0], out=shapes[1], term=term), autotune="off")
+    rng = np.random.default_rng(n + m + d + e)
+    args = {"x": rng.standard_normal((n, d)).astype(np.float32), "y": rng.standard_normal((m, d)).astype(np.float32),
+            "v": rng.standard_normal((m, e) if e else m).astype(np.float32),
+            "s": np.float32(0.1 * d if "/" in term else 10.0 / d)}  # scores of O(1): f32's rounding of them
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got = k(**args, backend="llvm")
+    for want in (k(**args, backend="numpy"), _generic(k, args)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=4e-6 * float(np.abs(args["v"]).max()))
+
+
+@needs_avx512
+@pytest.mark.parametrize("red", ["softmax", "logsumexp"])
+def test_reference_moves_while_numerators_are_running(red: str) -> None:
+    """Keys nearer and nearer to the rows, so that a row's scores pass its reference by more than
+    HEADROOM tile after tile: the reference moves and the sums (and numerators) so far are
+    rescaled, many times per row."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal((6, 24)) * 0.01).astype(np.float32)
+    direction = rng.standard_normal(24).astype(np.float32)
+    y = (np.linspace(10.0, 0.0, 2000, dtype=np.float32)[:, None] * direction[None]).astype(np.float32)
+    v = rng.standard_normal((2000, 7)).astype(np.float32)
+    source = SOFTMAX.format(v="[j, E]", out="[i, E]", term="-sqdist(x, y) / s") if red == "softmax" else \
+        "kernel g(x: f32[i, D], y: f32[j, D], s: f32) -> f32[i] { return logsumexp[j](-sqdist(x, y) / s) }"
+    k = kc.kernel(source, autotune="off")
+    args = {"x": x, "y": y, "v": v, "s": np.float32(2.0)}
+    args = {p.name: args[p.name] for p in k.ir.params}
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got, want = k(**args, backend="llvm"), k(**args, backend="numpy")
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
+    np.testing.assert_allclose(got, _generic(k, args), rtol=2e-5, atol=1e-5)
+
+
+@needs_avx512
+def test_softmax_special_terms() -> None:
+    """+inf terms (1 / 0 at a zero distance, twice in a row: their values' mean), a NaN input
+    (NaN), a row whose terms are all -inf (0, the softmax of nothing): the reference's results."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((8, 32)).astype(np.float32), rng.standard_normal((400, 32)).astype(np.float32)
+    y[7], y[8] = x[1], x[1]
+    x[3, 5] = np.nan
+    v = rng.standard_normal((400, 5)).astype(np.float32)
+    for term, keys in (("inv(sqdist(x, y))", y), ("log(sqdist(x, y))", np.repeat(x[:1], 50, 0))):
+        k = kc.kernel(SOFTMAX.format(v="[j, E]", out="[i, E]", term=term), autotune="off")
+        args = {"x": x, "y": keys, "v": v[:len(keys)], "s": np.float32(1.0)}
+        assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+        got, want = k(**args, backend="llvm"), k(**args, backend="numpy")
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=term)
+        assert np.isnan(want[3]).all(), term
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5, err_msg=term)
+    np.testing.assert_allclose(want[0], 0.0)  # log 0 = -inf for every key of row 0
+    k = kc.kernel(SOFTMAX.format(v="[j, E]", out="[i, E]", term="inv(sqdist(x, y))"), autotune="off")
+    np.testing.assert_allclose(k(x=x, y=y, v=v, s=np.float32(1.0), backend="llvm")[1], (v[7] + v[8]) / 2, rtol=1e-6)
 
 
 @needs_avx512

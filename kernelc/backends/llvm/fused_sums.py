@@ -1,7 +1,7 @@
 """Kernel sums of long dot products and distances, `sum[j](f(s) * b)` and `mean[j](f(s) * b)`
 with s = sqdist(x, y) or dot(x, y) at D >= 16 (b a weight or a vector of values per key), the
-log-sum-exp of f(s), and the extremes and K best of f(s), in the fused attention's
-micro-kernels.
+log-sum-exp of f(s), the softmax of f(s) with values, and the extremes and K best of f(s), in
+the fused attention's micro-kernels.
 
 The generic pair loop builds a long component sum a component at a time for a register block
 of rows, streaming every key's D floats from L2 once per block (a Gaussian at D = 64 ran at
@@ -21,9 +21,10 @@ agree with it to rounding. Non-finite values follow IEEE arithmetic as in the ge
 calls with no rows or no keys run the generic code (`run` returns False). The extremes keep
 the attention path's states (16 lanes of best terms and keys, or K sorted slots, per row) by the
 language's rules for any term: a NaN wins argmax and sorts after every number among the K best.
-The log-sum-exp keeps the attention's online state (a lazily moved reference, 16 sum lanes),
-by the online softmax's rules for any term; vectors of values per key take the attention's
-numerator loop, each tile's sums joined to f64 totals.
+The log-sum-exp and the softmax keep the attention's online state (a lazily moved reference,
+16 sum lanes, the softmax's numerators rescaled with it), by the online softmax's rules for any
+term; a sum's vectors of values per key take the attention's numerator loop, each tile's sums
+joined to f64 totals.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ _LIBM_OPS = frozenset({Op.SIN, Op.COS, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN, Op.SIN
 _FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 _F64X8 = ir.VectorType(F64, 8)
 _SUMS = frozenset({ReduceKind.SUM, ReduceKind.MEAN})
-_LSE = frozenset({ReduceKind.LOGSUMEXP})  # of f(s) alone (no weights): the attention path's online state
+# of f(s) alone (no weights), and softmax with values: the attention path's online state
+_LSE = frozenset({ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX})
 # the extremes of f(s): of the negated terms for min, argmin, kmin and argkmin (negation is exact)
 _EXTREMES = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.ARGMAX, ReduceKind.ARGMIN}) | fused_attention.K_BEST
 _FLIPPED = frozenset({ReduceKind.MIN, ReduceKind.ARGMIN, ReduceKind.KMIN, ReduceKind.ARGKMIN})
@@ -121,7 +123,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
         return None
     red = kernel.outputs[0].value
     if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _SUMS | _EXTREMES | _LSE \
-            or len(red.src) != 1:
+            or len(red.src) != (2 if red.arg.kind is ReduceKind.SOFTMAX else 1):
         return None
     kind = red.arg.kind
     k = red.arg.k.evaluate(bindings) if kind in fused_attention.K_BEST else 0
@@ -129,6 +131,10 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
         return None
     params = {p.name: p for p in kernel.params}
     term, weight, values = red.src[0], None, None
+    if kind is ReduceKind.SOFTMAX:  # softmax[j](f(s), v): v f32 of j, a scalar (one value) or a vector
+        values = param_of(red.src[1], params, ("j",))
+        if values is None or (not _scalar(values, bindings) and values.dim.evaluate(bindings) > MAX_DIM):
+            return None
     if term.op is Op.MUL and kind in _SUMS:
         for f, w in (term.src, term.src[::-1]):
             found = param_of(w, params, ("j",))
@@ -157,7 +163,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     return PairSum(kind, operands[0].arg, operands[1].arg, weight, operands[0].dim.evaluate(bindings),
                    distance, score, term, constants, tuple(sorted(bindings.items())), row_values, key_values, k,
                    values.arg if values is not None else None,
-                   values.dim.evaluate(bindings) if values is not None else 0)
+                   0 if values is None else 1 if _scalar(values, bindings) else values.dim.evaluate(bindings))
 
 
 def _in_f32(node: Node) -> bool:
@@ -252,7 +258,9 @@ def generate(pair: PairSum, tag: str) -> str:
 
 def state_doubles(pair: PairSum) -> int:
     """A panel's states: 16 f64 total lanes per row, or Ep f64 totals with values (spare rows
-    included)."""
+    included); a softmax's the attention's (f32 sums, numerators, references)."""
+    if pair.kind is ReduceKind.SOFTMAX:
+        return fused_attention.Shape(padded(pair.dim), padded(pair.values_dim), False).state_floats // 2
     return (PANEL + ROWS) * max(LANES, padded(pair.values_dim))
 
 
@@ -264,7 +272,7 @@ class _SumBuilder(fused_attention._Builder):
 
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
-        self.extreme, self.lse = pair.kind in _EXTREMES, pair.kind in _LSE
+        self.extreme, self.lse = pair.kind in _EXTREMES, pair.kind in _LSE  # (softmax too)
         self.shape = fused_attention.Shape(padded(pair.dim), padded(pair.values_dim) if pair.values else 0, False,
                                            pair.kind if self.extreme else None, pair.k)
         self.e_vectors = self.shape.values_dim // LANES
@@ -277,10 +285,14 @@ class _SumBuilder(fused_attention._Builder):
         self.leaves = {id(c): self._splat(self.b.load(self.b.gep(constants, [_i(k)])))
                        for k, c in enumerate(pair.constants)}
         # an extreme's state (the attention builder's): each row's 16 lanes of best terms, then
-        # each row's 16 lanes of keys; a log-sum-exp's: 16 sum lanes, then each row's reference
+        # each row's 16 lanes of keys; a log-sum-exp's or a softmax's: 16 sum lanes, Ep
+        # numerators (softmax), then each row's reference
+        slots = PANEL + ROWS
         self.sums = self.b.bitcast(self.totals, F32.as_pointer())
-        self.best_keys = self.b.bitcast(self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)]), ops.I32.as_pointer())
-        self.row_ref = self.b.gep(self.sums, [_i((PANEL + ROWS) * LANES)])
+        self.best_keys = self.b.bitcast(self.b.gep(self.sums, [_i(slots * LANES)]), ops.I32.as_pointer())
+        self.softmax = pair.kind is ReduceKind.SOFTMAX
+        self.numerators = self.b.gep(self.sums, [_i(slots * LANES)])
+        self.row_ref = self.b.gep(self.sums, [_i(slots * (LANES + (self.shape.values_dim if self.softmax else 0)))])
         self.tile_scores = self._array(F32, TILE)
         self.weights = self._array(F32, ROWS * TILE)  # with values: the micro-block's terms
 
@@ -332,18 +344,19 @@ class _SumBuilder(fused_attention._Builder):
                                                                          b.add(j0, _i(p * LANES)))), align=4)
                        for k, v in enumerate(self.pair.key_values)} for p in range(TILE // LANES)]
         width = _i(len(self.pair.row_values))
+        alphas: list[ir.Value] = []  # a softmax's rescaling of each row's numerators
         for r, (row, slot, row_scores) in enumerate(zip(rows, slots, scores)):
             row_values = {id(v): self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
                           for k, v in enumerate(self.pair.row_values)}
             if self.extreme or self.lse:
                 terms = [self.term(self.pair.term, s, row_values | key_values[p]) for p, s in enumerate(row_scores)]
                 if self.lse:  # (weigh masks the keys past m)
-                    self.weigh(r, row, slot, terms, j0)
+                    alphas.append(self.weigh(r, row, slot, terms, j0))
                     continue
                 terms = [b.fneg(t) for t in terms] if self.pair.kind in _FLIPPED else terms
                 (self.keep_k_best if self.pair.k else self.keep_best)(slot, terms, j0, real)
                 continue
-            if self.e_vectors:  # the terms, for the values' products (only keys below m are read)
+            if self.e_vectors:  # a sum's terms, for the values' products (only keys below m are read)
                 for p, s in enumerate(row_scores):
                     b.store(self.term(self.pair.term, s, row_values | key_values[p]),
                             self._vector_at(self.weights, _i(r * TILE + p * LANES)), align=64)
@@ -353,8 +366,10 @@ class _SumBuilder(fused_attention._Builder):
                 t = b.select(real[p], self.term(self.pair.term, s, row_values | key_values[p]), zero)
                 lanes = self.math.intrinsic(b, "fma", t, weights[p], lanes) if weights else b.fadd(lanes, t)
             self._join(lanes, slot)
-        if self.e_vectors:
-            keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
+        keys = self._min(b.sub(self.m, j0), _i(TILE))  # keys of this tile (the last may be short)
+        if self.softmax:
+            self.accumulate(slots, alphas, j0, keys)
+        elif self.e_vectors:
             for slot, row_sums in zip(slots, self.tile_numerators(len(slots), j0, keys)):
                 for e, tile_sum in enumerate(row_sums):
                     self._join(tile_sum, slot, e)
@@ -380,7 +395,7 @@ class _SumBuilder(fused_attention._Builder):
         extreme's value or key (NaN, and the first NaN's key, if a lane holds one), or its K
         slots."""
         b = self.b
-        if self.lse:  # the reference plus the log of the sum
+        if self.lse:  # the reference plus the log of the sum; a softmax's numerators over the sum
             super().finish(row, slot)
             return
         if self.extreme:
