@@ -57,8 +57,9 @@ _LIBM_OPS = frozenset({Op.SIN, Op.COS, Op.TAN, Op.ASIN, Op.ACOS, Op.ATAN, Op.SIN
 _FN = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 8, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64)
 _F64X8 = ir.VectorType(F64, 8)
 _SUMS = frozenset({ReduceKind.SUM, ReduceKind.MEAN})
-# of f(s) alone (no weights), and softmax with values: the attention path's online state
-_LSE = frozenset({ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX})
+# logsumexp of f(s) alone (no weights) and softmax of f(s) with values: the attention path's
+# online state
+_ONLINE = frozenset({ReduceKind.LOGSUMEXP, ReduceKind.SOFTMAX})
 # the extremes of f(s): of the negated terms for min, argmin, kmin and argkmin (negation is exact)
 _EXTREMES = frozenset({ReduceKind.MAX, ReduceKind.MIN, ReduceKind.ARGMAX, ReduceKind.ARGMIN}) | fused_attention.K_BEST
 _FLIPPED = frozenset({ReduceKind.MIN, ReduceKind.ARGMIN, ReduceKind.KMIN, ReduceKind.ARGKMIN})
@@ -87,7 +88,7 @@ class PairSum:
     row_values: tuple[Node, ...] = ()  # f32 scalars of i that f reads (a row's norm, bandwidth)
     key_values: tuple[Node, ...] = ()  # and of j
     k: int = 0  # K of a K-best reduction
-    values: str | None = None  # f32 values v[j, E] that the terms multiply (sums only)
+    values: str | None = None  # f32 values v[j, E] that a sum's terms multiply, or a softmax's
     values_dim: int = 0
 
     @property
@@ -112,8 +113,9 @@ class PairSum:
 
 def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     """The pair reduction this path runs, or None: one output over i, sum or mean over j of f(s)
-    or f(s) * b (f32 or narrow), logsumexp over j of f(s), or max, min, argmax, argmin or the K
-    best (K <= 16) of f(s);
+    or f(s) * b (f32 or narrow; b a weight or a vector of values), logsumexp over j of f(s),
+    softmax over j of f(s) with f32 values, or max, min, argmax, argmin or the K best (K <= 16)
+    of f(s);
     s = sqdist(x, y) or dot(x, y) of f32, f16 or bf16 parameters with MIN_DIM <= D <= MAX_DIM,
     f elementwise (_VECTOR_OPS, f32) in s, per-call values and one side's scalars, b an f32
     parameter of j; on a host with AVX-512."""
@@ -122,7 +124,7 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     if len(kernel.outputs) != 1 or kernel.outputs[0].type.index != ("i",) or 512 not in vector_widths():
         return None
     red = kernel.outputs[0].value
-    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _SUMS | _EXTREMES | _LSE \
+    if red.op is not Op.REDUCE or red.arg.index != "j" or red.arg.kind not in _SUMS | _EXTREMES | _ONLINE \
             or len(red.src) != (2 if red.arg.kind is ReduceKind.SOFTMAX else 1):
         return None
     kind = red.arg.kind
@@ -266,13 +268,14 @@ def state_doubles(pair: PairSum) -> int:
 
 class _SumBuilder(fused_attention._Builder):
     """The attention builder's panels, tiles and scores, with a sum of f(s) b per row (or its
-    extremes, or its log-sum-exp in the attention's online state: terms may be NaN or inf)."""
+    extremes, or its log-sum-exp or softmax in the attention's online state: terms may be NaN
+    or inf)."""
 
     FINITE = False
 
     def __init__(self, fn: ir.Function, math_: ops.Math, pair: PairSum) -> None:
         self.fn, self.math, self.pair = fn, math_, pair
-        self.extreme, self.lse = pair.kind in _EXTREMES, pair.kind in _LSE  # (softmax too)
+        self.extreme, self.online = pair.kind in _EXTREMES, pair.kind in _ONLINE
         self.shape = fused_attention.Shape(padded(pair.dim), padded(pair.values_dim) if pair.values else 0, False,
                                            pair.kind if self.extreme else None, pair.k)
         self.e_vectors = self.shape.values_dim // LANES
@@ -294,7 +297,7 @@ class _SumBuilder(fused_attention._Builder):
         self.numerators = self.b.gep(self.sums, [_i(slots * LANES)])
         self.row_ref = self.b.gep(self.sums, [_i(slots * (LANES + (self.shape.values_dim if self.softmax else 0)))])
         self.tile_scores = self._array(F32, TILE)
-        self.weights = self._array(F32, ROWS * TILE)  # with values: the micro-block's terms
+        self.weights = self._array(F32, ROWS * TILE)  # with values: the micro-block's terms or weights
 
     def product(self, xd: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
         if not self.pair.distance:
@@ -321,7 +324,7 @@ class _SumBuilder(fused_attention._Builder):
             b.store(b.fadd(b.load(at, align=64), part), at, align=64)
 
     def reset(self, s: ir.Value) -> None:
-        if self.extreme or self.lse:
+        if self.extreme or self.online:
             super().reset(s)
             return
         for e in range(max(1, self.e_vectors)):
@@ -348,9 +351,9 @@ class _SumBuilder(fused_attention._Builder):
         for r, (row, slot, row_scores) in enumerate(zip(rows, slots, scores)):
             row_values = {id(v): self._splat(b.load(b.gep(self.row_in, [b.add(b.mul(row, width), _i(k))])))
                           for k, v in enumerate(self.pair.row_values)}
-            if self.extreme or self.lse:
+            if self.extreme or self.online:
                 terms = [self.term(self.pair.term, s, row_values | key_values[p]) for p, s in enumerate(row_scores)]
-                if self.lse:  # (weigh masks the keys past m)
+                if self.online:  # (weigh masks the keys past m)
                     alphas.append(self.weigh(r, row, slot, terms, j0))
                     continue
                 terms = [b.fneg(t) for t in terms] if self.pair.kind in _FLIPPED else terms
@@ -395,7 +398,7 @@ class _SumBuilder(fused_attention._Builder):
         extreme's value or key (NaN, and the first NaN's key, if a lane holds one), or its K
         slots."""
         b = self.b
-        if self.lse:  # the reference plus the log of the sum; a softmax's numerators over the sum
+        if self.online:  # the reference plus the log of the sum; a softmax's numerators over the sum
             super().finish(row, slot)
             return
         if self.extreme:
