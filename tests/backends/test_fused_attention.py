@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import kernelc as kc
 from kernelc.backends import registry
 from kernelc.backends.interface import Schedule
-from kernelc.backends.llvm import fused_attention
+from kernelc.backends.llvm import fused_attention, fused_sums
 from kernelc.backends.llvm.jit import vector_widths
 
 ATTENTION = "kernel t(x: f32[i, D], y: f32[j, D], v: f32[j, E]) -> f32[i, E] {{ return softmax[j]({score}, v) }}"
@@ -45,13 +45,14 @@ def _stage(k: kc.Kernel, *args: np.ndarray, **knobs):
 
 
 def _generic(k: kc.Kernel, *args: np.ndarray) -> np.ndarray:
-    """The kernel's result from the generic row functions (knob fused_attention=False)."""
+    """The kernel's result from the generic row functions (knobs fused_attention and fused_sums False)."""
     from kernelc.backends import runtime
 
     backend = registry.get("llvm")
     bound = runtime.bind(k.ir, args, {})
     schedule = backend.default_schedule(k.optimized, bound.sizes)
-    schedule = Schedule("llvm", tuple(sorted((dict(schedule.knobs) | {"fused_attention": False}).items())))
+    off = {"fused_attention": False, "fused_sums": False}
+    schedule = Schedule("llvm", tuple(sorted((dict(schedule.knobs) | off).items())))
     call = runtime.allocate(k.ir, bound)
     backend.compile(k.optimized, schedule).run(call)
     return call.outputs[0]
@@ -248,9 +249,11 @@ def test_narrow_inputs_are_computed_in_f32(x_type: str, y_type: str, v_type: str
 
 @needs_avx512
 def test_knob_turns_it_off_and_explain_names_it() -> None:
+    """Off, the fused sums (which take a softmax of any f(s)) run it; both off, the generic code."""
     k = kc.kernel(ATTENTION.format(score="dot(x, y) * 0.125"), autotune="off")
     x = np.ones((8, 64), np.float32)
-    assert _stage(k, x, x, x, fused_attention=False).pattern is None
+    assert isinstance(_stage(k, x, x, x, fused_attention=False).pattern, fused_sums.FusedSumExecutable)
+    assert _stage(k, x, x, x, fused_attention=False, fused_sums=False).pattern is None
     assert "fused in AVX-512 FMA micro-kernels" in k.explain(backend="llvm", n=64, m=64, dims={"D": 64, "E": 64})
 
 
@@ -279,7 +282,7 @@ def test_generated_shapes_and_data(n: int, m: int, d: int, e: int, causal: bool,
 @needs_avx512
 def test_the_tuner_times_the_fused_path_once_per_thread_knob_and_off() -> None:
     """The fused path ignores the row functions' knobs: the tuner's candidates for the exact kernel
-    differ in threads, chunks, or the path turned off (the generic code, once)."""
+    differ in threads, chunks, or the path turned off (with the fused sums: the generic code, once)."""
     from kernelc.backends.autotune import tuner
     from kernelc.backends.interface import Sizes
 
@@ -287,8 +290,8 @@ def test_the_tuner_times_the_fused_path_once_per_thread_knob_and_off() -> None:
     found = tuner.candidates(k, registry.get("llvm"), Sizes(4096, 4096, (("D", 64), ("E", 64))))
     knobs = [dict(c.schedule.knobs) for c in found]
     differ = {knob for s in knobs[1:] for knob, value in s.items() if knobs[0].get(knob) != value}
-    assert differ <= {"threads", "chunks_per_thread", "fused_attention"}
-    assert sum(1 for s in knobs if s.get("fused_attention") is False) == 1
+    assert differ <= {"threads", "chunks_per_thread", "fused_attention", "fused_sums"}
+    assert sum(1 for s in knobs if s.get("fused_attention") is False and s.get("fused_sums") is False) == 1
 
 
 EXTREME = "kernel m(x: {t}[i, D], y: {t}[j, D], s: f32) -> {out}[i] {{ return {red}[j]({score}) }}"

@@ -32,10 +32,12 @@ def _pattern(k: kc.Kernel, args: dict, **knobs):
 
 
 def _generic(k: kc.Kernel, args: dict) -> np.ndarray:
-    """The kernel's result from the generic row functions (knob fused_sums=False)."""
+    """The kernel's result from the generic row functions (knobs fused_sums and fused_attention
+    False)."""
+    off = {"fused_sums": False, "fused_attention": False}
     schedule = _pattern(k, args)[1]
-    return run_on(registry.get("llvm"), k, schedule=Schedule(
-        "llvm", tuple(sorted((dict(schedule.knobs) | {"fused_sums": False}).items()))), **args)
+    return run_on(registry.get("llvm"), k, **args,
+                  schedule=Schedule("llvm", tuple(sorted((dict(schedule.knobs) | off).items()))))
 
 
 def _args(rng: np.random.Generator, n: int, m: int, d: int) -> dict:

@@ -536,9 +536,11 @@ class LLVMBackend:
         elif fused_sums.match(kernel, dict(sizes.dims)) is not None:
             options["fused_sums"] = [False]
         # without weighted sums, the rows the pair loop's E accumulators want (E = 200 in 4 rows
-        # compiled for minutes)
+        # compiled for minutes); without the fused attention, the fused sums off too where they
+        # take the kernel (a softmax or logsumexp of f(c dot)), so that the generic code runs
         main = hoist.run(kernel)[-1].kernel if knobs["hoist"] else kernel
-        with_it = {("weighted_sums", False): {"rows": _default_rows(main, sizes, weighted_sums=False)}}
+        with_it = {("weighted_sums", False): {"rows": _default_rows(main, sizes, weighted_sums=False)},
+                   ("fused_attention", False): {"fused_sums": False}}
         found = [default]
         for knob, values in options.items():
             for value in values:
@@ -559,8 +561,10 @@ class LLVMBackend:
         on_tiles = _matrix_unit(schedule) and amx.unavailable() is None and amx.match(kernel, dims) is not None
         fused = (schedule.get("fused_attention") is not False and fused_attention.match(kernel, dims) is not None) \
             or (schedule.get("fused_sums") is not False and fused_sums.match(kernel, dims) is not None)
-        if on_tiles or fused:  # (on tiles, the fused path's knob does not matter either)
+        if on_tiles or fused:
             kept = ("dims", "threads", "chunks_per_thread", "approx_math", "matrix_unit", "optimize")
+            if not on_tiles:  # (on tiles the fused paths' knobs do not matter; off, one gives way to the other)
+                kept += ("fused_attention", "fused_sums")
             return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k in kept))
         if schedule.get("approx_math"):  # the row functions run their pair loops in one stage then
             return Schedule(schedule.backend, tuple((k, v) for k, v in schedule.knobs if k != "pipeline"))
