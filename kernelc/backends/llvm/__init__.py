@@ -159,8 +159,8 @@ class _StageExecutable:
         if self.pattern is not None and self.pattern.run(call.inputs, call.outputs[0]):
             return
         for k, spec in enumerate(self.specs):
-            arrays = [soa_blocks(call.inputs[p.name]) if p.name in spec.soa else np.ascontiguousarray(call.inputs[p.name])
-                      for p in self.kernel.params] + list(call.outputs) \
+            arrays = [soa_blocks(call.inputs[p.name]) if p.name in spec.soa
+                      else np.ascontiguousarray(call.inputs[p.name]) for p in self.kernel.params] + list(call.outputs) \
                 + [np.ascontiguousarray(call.inputs[name]) for name in spec.row_major_copies]
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             rows = 1 if spec.outer is None else (n if spec.outer == "i" else m)
@@ -353,8 +353,8 @@ def _default_tile(kernel: Kernel, sizes: Sizes) -> int:
     if outer is None:
         return 0
     inner = "j" if outer == "i" else "i"
-    per_column = sum((p.type.dim.evaluate(sizes.bindings) if p.type.dim is not None else 1) * p.type.dtype.numpy.itemsize
-                     for p in kernel.params if p.type.index == (inner,))
+    per_column = sum((p.type.dim.evaluate(sizes.bindings) if p.type.dim is not None else 1)
+                     * p.type.dtype.numpy.itemsize for p in kernel.params if p.type.index == (inner,))
     extent, rows = (sizes.m, sizes.n) if inner == "j" else (sizes.n, sizes.m)
     if per_column * extent <= _TILE_ABOVE or rows < _TILE_MIN_ROWS * thread_count() * _CHUNKS_PER_THREAD \
             or _has_k_best(kernel):

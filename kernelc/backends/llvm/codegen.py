@@ -754,7 +754,8 @@ class _FunctionBuilder:
         elif op is Op.PARAM:
             value = self.load_param(node, range(c, c + 1))[0]
         elif op is Op.CAST:
-            value = ops.cast(self.b, self.math, self.component(node.src[0], c), node.src[0].dtype, node.arg)  # type: ignore
+            value = ops.cast(self.b, self.math, self.component(node.src[0], c),  # type: ignore
+                             node.src[0].dtype, node.arg)
         elif op in ELEMENTWISE_OPS and op is not Op.DIV:
             value = ops.elementwise(self.b, self.math, op, [self.component(s, c) for s in node.src])
         elif op is Op.SLICE:
@@ -953,7 +954,8 @@ class _State:
             if isinstance(acc[0].type, ir.IntType):
                 new = [b.add(a, b.sext(v, I64) if v.type != I64 else v) for a, v in zip(acc, vals)]
             else:
-                new = [b.fadd(a, b.fpext(v, F64) if v.type == F32 else v, flags=("reassoc",)) for a, v in zip(acc, vals)]
+                new = [b.fadd(a, b.fpext(v, F64) if v.type == F32 else v, flags=("reassoc",))
+                       for a, v in zip(acc, vals)]
             self.save(fb, "acc", new)
         elif kind in (ReduceKind.MAX, ReduceKind.MIN):
             vals = fb.broadcast(args[0], dim)
