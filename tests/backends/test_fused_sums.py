@@ -293,17 +293,17 @@ VALUES = ("kernel g(x: f32[i, D], y: f32[j, D], v: {t}[j, E], s: f32) -> {out}[i
 
 def test_match_values() -> None:
     """Sums of f(s) times a vector of values per key (kernel regression with several outputs,
-    mean shift on embeddings); values longer than MAX_DIM, or f16, go to the generic code."""
+    mean shift on embeddings), f32 or narrow; values longer than MAX_DIM go to the generic code."""
     term = "exp(-sqdist(x, y) * s)"
-    pair = fused_sums.match(kc.kernel(VALUES.format(t="f32", out="f32", red="sum", term=term)).optimized,
-                            {"D": 64, "E": 40})
-    if 512 not in vector_widths():
-        assert pair is None
-        return
-    assert pair is not None and pair.values == "v" and pair.values_dim == 40 and pair.weight is None
-    for t, e in (("f32", fused_sums.MAX_DIM + 1), ("f16", 40)):
-        assert fused_sums.match(kc.kernel(VALUES.format(t=t, out="f32", red="sum", term=term)).optimized,
-                                {"D": 64, "E": e}) is None
+    for t in ("f32", "f16", "bf16"):
+        pair = fused_sums.match(kc.kernel(VALUES.format(t=t, out="f32", red="sum", term=term)).optimized,
+                                {"D": 64, "E": 40})
+        if 512 not in vector_widths():
+            assert pair is None
+            return
+        assert pair is not None and pair.values == "v" and pair.values_dim == 40 and pair.weight is None
+    assert fused_sums.match(kc.kernel(VALUES.format(t="f32", out="f32", red="sum", term=term)).optimized,
+                            {"D": 64, "E": fused_sums.MAX_DIM + 1}) is None
 
 
 @needs_avx512
@@ -326,6 +326,30 @@ def test_values_against_the_reference_and_the_generic_code(red: str, term: str, 
     size = np.abs(k(**(args | {"v": np.abs(args["v"])}), backend="numpy")).max()
     for want in (k(**args, backend="numpy"), _generic(k, args)):
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-6 * size + 1e-30)
+
+
+@needs_avx512
+@pytest.mark.parametrize("t", ["f16", "bf16"])
+@pytest.mark.parametrize("red", ["sum", "softmax"])
+def test_narrow_values_are_taken_in_f32(t: str, red: str) -> None:
+    """f16 and bf16 values (and embeddings) are their f32 values, as the generic code takes them
+    (LANGUAGE.md §5); an output of their type is the f32 result rounded once."""
+    import ml_dtypes
+
+    types = {"f16": np.float16, "bf16": ml_dtypes.bfloat16}
+    body = "sum[j](exp(-sqdist(x, y) * s) * v)" if red == "sum" else "softmax[j](-sqdist(x, y) * s, v)"
+    k = kc.kernel(f"kernel g(x: {t}[i, D], y: {t}[j, D], v: {t}[j, E], s: {t}) -> {t}[i, E] {{ return {body} }}",
+                  autotune="off")
+    rng = np.random.default_rng(11)
+    args = {"x": rng.standard_normal((30, 40)).astype(types[t]), "y": rng.standard_normal((500, 40)).astype(types[t]),
+            "v": rng.standard_normal((500, 20)).astype(types[t]), "s": types[t](0.05)}
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got, generic = k(**args, backend="llvm"), _generic(k, args)
+    assert got.dtype == types[t]
+    # the f32 results agree to their sums' order; rounded to the narrow type, within an ulp of it
+    eps = float(ml_dtypes.finfo(types[t]).eps)
+    np.testing.assert_allclose(got.astype(np.float32), generic.astype(np.float32), rtol=eps,
+                               atol=eps * float(np.abs(generic.astype(np.float32)).max()) * 1e-2)
 
 
 @needs_avx512

@@ -88,7 +88,7 @@ class PairSum:
     row_values: tuple[Node, ...] = ()  # f32 scalars of i that f reads (a row's norm, bandwidth)
     key_values: tuple[Node, ...] = ()  # and of j
     k: int = 0  # K of a K-best reduction
-    values: str | None = None  # f32 values v[j, E] that a sum's terms multiply, or a softmax's
+    values: str | None = None  # values v[j, E] (f32, f16, bf16) that a sum's terms multiply, or a softmax's
     values_dim: int = 0
 
     @property
@@ -134,12 +134,12 @@ def match(kernel: Kernel, bindings: dict[str, int]) -> PairSum | None:
     params = {p.name: p for p in kernel.params}
     term, weight, values = red.src[0], None, None
     if kind is ReduceKind.SOFTMAX:  # softmax[j](f(s), v): v f32 of j, a scalar (one value) or a vector
-        values = param_of(red.src[1], params, ("j",))
+        values = param_of(red.src[1], params, ("j",), F32_AND_NARROW)
         if values is None or (not _scalar(values, bindings) and values.dim.evaluate(bindings) > MAX_DIM):
             return None
     if term.op is Op.MUL and kind in _SUMS:
         for f, w in (term.src, term.src[::-1]):
-            found = param_of(w, params, ("j",))
+            found = param_of(w, params, ("j",), F32_AND_NARROW)  # (narrow ones are taken in f32)
             if found is None or f.deps != frozenset({"i", "j"}) or not _scalar(f, bindings):
                 continue
             if _scalar(found, bindings):
