@@ -353,6 +353,26 @@ def test_narrow_values_are_taken_in_f32(t: str, red: str) -> None:
 
 
 @needs_avx512
+@pytest.mark.parametrize("red", ["sum", "softmax"])
+def test_values_with_the_keys_scalars(red: str) -> None:
+    """Two scalars of the key (a bandwidth and a shift per point) beside a vector of values: the
+    keys' scalars are rows of whole tiles, however many keys (70 here: not a multiple of 64)."""
+    term = "exp(-sqdist(x, y) / hy) + gy"
+    body = f"sum[j](({term}) * v)" if red == "sum" else f"softmax[j]({term}, v)"
+    k = kc.kernel(f"kernel g(x: f32[i, D], y: f32[j, D], v: f32[j, E], hy: f32[j], gy: f32[j]) -> f32[i, E] "
+                  f"{{ return {body} }}", autotune="off")
+    rng = np.random.default_rng(12)
+    args = {"x": rng.standard_normal((20, 32)).astype(np.float32),
+            "y": rng.standard_normal((70, 32)).astype(np.float32),
+            "v": rng.standard_normal((70, 5)).astype(np.float32), "hy": rng.uniform(1, 3, 70).astype(np.float32),
+            "gy": rng.standard_normal(70).astype(np.float32)}
+    assert len(fused_sums.match(k.optimized, {"D": 32, "E": 5}).key_values) == 2
+    assert isinstance(_pattern(k, args)[0], fused_sums.FusedSumExecutable)
+    got, want = k(**args, backend="llvm"), k(**args, backend="numpy")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()))
+
+
+@needs_avx512
 def test_values_special() -> None:
     """NaN and inf in the values and in the terms (1 / 0 at a zero distance): the generic code's
     NaN and inf places."""

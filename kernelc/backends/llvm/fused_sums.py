@@ -472,19 +472,21 @@ class FusedSumExecutable:
         dim = padded(pair.dim)
         yp = pack_keys(y, dim)
         x = fused_attention._zero_padded(x, dim)
-        weights = np.zeros(-(-m // TILE) * TILE, np.float32)
-        if pair.weight is not None:
-            weights[:m] = np.asarray(inputs[pair.weight], np.float32).reshape(m)
+        keys = -(-m // TILE) * TILE  # whole tiles: the weights' and the keys' values
         width = padded(pair.values_dim) if pair.values else 0
         if pair.values is not None:  # (the argument b carries v)
             values = np.ascontiguousarray(inputs[pair.values], np.float32).reshape(m, pair.values_dim)
             weights = fused_attention._zero_padded(values, width)
+        else:
+            weights = np.zeros(keys, np.float32)
+            if pair.weight is not None:
+                weights[:m] = np.asarray(inputs[pair.weight], np.float32).reshape(m)
         constants = constant_values(pair, inputs)
         sides = amx.per_call_values(list(pair.row_values + pair.key_values), inputs, dict(pair.bindings))
         with np.errstate(all="ignore"):
             row_values = np.ascontiguousarray(np.stack([np.asarray(sides[v], np.float32).reshape(n)
                                                         for v in pair.row_values] or [np.zeros(n, np.float32)], 1))
-            key_values = np.zeros((max(1, len(pair.key_values)), len(weights)), np.float32)
+            key_values = np.zeros((max(1, len(pair.key_values)), keys), np.float32)
             for k, v in enumerate(pair.key_values):
                 key_values[k, :m] = np.asarray(sides[v], np.float32).reshape(m)
         blocks = -(-n // ROWS)
